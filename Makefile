@@ -1,0 +1,45 @@
+# Shiori: `make run` starts the whole system, `make test` runs the test suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PYTHON      ?= $(shell command -v python3.11 || command -v python3)
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test clean
+
+help:
+	@echo "make run     start all services, the gateway (http://127.0.0.1:8000) and demo data; Ctrl-C stops"
+	@echo "make test    run the test suite (PYTEST_ARGS='-k loans -x' passes options to pytest)"
+	@echo "make venv    create $(VENV) and install the project into it (done by run and test)"
+	@echo "make clean   remove var/ (local data)"
+
+venv: $(VENV)/.installed
+
+$(PY):
+	@test -n "$(PYTHON)" || { echo "no python3.11 or python3 found: install Python 3.11" >&2; exit 1; }
+	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "installing python3-venv ..."; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	    else \
+	        echo "$(PYTHON) cannot create a venv: sudo apt-get install python3-venv" >&2; exit 1; \
+	    fi; \
+	fi
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]' 'setuptools<81'
+	@touch $@
+
+run: venv
+	scripts/ensure-broker
+	exec $(PY) -m shiori run
+
+test: venv
+	scripts/ensure-broker --test-vhost
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var/

@@ -1,0 +1,152 @@
+"""HTTP for the gateway: nameko's ``@http`` with JSON errors, bearer tokens and body limits.
+
+``route(method, url)`` needs a staff token; ``route(..., public=True)`` does not; ``roles=`` narrows
+further. The caller's identity becomes nameko context data, so it travels with every RPC the request makes.
+"""
+import json
+import logging
+import time
+from functools import partial
+
+from eventlet.event import Event
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed, NotFound
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import RequestRedirect
+from werkzeug.wrappers import Request, Response
+
+from services.gateway import errors
+from services.gateway.tokens import TokenIssuer
+from shiori.errors import DomainError, NotAuthenticated
+
+log = logging.getLogger(__name__)
+# One line per request with the route's pattern, never the path or query (they can hold ids and card numbers).
+access_log = logging.getLogger("shiori.access")
+
+# Path parameters for database ids: anything outside a 32-bit key cannot exist, so it is a 404 at routing.
+ID = "int(min=1, max=2147483647)"
+
+
+class GatewayServer(WebServer):
+    def setup(self):
+        config = self.container.config
+        self.tokens = TokenIssuer.from_config(config)
+        self.public_tenant = config["PUBLIC_TENANT"]
+        self.max_body_bytes = int(config.get("MAX_BODY_BYTES", 1 << 20))
+        super().setup()
+
+    def get_wsgi_app(self):
+        return JsonErrorsWsgiApp(self)
+
+    def get_wsgi_server(self, sock, wsgi_app, **kwargs):
+        server = super().get_wsgi_server(sock, wsgi_app, **kwargs)
+        # eventlet's access log prints query strings, which carry card numbers: Route logs requests instead.
+        server.log_output = False
+        return server
+
+    def identify(self, request, public, roles):
+        """The nameko context data for this request, or NotAuthenticated/Forbidden."""
+        header = request.headers.get("Authorization", "")
+        if not header:
+            if public:
+                return {"tenant": self.public_tenant, "actor": "public", "role": "public"}
+            raise NotAuthenticated()
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("use an Authorization: Bearer <token> header")
+        claims = self.tokens.verify(token.strip())
+        if roles and claims["role"] not in roles:
+            raise errors.Forbidden(details={"allowed_roles": list(roles)})
+        return {"tenant": claims["tenant"], "actor": claims["sub"], "role": claims["role"]}
+
+
+class JsonErrorsWsgiApp(WsgiApp):
+    """Unknown routes and wrong methods answer in the API's error shape, not werkzeug's HTML."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, request.path_values = adapter.match()
+        except RequestRedirect as redirect:
+            return redirect(environ, start_response)
+        except HTTPException as exc:
+            return http_error(exc)(environ, start_response)
+        return provider.handle_request(request)(environ, start_response)
+
+
+def http_error(exc):
+    if isinstance(exc, NotFound):
+        return errors.error_response(errors.RouteNotFound())
+    if isinstance(exc, WerkzeugMethodNotAllowed):
+        return errors.error_response(errors.MethodNotAllowed(details={"allowed": sorted(exc.valid_methods or [])}))
+    if isinstance(exc, RequestEntityTooLarge):
+        return errors.error_response(errors.PayloadTooLarge())
+    return errors.error_response(errors.InternalError(exc.description))
+
+
+class Route(HttpRequestHandler):
+    server = GatewayServer()
+
+    def __init__(self, method, url, public=False, roles=(), **kwargs):
+        self.public = public
+        self.roles = tuple(roles)
+        super().__init__(method, url, **kwargs)
+
+    def handle_request(self, request):
+        started = time.monotonic()
+        response = self._respond(request)
+        access_log.info("%s %s %s %.1fms", request.method, self.url, response.status_code,
+                        (time.monotonic() - started) * 1000)
+        return response
+
+    def _respond(self, request):
+        request.shallow = False
+        request.max_content_length = self.server.max_body_bytes
+        try:
+            context_data = self.server.identify(request, self.public, self.roles)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(
+                self, args, kwargs, context_data=context_data, handle_result=partial(self.handle_result, event)
+            )
+            return self.response_from_result(event.wait())
+        except Exception as exc:  # every failure leaves as the API's error shape
+            return self.response_from_exception(exc)
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        status, payload = result if isinstance(result, tuple) else (200, result)
+        return errors.json_response(status, payload)
+
+    def response_from_exception(self, exc):
+        if isinstance(exc, DomainError):
+            return errors.error_response(exc)
+        if isinstance(exc, HTTPException):
+            return http_error(exc)
+        log.error("unexpected %s in %s %s", type(exc).__name__, self.method, self.url, exc_info=exc)
+        return errors.error_response(errors.InternalError())
+
+
+route = Route.decorator
+
+
+def read_json(request):
+    """The request body as a JSON object, or the reason it is not one."""
+    if request.mimetype != "application/json":
+        raise errors.UnsupportedMediaType(details={"content_type": request.mimetype or None})
+    if request.content_length is not None and request.content_length > request.max_content_length:
+        raise errors.PayloadTooLarge(details={"max_bytes": request.max_content_length})
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise errors.InvalidJson("the body is not valid UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise errors.InvalidJson(f"the body is not valid JSON: {error.msg} at line {error.lineno}") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidJson("the body must be a JSON object")
+    return body

@@ -1,0 +1,82 @@
+"""The one place where domain errors become HTTP: codes to statuses, and the error shape of API.md."""
+import json
+
+from werkzeug.wrappers import Response
+
+# Importing the services' error modules registers their errors, so they arrive here as themselves.
+from services.catalog import errors as catalog_errors  # noqa: F401
+from services.loans import errors as loans_errors  # noqa: F401
+from services.patrons import errors as patrons_errors  # noqa: F401
+from shiori.errors import DomainError
+
+STATUS_BY_CODE = {
+    "VALIDATION_ERROR": 400,
+    "INVALID_JSON": 400,
+    "NOT_AUTHENTICATED": 401,
+    "INVALID_CREDENTIALS": 401,
+    "FORBIDDEN": 403,
+    "ROUTE_NOT_FOUND": 404,
+    "TENANT_NOT_FOUND": 404,
+    "LIBRARY_NOT_FOUND": 404,
+    "PATRON_NOT_FOUND": 404,
+    "WORK_NOT_FOUND": 404,
+    "ITEM_NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "ITEM_ALREADY_ON_LOAN": 409,
+    "ITEM_NOT_ON_LOAN": 409,
+    "PATRON_HAS_LOANS": 409,
+    "PATRON_BLOCKED": 409,
+    "LIBRARY_EXISTS": 409,
+    "BARCODE_IN_USE": 409,
+    "USERNAME_TAKEN": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "INTERNAL_ERROR": 500,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+
+class InvalidJson(DomainError):
+    code = "INVALID_JSON"
+    default_message = "the body is not a JSON object in UTF-8"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "send the body as application/json"
+
+
+class PayloadTooLarge(DomainError):
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "the body is larger than this route accepts"
+
+
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+    default_message = "your role may not do this"
+
+
+class RouteNotFound(DomainError):
+    code = "ROUTE_NOT_FOUND"
+    default_message = "no such route"
+
+
+class MethodNotAllowed(DomainError):
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "this route does not take this method"
+
+
+class InternalError(DomainError):
+    code = "INTERNAL_ERROR"
+    default_message = "something went wrong on our side; it has been logged"
+
+
+def json_response(status, payload, headers=None):
+    body = "" if payload is None else json.dumps(payload, ensure_ascii=False)
+    return Response(body, status=status, headers=headers, mimetype=None if payload is None else "application/json")
+
+
+def error_response(error: DomainError, headers=None):
+    status = STATUS_BY_CODE.get(error.code, 500)
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    return json_response(status, body, headers)

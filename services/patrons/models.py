@@ -1,0 +1,55 @@
+"""The patrons service's own tables: library cards (patrons) and staff accounts.
+
+A patron row holds exactly the personal fields of API.md and nothing about what they read.
+"""
+from datetime import date, datetime
+
+from sqlalchemy import JSON, Date, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shiori.db import UtcDateTime
+from shiori.events import ProcessedEventMixin
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Patron(Base):
+    __tablename__ = "patrons"
+    __table_args__ = (UniqueConstraint("tenant", "card_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(32), index=True)
+    card_number: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    name_kana: Mapped[str] = mapped_column(String(200))
+    birth_date: Mapped[date] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(500))
+    alt_address: Mapped[str | None] = mapped_column(String(500))
+    phone: Mapped[str] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    home_library: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(16))
+    registered_on: Mapped[date] = mapped_column(Date)
+    expires_on: Mapped[date] = mapped_column(Date)
+    last_used_on: Mapped[date | None] = mapped_column(Date)
+    total_uses: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class StaffAccount(Base):
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    libraries: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ProcessedEvent(ProcessedEventMixin, Base):
+    pass

@@ -1,0 +1,108 @@
+"""What the patrons service accepts and returns, and the events it publishes (docs/events.md)."""
+from datetime import date
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+
+from services.patrons.rules import card_number_is_valid
+
+SEXES = ("female", "male", "other", "unspecified")
+CATEGORIES = ("adult", "child", "student", "staff")
+STAFF_ROLES = ("admin", "librarian", "school_librarian")
+# Hiragana, katakana (full and half width), prolonged sound mark, middle dot and spaces.
+KANA = validate.Regexp(r"^[\u3041-\u309f\u30a0-\u30ff\uff65-\uff9f\u3000 ・ー]+$", error="kana only")
+PHONE = validate.Regexp(r"^\+?[0-9][0-9-]{5,18}[0-9]$", error="a phone number such as 0584-53-1111")
+
+
+class CardNumber(fields.String):
+    """A library-card number: 12 digits whose last one is a Luhn check digit."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        card_number = super()._deserialize(value, attr, data, **kwargs).strip()
+        if not card_number_is_valid(card_number):
+            raise ValidationError("not a valid card number (12 digits with a check digit)")
+        return card_number
+
+
+class PatronSchema(Schema):
+    # Personal fields (API.md): the only personal data the system keeps about a resident.
+    name = fields.String(required=True, validate=validate.Length(1, 200))
+    name_kana = fields.String(required=True, validate=[validate.Length(1, 200), KANA])
+    birth_date = fields.Date(required=True)
+    sex = fields.String(load_default="unspecified", validate=validate.OneOf(SEXES))
+    address = fields.String(required=True, validate=validate.Length(1, 500))
+    alt_address = fields.String(allow_none=True, validate=validate.Length(max=500))
+    phone = fields.String(required=True, validate=PHONE)
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
+    home_library = fields.String(required=True, validate=validate.Length(1, 32))
+    category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    # Kept by the system itself.
+    id = fields.Integer(dump_only=True)
+    card_number = fields.String(dump_only=True)
+    registered_on = fields.Date(dump_only=True)
+    expires_on = fields.Date(dump_only=True)
+    last_used_on = fields.Date(dump_only=True, allow_none=True)
+    total_uses = fields.Integer(dump_only=True)
+    status = fields.String(dump_only=True)
+
+    @validates("birth_date")
+    def born_in_a_plausible_year(self, value, **_):
+        if not date(1900, 1, 1) <= value <= date.today():
+            raise ValidationError("must lie between 1900-01-01 and today")
+
+
+PERSONAL_FIELDS = tuple(name for name, field in PatronSchema().fields.items() if not field.dump_only)
+
+
+class CardLookupSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # other query parameters are ignored, as browsers and proxies add their own
+
+    card_number = CardNumber(required=True)
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+class StaffAccountSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    username = fields.String(
+        required=True, validate=validate.Regexp(r"^[A-Za-z0-9._-]{3,64}$", error="3-64 letters, digits, . _ -")
+    )
+    password = fields.String(required=True, load_only=True, validate=validate.Length(10, 200))
+    role = fields.String(required=True, validate=validate.OneOf(STAFF_ROLES))
+    libraries = fields.List(fields.String(validate=validate.Length(1, 32)), load_default=list)
+    tenant = fields.String(dump_only=True)
+
+
+class CredentialsSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(1, 64))
+    password = fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class PatronEventSchema(Schema):
+    patron_id = fields.Integer(required=True)
+
+
+class PatronRegisteredSchema(PatronEventSchema):
+    home_library = fields.String(required=True)
+    category = fields.String(required=True)
+
+
+class PatronUpdatedSchema(PatronEventSchema):
+    changed_fields = fields.List(fields.String(), required=True)
+
+
+class CardUsedEventSchema(Schema):
+    """What the patrons service reads from ``patron_card_used`` (tolerant: ignores other fields)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    patron_id = fields.Integer(required=True)
+    used_on = fields.Date(required=True)
+
+
+PUBLISHED_EVENTS = {
+    "patron_registered": (1, PatronRegisteredSchema()),
+    "patron_updated": (1, PatronUpdatedSchema()),
+    "patron_deleted": (1, PatronEventSchema()),
+}

@@ -1,0 +1,84 @@
+"""First run of a tenant: the tenant itself, its first admin account and, unless SHIORI_DEMO=0, demo data.
+
+Safe to run again: what exists is left as it is, and an admin password is shown only when it was created.
+"""
+import os
+import secrets
+from itertools import cycle
+
+DEMO_LIBRARIES = [
+    {"code": "main", "name": "海津市図書館", "kind": "main"},
+    {"code": "hirata", "name": "海津市図書館 平田分館", "kind": "branch"},
+    {"code": "nanno", "name": "海津市図書館 南濃分館", "kind": "branch"},
+]
+# Invented residents: no real person's data is ever shipped.
+DEMO_PATRONS = [
+    {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_date": "1985-04-12", "sex": "female",
+     "address": "岐阜県海津市海津町高須515", "phone": "0584-00-0001", "email": "hanako@example.jp",
+     "home_library": "main", "category": "adult"},
+    {"name": "高須 太郎", "name_kana": "タカス タロウ", "birth_date": "2014-09-03", "sex": "male",
+     "address": "岐阜県海津市海津町高須1-2", "phone": "0584-00-0002", "home_library": "main", "category": "child"},
+    {"name": "平田 美咲", "name_kana": "ヒラタ ミサキ", "birth_date": "2006-01-20", "sex": "female",
+     "address": "愛知県名古屋市千種区不老町1", "alt_address": "岐阜県海津市平田町今尾3", "phone": "090-0000-0003",
+     "home_library": "hirata", "category": "student"},
+    {"name": "南濃 健一", "name_kana": "ナンノウ ケンイチ", "birth_date": "1950-11-30", "sex": "male",
+     "address": "岐阜県海津市南濃町駒野4", "phone": "0584-00-0004", "home_library": "nanno", "category": "adult"},
+]
+BATCH = 1000
+
+
+def bootstrap(environ=None, out=print):
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    environ = os.environ if environ is None else environ
+    tenant = environ.get("SHIORI_TENANT", "kaizu")
+    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
+    with ClusterRpcProxy(config, context_data={"tenant": tenant, "actor": "operator"}, timeout=120) as rpc:
+        rpc.catalog.ensure_tenant({"code": tenant, "name": environ.get("SHIORI_TENANT_NAME", "海津市")})
+        ensure_admin(rpc, environ, out)
+        if environ.get("SHIORI_DEMO", "1") != "0":
+            load_demo(rpc, out)
+
+
+def ensure_admin(rpc, environ, out):
+    username = environ.get("SHIORI_ADMIN_USER") or "admin"
+    password = environ.get("SHIORI_ADMIN_PASSWORD")
+    generated = not password
+    if generated:
+        password = secrets.token_urlsafe(18)
+    account = rpc.patrons.ensure_staff_account(
+        {"username": username, "password": password, "role": "admin", "libraries": []}
+    )
+    if not account["created"]:
+        out(f"staff account {username!r} exists already (its password is unchanged)")
+    elif generated:
+        out(f"created staff account {username!r} with password: {password}")
+        out("  (shown this once; set SHIORI_ADMIN_PASSWORD to choose it yourself)")
+    else:
+        out(f"created staff account {username!r} with the password from SHIORI_ADMIN_PASSWORD")
+
+
+def load_demo(rpc, out):
+    from services.catalog.aozora import open_aozora_index, read_aozora_works
+
+    if rpc.catalog.list_libraries():
+        out("demo data: the tenant has libraries already; nothing loaded")
+        return
+    for library in DEMO_LIBRARIES:
+        rpc.catalog.add_library(library)
+    for patron in DEMO_PATRONS:
+        rpc.patrons.register(patron)
+    works = read_aozora_works(open_aozora_index())
+    work_ids = []
+    for start in range(0, len(works), BATCH):
+        work_ids += rpc.catalog.import_works(works[start:start + BATCH])["work_ids"]
+    libraries = cycle(library["code"] for library in DEMO_LIBRARIES)
+    items = [
+        {"barcode": f"K{number:08d}", "work_id": work_id, "library": next(libraries),
+         "shelf_location": "一般書架"}
+        for number, work_id in enumerate(work_ids, start=1)
+    ]
+    for start in range(0, len(items), BATCH):
+        rpc.catalog.add_items(items[start:start + BATCH])
+    out(f"demo data: {len(DEMO_LIBRARIES)} libraries, {len(DEMO_PATRONS)} patrons, "
+        f"{len(work_ids)} works from the Aozora Bunko index, {len(items)} copies")

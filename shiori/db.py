@@ -1,0 +1,97 @@
+"""One database per service: an engine per container, a session per worker.
+
+SQLite (the embedded default) is set up so that deleted rows do not linger: ``secure_delete`` overwrites
+freed cells, and ``checkpoint`` empties the write-ahead log, which otherwise keeps old page images.
+"""
+import zlib
+from datetime import timezone
+from pathlib import Path
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import sessionmaker
+
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA secure_delete=ON",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """An aware UTC instant on every backend (SQLite would hand back naive datetimes)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+def make_engine(url):
+    # hide_parameters: an error message must never carry a row's values (personal data) into a log.
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        if url.database:
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def set_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+            cursor.close()
+
+        return engine
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def create_schema(engine, metadata):
+    """Create missing tables; on PostgreSQL under a lock, so scaled-out replicas starting together don't race."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            lock_id = zlib.crc32(",".join(sorted(metadata.tables)).encode())
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        metadata.create_all(connection)
+
+
+def checkpoint(session):
+    """Fold the SQLite write-ahead log into the database and truncate it, so freed bytes leave the WAL too."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+
+class Database(DependencyProvider):
+    """Hands each worker a fresh SQLAlchemy session on the service's own database (config ``DATABASE_URL``)."""
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+        self.engine = None
+        self.sessions = {}
+
+    def setup(self):
+        self.engine = make_engine(self.container.config["DATABASE_URL"])
+        create_schema(self.engine, self.metadata)
+        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def stop(self):
+        self.engine.dispose()
+
+    def get_dependency(self, worker_ctx):
+        session = self.session_factory()
+        self.sessions[worker_ctx] = session
+        return session
+
+    def worker_teardown(self, worker_ctx):
+        session = self.sessions.pop(worker_ctx, None)
+        if session is not None:
+            session.close()

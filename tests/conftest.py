@@ -1,0 +1,196 @@
+"""Fixtures for the real resources the suite needs: a RabbitMQ broker, databases (SQLite and PostgreSQL),
+and the running system.
+
+Where each comes from: the environment first (AMQP_URI, SHIORI_TEST_POSTGRES_URL); else a testcontainers
+container when a Docker engine answers; else the local services (RabbitMQ on 127.0.0.1:5672 with the
+vhost ``shiori-test`` when it exists, PostgreSQL on 127.0.0.1:5432 as ``postgres``).
+"""
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
+
+eventlet.monkey_patch()  # before anything imports sockets, kombu or database drivers
+
+import os  # noqa: E402
+import socket  # noqa: E402
+import uuid  # noqa: E402
+from contextlib import closing, contextmanager  # noqa: E402
+from urllib.parse import urlsplit, urlunsplit  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+from kombu import Connection  # noqa: E402
+from nameko.runners import ServiceRunner  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from shiori.config import load_config  # noqa: E402
+from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
+
+TENANT = "testcity"
+ADMIN = {"username": "test-admin", "password": "a-long-test-password", "role": "admin", "libraries": []}
+RPC_TIMEOUT = 3
+LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def docker_answers():
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:  # no Docker SDK, no socket, no daemon: all mean "use the local services"
+        return False
+
+
+def free_port():
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def broker_answers(uri):
+    try:
+        with Connection(uri, connect_timeout=3) as connection:
+            connection.connect()
+        return True
+    except Exception:  # refused, unknown vhost, bad credentials
+        return False
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    if os.environ.get("AMQP_URI"):
+        yield os.environ["AMQP_URI"]
+    elif docker_answers():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with RabbitMqContainer("rabbitmq:3.13") as container:
+            params = container.get_connection_params()
+            yield f"amqp://guest:guest@{params.host}:{params.port}/"
+    else:
+        test_vhost = LOCAL_BROKER + "shiori-test"
+        yield test_vhost if broker_answers(test_vhost) else LOCAL_BROKER
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server URL on which the suite may create and drop databases."""
+    if os.environ.get("SHIORI_TEST_POSTGRES_URL"):
+        yield os.environ["SHIORI_TEST_POSTGRES_URL"]
+        return
+    if docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    try:
+        with closing(socket.create_connection(("127.0.0.1", 5432), timeout=2)):
+            yield LOCAL_POSTGRES
+            return
+    except OSError:
+        pass
+    if os.environ.get("SHIORI_REQUIRE_POSTGRES") == "1":
+        pytest.fail("SHIORI_REQUIRE_POSTGRES=1 but no PostgreSQL is reachable")
+    pytest.skip("no PostgreSQL reachable (set SHIORI_TEST_POSTGRES_URL, or run scripts/ensure-postgres)")
+
+
+@contextmanager
+def postgres_databases(server_url, names):
+    """Fresh databases on the server, one per name, dropped afterwards; yields SQLAlchemy URLs."""
+    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg2://", 1), isolation_level="AUTOCOMMIT")
+    prefix = f"shiori_test_{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(server_url)
+    urls = {}
+    with admin.connect() as connection:
+        for name in names:
+            database = f"{prefix}_{name}"
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+            urls[name] = urlunsplit(("postgresql+psycopg2", parts.netloc, f"/{database}", "", ""))
+    try:
+        yield urls
+    finally:
+        with admin.connect() as connection:
+            for url in urls.values():
+                database = urlsplit(url).path.lstrip("/")
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+DATA_SERVICES = ("patrons", "loans", "catalog")
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_urls(request, tmp_path_factory):
+    if request.param == "sqlite":
+        folder = tmp_path_factory.mktemp("databases")
+        yield {name: f"sqlite:///{folder}/{name}.db" for name in DATA_SERVICES}
+    else:
+        with postgres_databases(request.getfixturevalue("postgres_server"), DATA_SERVICES) as urls:
+            yield urls
+
+
+class RunningSystem:
+    """The four services in this process, each in its own container with its own configuration."""
+
+    def __init__(self, amqp_uri, database_urls):
+        self.amqp_uri = amqp_uri
+        self.database_urls = database_urls
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.environ = {
+            "AMQP_URI": amqp_uri,
+            "SHIORI_GATEWAY_PORT": str(self.port),
+            "SHIORI_TOKEN_SECRET": "test-secret-" + "x" * 40,
+            "SHIORI_RPC_TIMEOUT": str(RPC_TIMEOUT),
+            "SHIORI_TENANT": TENANT,
+            **{f"SHIORI_{name.upper()}_DATABASE_URL": url for name, url in database_urls.items()},
+        }
+        self.runners = {}
+
+    def start(self, name):
+        runner = ServiceRunner(load_config(name, self.environ))
+        runner.add_service(service_class(name))
+        runner.start()
+        self.runners[name] = runner
+
+    def stop(self, name):
+        self.runners.pop(name).stop()
+
+    @contextmanager
+    def rpc(self, tenant=TENANT):
+        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data={"tenant": tenant, "actor": "test"},
+                             timeout=30) as proxy:
+            yield proxy
+
+
+@pytest.fixture(scope="session")
+def system(amqp_uri, database_urls):
+    running = RunningSystem(amqp_uri, database_urls)
+    for name in SERVICE_NAMES:
+        running.start(name)
+    with running.rpc() as rpc:
+        rpc.catalog.ensure_tenant({"code": TENANT, "name": "試験市"})
+        rpc.patrons.ensure_staff_account(ADMIN)
+        for library in ({"code": "main", "name": "試験市立図書館", "kind": "main"},
+                        {"code": "east", "name": "試験市立図書館 東分館", "kind": "branch"}):
+            rpc.catalog.add_library(library)
+    yield running
+    for name in list(running.runners):
+        running.stop(name)
+
+
+@pytest.fixture(scope="session")
+def staff(system):
+    """An HTTP session logged in as the tenant's admin."""
+    session = requests.Session()
+    response = session.post(f"{system.url}/api/v1/auth/token",
+                            json={"username": ADMIN["username"], "password": ADMIN["password"]}, timeout=10)
+    response.raise_for_status()
+    session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    session.base_url = system.url
+    return session

@@ -1,0 +1,59 @@
+"""Small helpers the tests share (fixtures live in conftest.py)."""
+import time
+import uuid
+
+
+def wait_until(condition, timeout=10.0, interval=0.05, message="condition"):
+    """Poll until ``condition()`` is truthy: events are applied asynchronously, shortly after the call."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def unique(prefix):
+    return f"{prefix}{uuid.uuid4().hex[:10].upper()}"
+
+
+def patron_fields(**overrides):
+    fields = {
+        "name": "試験 花子", "name_kana": "シケン ハナコ", "birth_date": "1990-04-01", "sex": "female",
+        "address": "試験県試験市本町1-2-3", "phone": "0584-12-3456", "email": "hanako@example.jp",
+        "home_library": "main", "category": "adult",
+    }
+    fields.update(overrides)
+    return fields
+
+
+def register_patron(staff, **overrides):
+    response = staff.post(f"{staff.base_url}/api/v1/patrons", json=patron_fields(**overrides), timeout=10)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def add_copy(staff, title=None, library="main"):
+    """A new work with one copy; answers (work, item)."""
+    work = staff.post(f"{staff.base_url}/api/v1/works", timeout=10, json={
+        "title": title or unique("試験の本 "), "authors": [{"name": "試験 作者"}], "publisher": "試験書房",
+    })
+    assert work.status_code == 201, work.text
+    item = staff.post(f"{staff.base_url}/api/v1/items", timeout=10, json={
+        "barcode": unique("T"), "work_id": work.json()["id"], "library": library,
+        "call_number": "913.6", "shelf_location": "一般書架",
+    })
+    assert item.status_code == 201, item.text
+    return work.json(), item.json()
+
+
+def check_out(staff, card_number, barcode, library="main"):
+    return staff.post(f"{staff.base_url}/api/v1/checkouts", timeout=10,
+                      json={"card_number": card_number, "item_barcode": barcode, "library": library})
+
+
+def check_in(staff, barcode, library="main"):
+    return staff.post(f"{staff.base_url}/api/v1/checkins", timeout=10,
+                      json={"item_barcode": barcode, "library": library})
