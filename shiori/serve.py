@@ -29,10 +29,9 @@ def serve(service_name):
     from nameko.runners import ServiceRunner
 
     from shiori.config import load_config
+    from shiori.logs import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {service_name} %(levelname)s %(name)s: %(message)s")
-    # kombu logs connection URIs (with passwords) at INFO on reconnects
-    logging.getLogger("kombu").setLevel(logging.WARNING)
+    configure_logging(service_name)
     runner = ServiceRunner(load_config(service_name))
     runner.add_service(service_class(service_name))
 

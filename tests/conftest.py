@@ -27,10 +27,11 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from shiori.config import load_config  # noqa: E402
 from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
+from support import RPC_TIMEOUT  # noqa: E402
 
 TENANT = "testcity"
 ADMIN = {"username": "test-admin", "password": "a-long-test-password", "role": "admin", "libraries": []}
-RPC_TIMEOUT = 3
+
 LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -2,6 +2,9 @@
 import time
 import uuid
 
+# Short, so that tests of a service being down wait little; the default in production is 5 s.
+RPC_TIMEOUT = 3
+
 
 def wait_until(condition, timeout=10.0, interval=0.05, message="condition"):
     """Poll until ``condition()`` is truthy: events are applied asynchronously, shortly after the call."""

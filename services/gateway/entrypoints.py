@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 # One line per request with the route's pattern, never the path or query (they can hold ids and card numbers).
 access_log = logging.getLogger("shiori.access")
 
-# Path parameters for database ids: anything outside a 32-bit key cannot exist, so it is a 404 at routing.
-ID = "int(min=1, max=2147483647)"
+# Path parameters for database ids. Their range is checked in Route rather than by werkzeug's converter,
+# whose range failures answer 404 or 405 depending on the order of the rules.
+ID = "int"
+MAX_ID = 2**31 - 1
 
 
 class GatewayServer(WebServer):
@@ -115,6 +117,12 @@ class Route(HttpRequestHandler):
             return self.response_from_result(event.wait())
         except Exception as exc:  # every failure leaves as the API's error shape
             return self.response_from_exception(exc)
+
+    def get_entrypoint_parameters(self, request):
+        args, kwargs = super().get_entrypoint_parameters(request)
+        if any(isinstance(value, int) and not 1 <= value <= MAX_ID for value in kwargs.values()):
+            raise errors.RouteNotFound("no such record")  # no key outside the 32-bit range exists
+        return args, kwargs
 
     def response_from_result(self, result):
         if isinstance(result, Response):

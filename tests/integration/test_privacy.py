@@ -1,0 +1,152 @@
+"""PRIVACY.md 2, 4 and 5: after a return nothing links the patron to the copy or work; events never pair
+a patron with a copy; no queue keeps consumed messages; logs carry no card number next to a title."""
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Exchange, Queue
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from services.catalog.schemas import PUBLISHED_EVENTS as CATALOG_EVENTS
+from services.loans.schemas import PUBLISHED_EVENTS as LOANS_EVENTS
+from services.patrons.schemas import PUBLISHED_EVENTS as PATRONS_EVENTS
+from shiori.events import EnvelopeSchema
+from shiori.logs import keep_payloads_out_of_logs
+from support import add_copy, check_in, check_out, register_patron, unique, wait_until
+
+CONTRACT = {**CATALOG_EVENTS, **LOANS_EVENTS, **PATRONS_EVENTS}
+PATRON_KEYS = {"patron_id", "card_number"}
+COPY_KEYS = {"item_barcode", "work_id", "title"}
+
+
+def every_value(database_url):
+    """Every table's every value in one service's database, as text."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            for table in inspect(connection).get_table_names():
+                for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                    yield table, [str(value) for value in row if value is not None]
+    finally:
+        engine.dispose()
+
+
+def values_of(database_url):
+    return [value for _table, row in every_value(database_url) for value in row]
+
+
+@pytest.fixture
+def event_tap(system):
+    """Every event the services publish while the test runs, read from a queue of our own on each
+    service's events exchange."""
+    queue = Queue(unique("privacy-tap-"), exclusive=True, auto_delete=True, bindings=[])
+    with Connection(system.amqp_uri) as connection:
+        channel = connection.channel()
+        bound = queue(channel)
+        bound.declare()
+        for service in ("loans", "patrons", "catalog"):
+            exchange = Exchange(f"{service}.events", type="topic", durable=True)
+            exchange(channel).declare()
+            bound.bind_to(exchange=exchange, routing_key="#")
+        received = []
+
+        def drain():
+            while (message := bound.get(no_ack=True)) is not None:
+                received.append(json.loads(message.body))
+            return received
+
+        yield drain
+
+
+def test_a_return_leaves_no_link_between_patron_and_title(system, staff, event_tap, caplog):
+    caplog.set_level(logging.DEBUG)
+    keep_payloads_out_of_logs()  # as every service process does at start
+    patron = register_patron(staff, name="秘密 読者", name_kana="ヒミツ ドクシャ")
+    title = unique("誰にも知られたくない本")
+    work, item = add_copy(staff, title=title)
+    barcode, card = item["barcode"], patron["card_number"]
+
+    assert check_out(staff, card, barcode).status_code == 201
+    on_loan = wait_until(lambda: staff.get(f"{staff.base_url}/api/v1/items/{barcode}").json()["status"] == "on_loan")
+    assert on_loan
+    assert check_in(staff, barcode).status_code == 200
+    wait_until(lambda: staff.get(f"{staff.base_url}/api/v1/items/{barcode}").json()["status"] == "available")
+    wait_until(lambda: staff.get(f"{staff.base_url}/api/v1/patrons/{patron['id']}").json()["total_uses"] == 1)
+
+    urls = system.database_urls
+    # loans: the loan row is gone, and with it every trace of the copy.
+    assert barcode not in values_of(urls["loans"])
+    engine = create_engine(urls["loans"])
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM loans WHERE patron_id = :p"), {"p": patron["id"]}).scalar() == 0
+    engine.dispose()
+    # patrons: knows the patron, never what they borrowed.
+    patrons_values = values_of(urls["patrons"])
+    assert barcode not in patrons_values and title not in patrons_values
+    # catalogue: knows the copy and the title, never who had it.
+    catalog_values = values_of(urls["catalog"])
+    assert card not in catalog_values and "秘密 読者" not in catalog_values
+    for table, row in every_value(urls["catalog"]):
+        if barcode in row:
+            assert table == "items"
+    assert not [c for c in inspect(create_engine(urls["catalog"])).get_columns("items")
+                if "patron" in c["name"] or "borrower" in c["name"]]
+
+    # SQLite: the bytes themselves, including free pages and the write-ahead log.
+    if make_url(urls["loans"]).get_backend_name() == "sqlite":
+        loans_file = Path(make_url(urls["loans"]).database)
+        wait_until(lambda: all(barcode.encode() not in f.read_bytes()
+                               for f in loans_file.parent.glob(loans_file.name + "*")),
+                   message="the copy's barcode to leave the loans database files")
+        patrons_file = Path(make_url(urls["patrons"]).database)
+        for path in patrons_file.parent.glob(patrons_file.name + "*"):
+            assert barcode.encode() not in path.read_bytes() and title.encode() not in path.read_bytes()
+
+    # Events: ids only, and never a patron together with a copy or work.
+    events = event_tap()
+    assert {"loan_created", "loan_returned", "patron_card_used"} <= {event["event_type"] for event in events}
+    for event in events:
+        assert not (PATRON_KEYS & set(event["data"]) and COPY_KEYS & set(event["data"])), event
+        assert card not in json.dumps(event, ensure_ascii=False)
+
+    # Logs: no card number next to a title, no personal field.
+    for record in caplog.records:
+        line = record.getMessage()
+        assert not (card in line and title in line), line
+        assert "秘密 読者" not in line
+
+
+def test_events_follow_their_documented_contract(staff, event_tap):
+    patron = register_patron(staff)
+    _work, item = add_copy(staff)
+    assert check_out(staff, patron["card_number"], item["barcode"]).status_code == 201
+    assert check_in(staff, item["barcode"]).status_code == 200
+    events = wait_until(lambda: len(event_tap()) >= 6 and event_tap(), message="events")
+    seen = set()
+    for event in events:
+        envelope = EnvelopeSchema().load(event)
+        version, schema = CONTRACT[envelope["event_type"]]
+        assert envelope["version"] == version
+        assert schema.validate(envelope["data"]) == {}, envelope
+        seen.add(envelope["event_type"])
+    assert {"patron_registered", "work_added", "item_added", "loan_created", "loan_returned",
+            "patron_card_used"} <= seen
+
+
+def test_consumed_events_leave_no_message_behind(system, staff):
+    patron = register_patron(staff)
+    _work, item = add_copy(staff)
+    assert check_out(staff, patron["card_number"], item["barcode"]).status_code == 201
+    assert check_in(staff, item["barcode"]).status_code == 200
+    queues = [f"evt-loans-{event}--{handler}" for event, handler in (
+        ("loan_created", "catalog.on_loan_created"), ("loan_returned", "catalog.on_loan_returned"),
+        ("patron_card_used", "patrons.on_card_used"))]
+
+    def depths():
+        with Connection(system.amqp_uri) as connection:
+            channel = connection.channel()
+            return [channel.queue_declare(name, passive=True).message_count for name in queues]
+
+    wait_until(lambda: depths() == [0, 0, 0], message="event queues to drain")
