@@ -10,6 +10,7 @@ from pathlib import Path
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 SQLITE_PRAGMAS = (
@@ -62,6 +63,15 @@ def create_schema(engine, metadata):
             lock_id = zlib.crc32(",".join(sorted(metadata.tables)).encode())
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
         metadata.create_all(connection)
+
+
+def commit_unique(session, conflict):
+    """Commit; if a unique constraint refuses the change, roll back and raise the domain error ``conflict``."""
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise conflict from None
 
 
 def checkpoint(session):

@@ -86,8 +86,14 @@ class Subscription(EventHandler):
             eventlet.sleep(RETRY_PAUSE_SECONDS)
             self.queue_consumer.requeue_message(message)
         else:
-            self.dead_letter(message, exc_info[1])
-            self.queue_consumer.ack_message(message)
+            try:
+                self.dead_letter(message, exc_info[1])
+            except Exception:  # the event must not be lost because parking it failed: keep it queued
+                log.exception("could not park a failed %s; requeued", message.delivery_info.get("routing_key"))
+                eventlet.sleep(RETRY_PAUSE_SECONDS)
+                self.queue_consumer.requeue_message(message)
+            else:
+                self.queue_consumer.ack_message(message)
 
     def dead_letter(self, message, error):
         service = self.container.service_name

@@ -162,6 +162,10 @@ class RunningSystem:
     def stop(self, name):
         self.runners.pop(name).stop()
 
+    def stop_all(self):
+        # Each container takes a second or two to wind its consumers down; together they take the longest one.
+        list(eventlet.GreenPool().imap(self.stop, list(self.runners)))
+
     @contextmanager
     def rpc(self, tenant=TENANT):
         with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data={"tenant": tenant, "actor": "test"},
@@ -169,23 +173,25 @@ class RunningSystem:
             yield proxy
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def system(amqp_uri, database_urls):
+    """Per test module, so that no in-process service still consumes from the broker when a module (the
+    end-to-end tests) starts the system as processes on the same broker."""
     running = RunningSystem(amqp_uri, database_urls)
     for name in SERVICE_NAMES:
         running.start(name)
     with running.rpc() as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "試験市"})
         rpc.patrons.ensure_staff_account(ADMIN)
-        for library in ({"code": "main", "name": "試験市立図書館", "kind": "main"},
-                        {"code": "east", "name": "試験市立図書館 東分館", "kind": "branch"}):
-            rpc.catalog.add_library(library)
+        if not rpc.catalog.list_libraries():  # the databases live for the session, the services per module
+            for library in ({"code": "main", "name": "試験市立図書館", "kind": "main"},
+                            {"code": "east", "name": "試験市立図書館 東分館", "kind": "branch"}):
+                rpc.catalog.add_library(library)
     yield running
-    for name in list(running.runners):
-        running.stop(name)
+    running.stop_all()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def staff(system):
     """An HTTP session logged in as the tenant's admin."""
     session = requests.Session()
@@ -194,4 +200,26 @@ def staff(system):
     response.raise_for_status()
     session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
     session.base_url = system.url
-    return session
+    yield session
+    session.close()  # an open keep-alive connection would hold the gateway's shutdown
+
+
+@pytest.fixture
+def sqlite_session():
+    """A session on a fresh in-memory SQLite database with a service's tables (for worker_factory tests)."""
+    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.pool import StaticPool
+
+    from shiori.db import create_schema
+
+    engines = []
+
+    def open_session(metadata):
+        engine = create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engines.append(engine)
+        create_schema(engine, metadata)
+        return sessionmaker(engine, expire_on_commit=False)()
+
+    yield open_session
+    for engine in engines:
+        engine.dispose()

@@ -1,7 +1,6 @@
 """The catalogue: libraries, works and copies, and which copies are on the shelf. Holds no personal data,
 so the public catalogue (OPAC) can be served from it alone."""
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from services.catalog import errors
 from services.catalog.models import Base, Contributor, Item, Library, ProcessedEvent, Tenant, Work
@@ -10,7 +9,7 @@ from services.catalog.schemas import (
     PUBLISHED_EVENTS, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchHitSchema, SearchQuerySchema,
     TenantSchema, WorkSchema,
 )
-from shiori.db import Database
+from shiori.db import Database, commit_unique
 from shiori.errors import load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.rpc import Caller, rpc
@@ -61,10 +60,7 @@ class CatalogService:
             raise errors.TenantNotFound(details={"tenant": tenant})
         library = Library(tenant=tenant, **data)
         self.db.add(library)
-        try:
-            self.db.commit()
-        except IntegrityError:
-            raise errors.LibraryExists(details={"code": data["code"]}) from None
+        commit_unique(self.db, errors.LibraryExists(details={"code": data["code"]}))
         self.publish("library_added", tenant, {"library": library.code, "name": library.name, "kind": library.kind})
         return LibrarySchema().dump(library)
 
@@ -154,10 +150,7 @@ class CatalogService:
     @rpc
     def add_item(self, payload):
         item = self._new_item(load(ItemSchema(), payload))
-        try:
-            self.db.commit()
-        except IntegrityError:
-            raise errors.BarcodeInUse(details={"barcode": item.barcode}) from None
+        commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
         self._publish_item_added(item)
         return _dump_item(item)
 

@@ -2,14 +2,13 @@
 from nameko.dependency_providers import Config
 from nameko.timer import timer
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from services.loans import errors
 from services.loans.models import Base, Loan
 from services.loans.rules import checkin_action, due_date
 from services.loans.schemas import PUBLISHED_EVENTS, CheckinSchema, CheckoutSchema, LoanSchema
 from shiori.clock import library_today, now
-from shiori.db import Database, checkpoint
+from shiori.db import Database, checkpoint, commit_unique
 from shiori.errors import load
 from shiori.events import EventPublisher
 from shiori.rpc import Caller, ServiceRpc, rpc
@@ -45,10 +44,7 @@ class LoansService:
             due_date=due_date(today, int(self.config["LOAN_PERIOD_DAYS"])), created_at=now(),
         )
         self.db.add(loan)
-        try:
-            self.db.commit()
-        except IntegrityError:
-            raise errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}) from None
+        commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
 
         self.publish("loan_created", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id,

@@ -2,7 +2,7 @@
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
-from sqlalchemy import func, select
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.patrons import errors
@@ -13,7 +13,7 @@ from services.patrons.schemas import (
     StaffAccountSchema,
 )
 from shiori.clock import library_today, now
-from shiori.db import Database
+from shiori.db import Database, commit_unique
 from services.catalog.errors import LibraryNotFound
 from shiori.errors import InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
@@ -116,11 +116,15 @@ class PatronsService:
         event = read_event(body, CARD_USED_VERSION, CardUsedEventSchema())
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
-        patron = self.db.get(Patron, event["data"]["patron_id"])
-        if patron is not None and patron.tenant == event["tenant"]:
-            patron.total_uses += 1
-            used_on = event["data"]["used_on"]
-            patron.last_used_on = max(used_on, patron.last_used_on or used_on)
+        used_on = event["data"]["used_on"]
+        # One UPDATE, so that two check-outs counted at the same moment both count.
+        self.db.execute(
+            update(Patron)
+            .where(Patron.id == event["data"]["patron_id"], Patron.tenant == event["tenant"])
+            .values(total_uses=Patron.total_uses + 1, last_used_on=case(
+                (or_(Patron.last_used_on.is_(None), Patron.last_used_on < used_on), used_on),
+                else_=Patron.last_used_on))
+        )
         self.db.commit()
 
     # --- staff accounts ----------------------------------------------------------------------------
@@ -137,10 +141,7 @@ class PatronsService:
             libraries=data["libraries"], password_hash=password_hasher.hash(data["password"]), created_at=now(),
         )
         self.db.add(account)
-        try:
-            self.db.commit()
-        except IntegrityError:
-            raise errors.UsernameTaken(details={"username": data["username"]}) from None
+        commit_unique(self.db, errors.UsernameTaken(details={"username": data["username"]}))
         return {"created": True, "username": account.username}
 
     @rpc

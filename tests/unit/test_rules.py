@@ -1,0 +1,80 @@
+"""Pure domain rules: no broker, no database."""
+from datetime import date
+from types import SimpleNamespace
+
+import pytest
+
+from services.catalog.rules import availability, like_pattern, normalize_isbn
+from services.loans.rules import checkin_action, due_date
+from services.patrons.rules import (
+    borrowing_refusal, card_expiry, card_number_is_valid, luhn_check_digit, new_card_number,
+)
+
+
+def test_card_numbers_carry_a_luhn_check_digit():
+    assert luhn_check_digit("7992739871") == "3"  # the textbook Luhn example
+    for _ in range(200):
+        card = new_card_number()
+        assert len(card) == 12 and card_number_is_valid(card)
+
+
+@pytest.mark.parametrize("card", ["", "12345678901", "1234567890123", "12345678901X", "１２３４５６７８９０１２",
+                                  None, 123456789012])
+def test_malformed_card_numbers_are_invalid(card):
+    assert not card_number_is_valid(card)
+
+
+def test_every_single_digit_error_is_caught():
+    card = new_card_number()
+    for position in range(12):
+        for digit in "0123456789":
+            if digit != card[position]:
+                assert not card_number_is_valid(card[:position] + digit + card[position + 1:])
+
+
+def test_card_expiry_handles_leap_days():
+    assert card_expiry(date(2024, 2, 29), 3) == date(2027, 2, 28)
+    assert card_expiry(date(2026, 4, 1), 3) == date(2029, 4, 1)
+
+
+def test_who_may_borrow():
+    today = date(2026, 11, 25)
+    assert borrowing_refusal("active", date(2027, 1, 1), today) is None
+    assert borrowing_refusal("active", date(2026, 11, 24), today) == "the card has expired"
+    assert borrowing_refusal("suspended", date(2027, 1, 1), today) == "the card is suspended"
+
+
+def test_due_date_and_where_a_returned_copy_goes():
+    assert due_date(date(2026, 12, 25), 14) == date(2027, 1, 8)
+    assert checkin_action("main", "main") == "shelve"
+    assert checkin_action("main", "east") == "transit"
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("4-00-310112-X", "9784003101124"),
+    ("400310112x", "9784003101124"),
+    ("978-4-00-310112-4", "9784003101124"),
+    ("９７８４００３１０１１２４".translate(str.maketrans("０１２３４５６７８９", "0123456789")), "9784003101124"),
+    ("978 4 00 310112 4", "9784003101124"),
+    ("978-4-00-310112-5", None),
+    ("4-00-310112-1", None),
+    ("12345", None),
+    ("", None),
+])
+def test_isbns_are_checked_and_normalised_to_13_digits(raw, expected):
+    assert normalize_isbn(raw) == expected
+
+
+def test_like_patterns_take_metacharacters_literally():
+    assert like_pattern("100%_\\") == "%100\\%\\_\\\\%"
+
+
+def test_availability_counts_copies_per_library():
+    main = SimpleNamespace(code="main", name="本館")
+    east = SimpleNamespace(code="east", name="東分館")
+    items = [SimpleNamespace(library=main, on_loan=False), SimpleNamespace(library=main, on_loan=True),
+             SimpleNamespace(library=east, on_loan=True)]
+    assert availability(items) == [
+        {"library": "east", "name": "東分館", "total": 1, "available": 0},
+        {"library": "main", "name": "本館", "total": 2, "available": 1},
+    ]

@@ -1,0 +1,171 @@
+"""Service methods with nameko.testing's worker_factory: a real SQLite session, other services replaced."""
+from datetime import date, datetime, timedelta, timezone
+from unittest.mock import call
+
+import pytest
+from nameko.testing.services import worker_factory
+
+from services.catalog.errors import ItemNotFound
+from services.catalog.models import Base as CatalogBase, Item, Library, Tenant, Work
+from services.catalog.service import CatalogService
+from services.loans.errors import ItemAlreadyOnLoan, ItemNotOnLoan
+from services.loans.models import Base as LoansBase, Loan
+from services.loans.service import LoansService
+from services.patrons.errors import InvalidCredentials
+from services.patrons.models import Base as PatronsBase, Patron
+from services.patrons.service import PatronsService
+from shiori.errors import InvalidInput
+from shiori.events import envelope
+from shiori.rpc import CallerContext
+
+CALLER = CallerContext({"tenant": "kaizu", "actor": "staff:1"})
+ITEM = {"barcode": "K1", "work_id": 5, "library": "main", "title": "坊っちゃん", "desk_library": "main"}
+PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_date": "1985-04-12", "address": "海津市",
+          "phone": "0584-00-0001", "home_library": "main", "category": "adult"}
+
+
+@pytest.fixture
+def loans(sqlite_session):
+    service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
+                             config={"LOAN_PERIOD_DAYS": 14})
+    service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult"}
+    service.catalog.item_for_circulation.call_async.return_value.result.return_value = ITEM
+    service.catalog.item_for_circulation.return_value = ITEM
+    return service
+
+
+def test_checkout_lends_for_the_loan_period_and_tells_only_ids(loans):
+    loan = loans.checkout({"card_number": "100000000008", "item_barcode": "K1", "library": "main"})
+    assert date.fromisoformat(loan["due_date"]) - date.fromisoformat(loan["loaned_on"]) == timedelta(days=14)
+    assert loans.db.query(Loan).count() == 1
+    published = {args[0]: args[2] for args, _ in loans.publish.call_args_list}
+    assert set(published) == {"loan_created", "patron_card_used"}
+    assert "patron_id" not in published["loan_created"]
+    assert published["patron_card_used"]["patron_id"] == 42 and "item_barcode" not in published["patron_card_used"]
+
+
+def test_a_second_checkout_of_a_copy_is_refused_by_the_database(loans):
+    payload = {"card_number": "100000000008", "item_barcode": "K1", "library": "main"}
+    loans.checkout(payload)
+    loans.publish.reset_mock()
+    with pytest.raises(ItemAlreadyOnLoan):
+        loans.checkout(payload)
+    assert loans.db.query(Loan).count() == 1
+    assert loans.publish.call_count == 0  # nothing announced for what did not happen
+
+
+def test_checkin_deletes_the_loan(loans):
+    loans.checkout({"card_number": "100000000008", "item_barcode": "K1", "library": "main"})
+    assert loans.checkin({"item_barcode": "K1", "library": "main"})["action"] == "shelve"
+    assert loans.db.query(Loan).count() == 0
+    with pytest.raises(ItemNotOnLoan):
+        loans.checkin({"item_barcode": "K1", "library": "main"})
+
+
+def test_bad_checkout_input_is_refused_before_anyone_is_asked(loans):
+    with pytest.raises(InvalidInput) as refused:
+        loans.checkout({"card_number": "", "library": "x" * 100})
+    assert set(refused.value.details) == {"card_number", "item_barcode", "library"}
+    assert not loans.patrons.borrower.call_async.called
+
+
+@pytest.fixture
+def patrons(sqlite_session):
+    return worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=CALLER,
+                          config={"CARD_VALIDITY_YEARS": 3})
+
+
+def test_registration_draws_another_card_number_when_one_is_taken(patrons, monkeypatch):
+    first = patrons.register(PATRON)
+    numbers = iter([first["card_number"], "100000000008"])
+    monkeypatch.setattr("services.patrons.service.new_card_number", lambda: next(numbers))
+    second = patrons.register(PATRON)
+    assert second["card_number"] == "100000000008"
+    assert patrons.catalog.get_library.call_args_list == [call("main"), call("main")]
+
+
+def test_card_use_events_count_once_however_often_they_arrive(patrons):
+    patron = patrons.register(PATRON)
+    event = envelope("patron_card_used", 1, "kaizu", {"patron_id": patron["id"], "used_on": "2026-11-20",
+                                                       "library": "main"})
+    for _ in range(3):
+        patrons.on_card_used(event)
+    later = envelope("patron_card_used", 1, "kaizu", {"patron_id": patron["id"], "used_on": "2026-11-25",
+                                                       "library": "main"})
+    patrons.on_card_used(later)
+    record = patrons.db.get(Patron, patron["id"])
+    assert (record.total_uses, record.last_used_on) == (2, date(2026, 11, 25))
+
+
+def test_events_of_another_tenant_or_malformed_change_nothing(patrons):
+    patron = patrons.register(PATRON)
+    patrons.on_card_used(envelope("patron_card_used", 1, "elsewhere", {"patron_id": patron["id"],
+                                                                        "used_on": "2026-11-20", "library": "x"}))
+    patrons.on_card_used({"event_id": "not-a-uuid"})
+    patrons.on_card_used(envelope("patron_card_used", 99, "kaizu", {"patron_id": patron["id"]}))
+    assert patrons.db.get(Patron, patron["id"]).total_uses == 0
+
+
+def test_staff_log_in_with_the_right_password_only(patrons):
+    patrons.ensure_staff_account({"username": "desk", "password": "correct horse battery", "role": "librarian",
+                                  "libraries": ["main"]})
+    account = patrons.authenticate_staff({"username": "desk", "password": "correct horse battery"})
+    assert (account["role"], account["libraries"], account["tenant"]) == ("librarian", ["main"], "kaizu")
+    assert "password" not in account and "password_hash" not in account
+    for wrong in ({"username": "desk", "password": "wrong"}, {"username": "ghost", "password": "whatever"}):
+        with pytest.raises(InvalidCredentials):
+            patrons.authenticate_staff(wrong)
+    again = patrons.ensure_staff_account({"username": "desk", "password": "another password", "role": "admin"})
+    assert again == {"created": False, "username": "desk"}
+
+
+@pytest.fixture
+def catalog(sqlite_session):
+    service = worker_factory(CatalogService, db=sqlite_session(CatalogBase.metadata), caller=CALLER)
+    service.db.add_all([Tenant(code="kaizu", name="海津市"), Library(tenant="kaizu", code="main", name="本館",
+                                                                      kind="main")])
+    service.db.commit()
+    return service
+
+
+def loan_event(event_type, barcode, at, due_date=None):
+    event = envelope(event_type, 1, "kaizu", {"item_barcode": barcode, "due_date": due_date})
+    event["occurred_at"] = at.isoformat()
+    return event
+
+
+def test_availability_follows_loan_events_and_ignores_late_old_ones(catalog):
+    work = catalog.add_work({"title": "こころ"})
+    catalog.add_item({"barcode": "K1", "work_id": work["id"], "library": "main"})
+    t0 = datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)
+    catalog.on_loan_created(loan_event("loan_created", "K1", t0, "2026-12-09"))
+    catalog.on_loan_returned(loan_event("loan_returned", "K1", t0 + timedelta(minutes=5)))
+    catalog.on_loan_created(loan_event("loan_created", "K1", t0))  # the same loan, redelivered late
+    item = catalog.db.query(Item).one()
+    assert (item.on_loan, item.due_date) == (False, None)
+    assert catalog.get_work(work["id"])["availability"] == [{"library": "main", "name": "本館", "total": 1,
+                                                              "available": 1}]
+
+
+def test_a_reimport_updates_instead_of_duplicating(catalog):
+    record = {"source_id": "aozora:1", "title": "旧題", "authors": [{"name": "夏目 漱石"}]}
+    first = catalog.import_works([record, {"title": ""}])
+    assert (first["added"], first["updated"], first["rejected"]) == (1, 0, 1)
+    assert first["errors"][0]["record"] == 1 and "title" in first["errors"][0]["reason"]
+    second = catalog.import_works([dict(record, title="新題")])
+    assert (second["added"], second["updated"]) == (0, 1)
+    assert [work.title for work in catalog.db.query(Work)] == ["新題"]
+
+
+def test_bulk_copies_report_each_rejected_one(catalog):
+    work = catalog.add_work({"title": "こころ"})
+    result = catalog.add_items([
+        {"barcode": "K1", "work_id": work["id"], "library": "main"},
+        {"barcode": "K1", "work_id": work["id"], "library": "main"},
+        {"barcode": "K2", "work_id": 999, "library": "main"},
+        {"barcode": "bad barcode!", "work_id": work["id"], "library": "main"},
+    ])
+    assert (result["added"], result["rejected"]) == (1, 3)
+    assert [error["record"] for error in result["errors"]] == [1, 2, 3]
+    with pytest.raises(ItemNotFound):
+        catalog.get_item("K2")
