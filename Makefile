@@ -7,11 +7,12 @@ PY          := $(VENV)/bin/python
 PYTHON      ?= $(shell command -v python3.11 || command -v python3)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test clean
+.PHONY: help venv run test bench clean
 
 help:
 	@echo "make run     start all services, the gateway (http://127.0.0.1:8000) and demo data; Ctrl-C stops"
 	@echo "make test    run the test suite (PYTEST_ARGS='-k loans -x' passes options to pytest)"
+	@echo "make bench   run the benchmarks (BENCH_ARGS='--database postgresql'); prints their figures"
 	@echo "make venv    create $(VENV) and install the project into it (done by run and test)"
 	@echo "make clean   remove var/ (local data)"
 
@@ -40,6 +41,10 @@ run: venv
 test: venv
 	scripts/ensure-broker --test-vhost
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	scripts/ensure-broker
+	$(PY) benchmarks/circulation.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var/

@@ -4,6 +4,7 @@ Safe to run again: what exists is left as it is, and an admin password is shown 
 """
 import os
 import secrets
+import time
 from itertools import cycle
 
 DEMO_LIBRARIES = [
@@ -34,10 +35,27 @@ def bootstrap(environ=None, out=print):
     tenant = environ.get("SHIORI_TENANT", "kaizu")
     config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
     with ClusterRpcProxy(config, context_data={"tenant": tenant, "actor": "operator"}, timeout=120) as rpc:
+        wait_for(rpc, ("catalog", "patrons"))
         rpc.catalog.ensure_tenant({"code": tenant, "name": environ.get("SHIORI_TENANT_NAME", "海津市")})
         ensure_admin(rpc, environ, out)
         if environ.get("SHIORI_DEMO", "1") != "0":
             load_demo(rpc, out)
+
+
+def wait_for(rpc, service_names, seconds=120):
+    """Until each service has declared its queue (a fresh broker knows none of them yet) and answers."""
+    from nameko.exceptions import UnknownService
+
+    deadline = time.monotonic() + seconds
+    for name in service_names:
+        while True:
+            try:
+                getattr(rpc, name).health()
+                break
+            except UnknownService:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
 
 def ensure_admin(rpc, environ, out):

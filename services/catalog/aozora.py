@@ -5,7 +5,7 @@ import io
 import re
 from pathlib import Path
 
-AOZORA_INDEX = Path(__file__).resolve().parents[2] / "data" / "aozora_list_person_all_utf8.csv.gz"
+AOZORA_INDEX = Path(__file__).resolve().parent / "data" / "aozora_list_person_all_utf8.csv.gz"
 _YEAR = re.compile(r"(\d{4})（")
 _NAME_SEPARATOR = "、"
 
