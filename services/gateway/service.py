@@ -5,6 +5,7 @@ the payload with its own schema), and answers in the API's shape."""
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.openapi import openapi_document
+from services.gateway.schemas import page_of
 from services.gateway.tokens import Tokens
 from shiori.errors import DomainError
 from shiori.rpc import ServiceRpc
@@ -59,8 +60,7 @@ class GatewayService:
     @route("GET", "/api/v1/libraries")
     def list_libraries(self, request):
         """The tenant's libraries."""
-        libraries = self.catalog.list_libraries()
-        return {"items": libraries, "total": len(libraries), "page": 1, "per_page": len(libraries)}
+        return page_of(self.catalog.list_libraries(), request.args.to_dict())
 
     @route("POST", "/api/v1/libraries", roles=("admin",))
     def add_library(self, request):
@@ -99,8 +99,7 @@ class GatewayService:
     def patron_loans(self, request, patron_id):
         """A patron's current loans, with titles."""
         self.patrons.get_patron(patron_id)
-        loans = self.loans.patron_loans(patron_id)
-        return {"items": loans, "total": len(loans), "page": 1, "per_page": max(len(loans), 1)}
+        return page_of(self.loans.patron_loans(patron_id), request.args.to_dict())
 
     # --- catalogue --------------------------------------------------------------------------------
 

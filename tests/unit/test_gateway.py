@@ -1,4 +1,4 @@
-"""Domain errors cross RPC as themselves, and the gateway knows the status of every one."""
+"""The gateway: domain errors arrive as themselves, every code has a status in the one table, lists are paged."""
 import pytest
 from nameko.exceptions import deserialize, serialize
 
@@ -31,3 +31,14 @@ def test_error_responses_have_the_api_shape():
     assert response.status_code == 409
     assert response.get_json() == {"error": {"code": "ITEM_ALREADY_ON_LOAN", "message": "this item is already on loan",
                                              "details": {"item_barcode": "K1"}}}
+
+
+def test_lists_are_paged_in_the_api_shape():
+    from services.gateway.schemas import page_of
+
+    items = list(range(45))
+    assert page_of(items, {}) == {"items": list(range(20)), "total": 45, "page": 1, "per_page": 20}
+    assert page_of(items, {"page": "3", "per_page": "20"})["items"] == list(range(40, 45))
+    for bad in ({"per_page": "101"}, {"page": "0"}, {"page": "x"}):
+        with pytest.raises(InvalidInput):
+            page_of(items, bad)

@@ -1,0 +1,19 @@
+"""Query parameters the gateway itself reads (the services validate their own payloads)."""
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from shiori.errors import load
+
+
+class PageSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
+    per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
+def page_of(items, query):
+    """One page of a list a service answered whole, in the API's list shape."""
+    params = load(PageSchema(), query)
+    start = (params["page"] - 1) * params["per_page"]
+    return {"items": items[start:start + params["per_page"]], "total": len(items), **params}
