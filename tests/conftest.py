@@ -67,11 +67,11 @@ def amqp_uri():
     if os.environ.get("AMQP_URI"):
         yield os.environ["AMQP_URI"]
     elif docker_answers():
-        from testcontainers.rabbitmq import RabbitMqContainer
+        from testcontainers.community.rabbitmq import RabbitMqContainer
 
         with RabbitMqContainer("rabbitmq:3.13") as container:
-            params = container.get_connection_params()
-            yield f"amqp://guest:guest@{params.host}:{params.port}/"
+            host, port = container.get_container_host_ip(), container.get_exposed_port(container.port)
+            yield f"amqp://guest:guest@{host}:{port}/"
     else:
         test_vhost = LOCAL_BROKER + "shiori-test"
         yield test_vhost if broker_answers(test_vhost) else LOCAL_BROKER
@@ -84,7 +84,7 @@ def postgres_server():
         yield os.environ["SHIORI_TEST_POSTGRES_URL"]
         return
     if docker_answers():
-        from testcontainers.postgres import PostgresContainer
+        from testcontainers.community.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16", driver=None) as container:
             yield container.get_connection_url()
