@@ -1,7 +1,7 @@
 """The catalogue's own tables: tenants, their libraries, works, copies (items) and copy availability."""
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shiori.db import UtcDateTime
@@ -41,18 +41,56 @@ class Work(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"), index=True)
     title: Mapped[str] = mapped_column(String(1000))
+    subtitle: Mapped[str | None] = mapped_column(String(1000))
+    responsibility: Mapped[str | None] = mapped_column(String(1000))
     title_reading: Mapped[str | None] = mapped_column(String(1000))
-    publisher: Mapped[str | None] = mapped_column(String(500))
+    publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publishers.id"), index=True)
     published_year: Mapped[int | None] = mapped_column(Integer)
     isbn: Mapped[str | None] = mapped_column(String(13), index=True)
-    ndc: Mapped[str | None] = mapped_column(String(16))
+    ndc: Mapped[str | None] = mapped_column(String(16), index=True)
+    ddc: Mapped[str | None] = mapped_column(String(32))
+    subjects: Mapped[list] = mapped_column(JSON, default=list)
     # Where an imported record came from (e.g. "aozora:000879"), so a re-import updates instead of duplicating.
     source_id: Mapped[str | None] = mapped_column(String(100))
+    # Folded forms for search (services/catalog/text.py): the title and its reading for ranking, and every
+    # title form / every contributor's name and reading for checking a candidate really matches.
+    title_folded: Mapped[str] = mapped_column(String(1000), default="")
+    reading_folded: Mapped[str] = mapped_column(String(2000), default="")
+    title_key: Mapped[str] = mapped_column(Text, default="")
+    people_key: Mapped[str] = mapped_column(Text, default="")
 
+    publisher_entry: Mapped["Publisher | None"] = relationship(lazy="joined")
     authors: Mapped[list["Contributor"]] = relationship(
         order_by="Contributor.position", cascade="all, delete-orphan", lazy="selectin"
     )
     items: Mapped[list["Item"]] = relationship(back_populates="work", lazy="selectin")
+
+    @property
+    def publisher(self):
+        return self.publisher_entry.name if self.publisher_entry else None
+
+
+class Publisher(Base):
+    __tablename__ = "publishers"
+    __table_args__ = (UniqueConstraint("tenant", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(500))
+    folded: Mapped[str] = mapped_column(String(500))
+
+
+class Person(Base):
+    """Someone credited on works (著者, 翻訳者, ...), once per tenant, with the folded name and reading."""
+
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("tenant", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(300))
+    folded: Mapped[str] = mapped_column(String(300))
+    reading_folded: Mapped[str] = mapped_column(String(600))
 
 
 class Contributor(Base):
@@ -62,9 +100,35 @@ class Contributor(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     work_id: Mapped[int] = mapped_column(ForeignKey("works.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(32))
+
+    person: Mapped[Person] = relationship(lazy="joined")
+
+    @property
+    def name(self):
+        return self.person.name
+
+
+class TitleGram(Base):
+    """The bigram index over titles and their readings (services/catalog/text.py)."""
+
+    __tablename__ = "title_grams"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    gram: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    work_id: Mapped[int] = mapped_column(ForeignKey("works.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class PersonGram(Base):
+    """The bigram index over people's names and readings."""
+
+    __tablename__ = "person_grams"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    gram: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
 
 
 class Item(Base):

@@ -28,10 +28,9 @@ def _isbn13_check(first12):
     return str((10 - total % 10) % 10)
 
 
-def like_pattern(text):
-    """A LIKE pattern matching ``text`` anywhere, with the user's % _ and \\ taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+def escape_like(text):
+    """``text`` for a LIKE pattern (with ESCAPE '\\'), its % _ and \\ taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def availability(items):

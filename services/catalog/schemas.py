@@ -1,7 +1,8 @@
 """What the catalogue accepts and returns, and the events it publishes (docs/events.md)."""
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from services.catalog.rules import normalize_isbn
+from services.catalog.text import words
 
 CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,31}$", error="lower-case letters, digits and '-', at most 32")
 BARCODE = validate.Regexp(r"^[A-Za-z0-9-]{1,32}$", error="letters, digits and '-', at most 32")
@@ -35,6 +36,8 @@ class AvailabilitySchema(Schema):
 class WorkSchema(Schema):
     id = fields.Integer(dump_only=True)
     title = fields.String(required=True, validate=validate.Length(1, 1000))
+    subtitle = fields.String(allow_none=True, validate=validate.Length(max=1000))
+    responsibility = fields.String(allow_none=True, validate=validate.Length(max=1000))
     title_reading = fields.String(allow_none=True, validate=validate.Length(max=1000))
     authors = fields.List(fields.Nested(ContributorSchema), load_default=list, validate=validate.Length(max=50))
     publisher = fields.String(allow_none=True, validate=validate.Length(max=500))
@@ -43,6 +46,11 @@ class WorkSchema(Schema):
     ndc = fields.String(
         allow_none=True, validate=validate.Regexp(r"^\d{1,3}(\.\d{1,6})?$", error="an NDC class such as 913.6")
     )
+    ddc = fields.String(
+        allow_none=True, validate=validate.Regexp(r"^\d{1,3}(\.\d{1,10})?$", error="a DDC class such as 895.63")
+    )
+    subjects = fields.List(fields.String(validate=validate.Length(1, 500)), load_default=list,
+                           validate=validate.Length(max=50))
     source_id = fields.String(allow_none=True, validate=validate.Length(max=100))
     availability = fields.List(fields.Nested(AvailabilitySchema), dump_only=True)
 
@@ -67,26 +75,23 @@ class SearchQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE  # other query parameters are ignored, as browsers and proxies add their own
 
-    q = fields.String(required=True, validate=validate.Length(1, 200))
+    q = fields.String(validate=validate.Length(max=200))
+    title = fields.String(validate=validate.Length(max=200))
+    author = fields.String(validate=validate.Length(max=200))
+    publisher = fields.String(validate=validate.Length(max=200))
+    isbn = fields.String(validate=validate.Length(max=32))
+    ndc = fields.String(validate=validate.Regexp(r"^\d{1,3}(\.\d{0,6})?$", error="an NDC class such as 913"))
     library = fields.String(validate=CODE)
     available = fields.Boolean(load_default=False)
     page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
-    @validates("q")
-    def q_is_not_blank(self, value, **_):
-        if not value.strip():
-            raise ValidationError("the query is empty")
-
-
-class SearchHitSchema(Schema):
-    id = fields.Integer()
-    title = fields.String()
-    title_reading = fields.String(allow_none=True)
-    authors = fields.List(fields.Nested(ContributorSchema))
-    publisher = fields.String(allow_none=True)
-    published_year = fields.Integer(allow_none=True)
-    availability = fields.List(fields.Nested(AvailabilitySchema))
+    @validates_schema
+    def something_is_asked(self, data, **_):
+        texts = [data.get(field, "") for field in ("q", "title", "author", "publisher", "isbn", "ndc")]
+        if not any(words(text) for text in texts):
+            raise ValidationError("give a query (q) or a field to search (title, author, publisher, isbn, ndc)",
+                                  field_name="q")
 
 
 class LoanStatusEventSchema(Schema):
@@ -105,8 +110,9 @@ class LibraryAddedSchema(Schema):
     kind = fields.String(required=True)
 
 
-class WorkAddedSchema(Schema):
-    work_id = fields.Integer(required=True)
+class WorksSavedSchema(Schema):
+    added = fields.List(fields.Integer(), required=True)
+    updated = fields.List(fields.Integer(), required=True)
 
 
 class ItemAddedSchema(Schema):
@@ -115,8 +121,12 @@ class ItemAddedSchema(Schema):
     library = fields.String(required=True)
 
 
+class ItemsAddedSchema(Schema):
+    items = fields.List(fields.Nested(ItemAddedSchema), required=True)
+
+
 PUBLISHED_EVENTS = {
     "library_added": (1, LibraryAddedSchema()),
-    "work_added": (1, WorkAddedSchema()),
-    "item_added": (1, ItemAddedSchema()),
+    "works_saved": (1, WorksSavedSchema()),
+    "items_added": (1, ItemsAddedSchema()),
 }

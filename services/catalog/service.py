@@ -1,14 +1,14 @@
 """The catalogue: libraries, works and copies, and which copies are on the shelf. Holds no personal data,
 so the public catalogue (OPAC) can be served from it alone."""
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from services.catalog import errors
-from services.catalog.models import Base, Contributor, Item, Library, ProcessedEvent, Tenant, Work
-from services.catalog.rules import availability, like_pattern, normalize_isbn
+from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant, Work
+from services.catalog.rules import availability
 from services.catalog.schemas import (
-    PUBLISHED_EVENTS, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchHitSchema, SearchQuerySchema,
-    TenantSchema, WorkSchema,
+    PUBLISHED_EVENTS, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchQuerySchema, TenantSchema, WorkSchema,
 )
+from services.catalog.search import Cataloguer, search
 from shiori.db import Database, commit_unique
 from shiori.errors import load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
@@ -68,45 +68,41 @@ class CatalogService:
 
     @rpc
     def add_work(self, payload):
-        data = load(WorkSchema(), payload)
-        work = Work(tenant=self.caller.tenant)
-        _fill_work(work, data)
-        self.db.add(work)
-        self.db.commit()
-        self.publish("work_added", work.tenant, {"work_id": work.id})
-        return self._dump_work(work)
+        works, _added = self._save_works([load(WorkSchema(), payload)])
+        return self._dump_work(works[0])
 
     @rpc
     def import_works(self, payloads):
-        """Add or update many records; a record with a ``source_id`` seen before updates that work.
-        Answers counts and, for each rejected record, its position and the reasons."""
-        tenant = self.caller.tenant
+        """Add or update many records in one transaction; a record whose ``source_id`` was seen before
+        updates that work. Answers counts and, for each rejected record, its position and the reasons."""
         schema = WorkSchema()
-        added, updated, rejects, new_works = 0, 0, [], []
+        records, rejects = [], []
         for position, payload in enumerate(payloads):
             problems = schema.validate(payload)
             if problems:
                 rejects.append({"record": position, "reason": problems})
-                continue
-            data = schema.load(payload)
-            work = None
-            if data.get("source_id"):
-                work = self.db.scalar(
-                    select(Work).where(Work.tenant == tenant, Work.source_id == data["source_id"])
-                )
-            if work is None:
-                work = Work(tenant=tenant)
-                self.db.add(work)
-                new_works.append(work)
-                added += 1
             else:
-                updated += 1
-            _fill_work(work, data)
+                records.append(schema.load(payload))
+        works, added = self._save_works(records)
+        return {"added": added, "updated": len(records) - added, "rejected": len(rejects), "errors": rejects,
+                "work_ids": [work.id for work in works]}
+
+    def _save_works(self, records):
+        """Save validated records, commit and announce them. Answers the works saved (a ``source_id`` that
+        repeats in the batch is saved once, the last record winning) and how many of them are new."""
+        tenant = self.caller.tenant
+        unique = list({record.get("source_id") or f"#{position}": record
+                       for position, record in enumerate(records)}.values())
+        source_ids = [record["source_id"] for record in unique if record.get("source_id")]
+        known = {work.source_id: work for work in self.db.scalars(
+            select(Work).where(Work.tenant == tenant, Work.source_id.in_(source_ids)))} if source_ids else {}
+        existing = {position: known[record["source_id"]] for position, record in enumerate(unique)
+                    if record.get("source_id") in known}
+        works = Cataloguer(self.db, tenant).save(unique, existing)
         self.db.commit()
-        for work in new_works:
-            self.publish("work_added", tenant, {"work_id": work.id})
-        return {"added": added, "updated": updated, "rejected": len(rejects), "errors": rejects,
-                "work_ids": [work.id for work in new_works]}
+        added = [work.id for position, work in enumerate(works) if position not in existing]
+        self.publish("works_saved", tenant, {"added": added, "updated": [work.id for work in existing.values()]})
+        return works, len(added)
 
     @rpc
     def get_work(self, work_id):
@@ -123,27 +119,9 @@ class CatalogService:
     @rpc
     def search(self, query):
         params = load(SearchQuerySchema(), query)
-        tenant = self.caller.tenant
-        pattern = like_pattern(params["q"].strip())
-        statement = select(Work).where(
-            Work.tenant == tenant,
-            or_(Work.title.like(pattern, escape="\\"), Work.title_reading.like(pattern, escape="\\")),
-        )
-        if "library" in params or params["available"]:
-            copies = select(Item.work_id).join(Library).where(Item.tenant == tenant)
-            if "library" in params:
-                copies = copies.where(Library.code == params["library"])
-            if params["available"]:
-                copies = copies.where(Item.on_loan.is_(False))
-            statement = statement.where(Work.id.in_(copies))
-        total = self.db.scalar(select(func.count()).select_from(statement.subquery()))
-        page, per_page = params["page"], params["per_page"]
-        works = self.db.scalars(
-            statement.order_by(func.length(Work.title), Work.title, Work.id)
-            .limit(per_page).offset((page - 1) * per_page)
-        )
-        hits = [dict(SearchHitSchema().dump(work), availability=availability(work.items)) for work in works]
-        return {"items": hits, "total": total, "page": page, "per_page": per_page}
+        total, works = search(self.db, self.caller.tenant, params)
+        return {"items": [self._dump_work(work) for work in works], "total": total,
+                "page": params["page"], "per_page": params["per_page"]}
 
     # --- items -----------------------------------------------------------------------------------------
 
@@ -151,7 +129,7 @@ class CatalogService:
     def add_item(self, payload):
         item = self._new_item(load(ItemSchema(), payload))
         commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
-        self._publish_item_added(item)
+        self._announce_items([item])
         return _dump_item(item)
 
     @rpc
@@ -176,8 +154,7 @@ class CatalogService:
             if problems:
                 rejects.append({"record": position, "reason": problems})
         self.db.commit()
-        for item in added:
-            self._publish_item_added(item)
+        self._announce_items(added)
         return {"added": len(added), "rejected": len(rejects), "errors": rejects}
 
     def _new_item(self, data):
@@ -189,9 +166,11 @@ class CatalogService:
         self.db.add(item)
         return item
 
-    def _publish_item_added(self, item):
-        self.publish("item_added", item.tenant,
-                     {"item_barcode": item.barcode, "work_id": item.work_id, "library": item.library.code})
+    def _announce_items(self, items):
+        if items:
+            self.publish("items_added", self.caller.tenant, {"items": [
+                {"item_barcode": item.barcode, "work_id": item.work_id, "library": item.library.code}
+                for item in items]})
 
     @rpc
     def get_item(self, barcode):
@@ -251,16 +230,6 @@ class CatalogService:
         dumped = WorkSchema().dump(work)
         dumped["availability"] = availability(work.items)
         return dumped
-
-
-def _fill_work(work, data):
-    for field in ("title", "title_reading", "publisher", "published_year", "ndc", "source_id"):
-        setattr(work, field, data.get(field))
-    work.isbn = normalize_isbn(data["isbn"]) if data.get("isbn") else None
-    work.authors = [
-        Contributor(position=position, name=author["name"], role=author["role"])
-        for position, author in enumerate(data.get("authors", []))
-    ]
 
 
 def _dump_item(item):

@@ -131,7 +131,7 @@ def test_events_follow_their_documented_contract(staff, event_tap):
         assert envelope["version"] == version
         assert schema.validate(envelope["data"]) == {}, envelope
         seen.add(envelope["event_type"])
-    assert {"patron_registered", "work_added", "item_added", "loan_created", "loan_returned",
+    assert {"patron_registered", "works_saved", "items_added", "loan_created", "loan_returned",
             "patron_card_used"} <= seen
 
 

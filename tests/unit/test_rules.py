@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.catalog.rules import availability, like_pattern, normalize_isbn
+from services.catalog.rules import availability, escape_like, normalize_isbn
 from services.loans.rules import checkin_action, due_date
 from services.patrons.rules import (
     borrowing_refusal, card_expiry, card_number_is_valid, luhn_check_digit, new_card_number,
@@ -66,7 +66,7 @@ def test_isbns_are_checked_and_normalised_to_13_digits(raw, expected):
 
 
 def test_like_patterns_take_metacharacters_literally():
-    assert like_pattern("100%_\\") == "%100\\%\\_\\\\%"
+    assert escape_like("100%_\\") == "100\\%\\_\\\\"
 
 
 def test_availability_counts_copies_per_library():

@@ -1,0 +1,130 @@
+"""Japanese-aware catalogue search, the way residents use an OPAC, on SQLite and PostgreSQL."""
+import pytest
+import requests
+
+from support import add_copy, check_out, register_patron, unique, wait_until
+
+CATALOGUE = [
+    {"title": "吾輩は猫である", "authors": [{"name": "夏目 漱石"}], "publisher": "岩波書店", "isbn": "4-00-310101-4",
+     "ndc": "913.6"},
+    {"title": "こころ", "authors": [{"name": "夏目 漱石"}], "publisher": "岩波書店", "isbn": "978-4-00-310112-4",
+     "ndc": "913.6"},
+    {"title": "こころの旅", "authors": [{"name": "試験 花子"}], "publisher": "試験書房", "ndc": "914.6"},
+    {"title": "わたしのこころ", "authors": [{"name": "試験 次郎"}], "publisher": "試験書房", "ndc": "914.6"},
+    {"title": "別の本", "authors": [{"name": "小林 こころ"}], "publisher": "試験書房", "ndc": "289.1"},
+    {"title": "ABC殺人事件", "authors": [{"name": "クリスティ アガサ"}, {"name": "堀 大学", "role": "translator"}],
+     "publisher": "早川書房", "ndc": "933.7"},
+    {"title": "ガラスの靴", "authors": [{"name": "安岡 章太郎"}], "publisher": "講談社", "ndc": "913.6"},
+    {"title": "ネコの話", "title_reading": "ネコノハナシ", "authors": [{"name": "試験 三郎"}], "publisher": "試験書房"},
+    {"title": "100%の恋_そして\\", "authors": [{"name": "試験 四郎"}], "publisher": "試験書房"},
+]
+
+
+@pytest.fixture(scope="module")
+def catalogue(system, staff):
+    tag = unique("s")
+    with system.rpc() as rpc:
+        result = rpc.catalog.import_works([dict(work, source_id=f"{tag}:{n}") for n, work in enumerate(CATALOGUE)])
+        assert result["rejected"] == 0, result
+        ids = dict(zip((work["title"] for work in CATALOGUE), result["work_ids"]))
+        rpc.catalog.add_items([{"barcode": f"{tag}-{n}", "work_id": work_id, "library": "main" if n % 2 else "east"}
+                               for n, work_id in enumerate(ids.values())])
+    return ids
+
+
+def search(system, **params):
+    response = requests.get(f"{system.url}/api/v1/search", params=params, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def titles(system, **params):
+    return [hit["title"] for hit in search(system, per_page=100, **params)["items"]]
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("ＡＢＣ", "ABC殺人事件"),          # full-width Latin = ASCII
+    ("abc", "ABC殺人事件"),             # case-insensitive
+    ("ｶﾞﾗｽ", "ガラスの靴"),             # half-width katakana = full-width
+    ("がらす", "ガラスの靴"),            # hiragana = katakana
+    ("ねこ", "ネコの話"),
+    ("猫", "吾輩は猫である"),            # one character
+    ("わがはい", "吾輩は猫である"),       # a generated reading of the title
+    ("ねこのはなし", "ネコの話"),         # the record's own reading
+    ("なつめそうせき", "こころ"),         # an author's generated reading
+    ("ナツメ", "吾輩は猫である"),
+    ("夏目漱石", "こころ"),              # a name written without its space
+    ("夏目", "こころ"),                 # two characters
+    ("夏目 こころ", "こころ"),           # several words: all must match
+    ("夏目　こころ", "こころ"),           # ... with a full-width space
+    ("堀 大学", "ABC殺人事件"),          # translators are found too
+    ("100%", "100%の恋_そして\\"),
+    ("早川", "ABC殺人事件"),             # the publisher
+])
+def test_japanese_aware_matching(system, catalogue, query, expected):
+    assert expected in titles(system, q=query)
+
+
+def test_words_must_all_match(system, catalogue):
+    assert titles(system, q="夏目 こころ") == ["こころ"]
+    assert titles(system, q="夏目 ガラス") == []
+
+
+def test_ranking_exact_then_prefix_then_substring_then_people(system, catalogue):
+    assert titles(system, q="こころ") == ["こころ", "こころの旅", "わたしのこころ", "別の本"]
+
+
+def test_field_search(system, catalogue):
+    assert set(titles(system, author="夏目")) == {"吾輩は猫である", "こころ"}
+    assert titles(system, author="こころ") == ["別の本"]
+    assert titles(system, title="こころ") == ["こころ", "こころの旅", "わたしのこころ"]
+    assert titles(system, publisher="早川") == ["ABC殺人事件"]
+    assert titles(system, isbn="9784003101124") == ["こころ"]
+    assert titles(system, isbn="4-00-310112-X") == ["こころ"]
+    assert titles(system, isbn="4003101014") == ["吾輩は猫である"]
+    assert set(titles(system, ndc="913")) == {"吾輩は猫である", "こころ", "ガラスの靴"}
+    assert titles(system, ndc="913", q="ガラス") == ["ガラスの靴"]
+
+
+def test_filters_by_library_and_availability(system, staff, catalogue):
+    everywhere = set(titles(system, q="試験"))
+    at_main = set(titles(system, q="試験", library="main"))
+    at_east = set(titles(system, q="試験", library="east"))
+    assert at_main and at_east and at_main | at_east == everywhere and not at_main & at_east
+
+    hit = search(system, q="こころの旅")["items"][0]
+    assert hit["availability"] == [{"library": "east", "name": "試験市立図書館 東分館", "total": 1, "available": 1}]
+
+    patron = register_patron(staff)
+    work, copy = add_copy(staff, title=unique("予備"))
+    assert titles(system, q=work["title"], available="true") == [work["title"]]
+    assert check_out(staff, patron["card_number"], copy["barcode"]).status_code == 201
+    wait_until(lambda: titles(system, q=work["title"], available="true") == [], message="availability")
+    assert titles(system, q=work["title"]) == [work["title"]]
+
+
+def test_pages_are_stable_and_complete(system, staff):
+    tag = unique("頁")
+    for n in range(7):
+        add_copy(staff, title=f"{tag} 第{n}巻")
+    pages = [search(system, q=tag, per_page=3, page=page) for page in (1, 2, 3)]
+    assert [page["total"] for page in pages] == [7, 7, 7]
+    ids = [hit["id"] for page in pages for hit in page["items"]]
+    assert len(ids) == len(set(ids)) == 7
+    assert [hit["id"] for hit in search(system, q=tag, per_page=3, page=2)["items"]] == ids[3:6]
+
+
+def test_another_tenants_catalogue_is_invisible(system, catalogue):
+    with system.rpc(tenant="othercity") as rpc:
+        rpc.catalog.ensure_tenant({"code": "othercity", "name": "他市"})
+        rpc.catalog.add_work({"title": "他市だけの本こころ"})
+        assert rpc.catalog.search({"q": "こころ"})["total"] == 1
+    assert "他市だけの本こころ" not in titles(system, q="こころ")
+
+
+@pytest.mark.parametrize("params", [{}, {"q": ""}, {"q": "   "}, {"q": "　"}, {"q": "x" * 201}, {"ndc": "abc"},
+                                    {"q": "x", "per_page": "1000"}, {"q": "x", "page": "0"}])
+def test_searches_that_ask_nothing_or_too_much_are_400(system, params):
+    response = requests.get(f"{system.url}/api/v1/search", params=params, timeout=10)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
