@@ -1,10 +1,12 @@
 """Operators' commands.
 
   python -m shiori run                 the whole system (all services, first-run setup, demo data)
-  python -m shiori serve NAME          one service: patrons, loans, catalog or gateway
+  python -m shiori serve NAME          one service: patrons, loans, catalog, gateway or opac
   python -m shiori bootstrap           first-run setup of a tenant against running services
+  python -m shiori import --format F FILE   bulk-import bibliographic records into a running catalogue
 """
 import argparse
+import os
 import sys
 
 from shiori.serve import SERVICE_NAMES, quiet_eventlet_deprecation
@@ -18,6 +20,10 @@ def main(argv=None):
     serve = commands.add_parser("serve", help="run one service")
     serve.add_argument("service", choices=SERVICE_NAMES)
     commands.add_parser("bootstrap", help="create the tenant, its first admin and demo data")
+    importing = commands.add_parser("import", help="bulk-import records (aozora-csv, marc21, marcxml)")
+    importing.add_argument("--format", required=True, choices=("aozora-csv", "marc21", "marcxml"))
+    importing.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
+    importing.add_argument("file", type=argparse.FileType("rb"))
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -31,6 +37,12 @@ def main(argv=None):
         from shiori.bootstrap import bootstrap
         bootstrap()
         return 0
+    if args.command == "import":
+        quiet_eventlet_deprecation()
+        import eventlet
+        eventlet.monkey_patch()
+        from shiori.bootstrap import import_records
+        return import_records(args.file, args.format, args.tenant)
     from shiori.launcher import run
     return run()
 

@@ -1,7 +1,6 @@
-"""First run of a tenant: the tenant itself, its first admin account and, unless SHIORI_DEMO=0, demo data.
-
-Safe to run again: what exists is left as it is, and an admin password is shown only when it was created.
-"""
+"""Operators' commands against running services: the first run of a tenant (the tenant itself, its first
+admin account and, unless SHIORI_DEMO=0, demo data; safe to run again, and an admin password is shown only
+when it was created), and bulk imports of bibliographic records."""
 import os
 import secrets
 import time
@@ -100,3 +99,28 @@ def load_demo(rpc, out):
         rpc.catalog.add_items(items[start:start + BATCH])
     out(f"demo data: {len(DEMO_LIBRARIES)} libraries, {len(DEMO_PATRONS)} patrons, "
         f"{len(work_ids)} works from the Aozora Bunko index, {len(items)} copies")
+
+
+def import_records(stream, file_format, tenant, environ=None):
+    """Import a file into the tenant's catalogue, showing progress on stderr; answers the exit status."""
+    import json
+    import sys
+
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from services.catalog.imports import import_file
+
+    environ = os.environ if environ is None else environ
+    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
+
+    def progress(summary, rate):
+        done = summary["added"] + summary["updated"] + summary["rejected"]
+        print(f"\r{done:,} records: {summary['added']:,} added, {summary['updated']:,} updated, "
+              f"{summary['rejected']:,} rejected ({rate:,.0f} records/s)", end="", file=sys.stderr, flush=True)
+
+    with ClusterRpcProxy(config, context_data={"tenant": tenant, "actor": "operator"}, timeout=300) as rpc:
+        wait_for(rpc, ("catalog",))
+        summary = import_file(stream, file_format, rpc.catalog.import_works, progress)
+    print(file=sys.stderr)
+    print(json.dumps(summary, ensure_ascii=False, indent=1))
+    return 0

@@ -58,6 +58,8 @@ class System:
             self.env["SHIORI_TOKEN_SECRET"] = token_secret(self.data_dir)
         host = self.env.get("SHIORI_GATEWAY_HOST", "127.0.0.1")
         self.url = f"http://{host}:{self.env.get('SHIORI_GATEWAY_PORT', '8000')}"
+        opac_host = self.env.get("SHIORI_OPAC_HOST", "127.0.0.1")
+        self.opac_url = f"http://{opac_host}:{self.env.get('SHIORI_OPAC_PORT', '8001')}"
         self.processes = {}
         self.stopping = False
 
@@ -128,6 +130,7 @@ def run(environ=None):
             print("first-run setup failed; see above", file=sys.stderr)
             return 1
         print(f"\nShiori is running: {system.url}  (API {system.url}/api/v1, health {system.url}/health)\n"
+              f"Public catalogue (OPAC): {system.opac_url}/api/v1/search?q=...\n"
               "Ctrl-C stops it.", flush=True)
         while not system.stopping:
             if system.exited():

@@ -136,16 +136,19 @@ def database_urls(request, tmp_path_factory):
 
 
 class RunningSystem:
-    """The four services in this process, each in its own container with its own configuration."""
+    """Every service in this process, each in its own container with its own configuration."""
 
     def __init__(self, amqp_uri, database_urls):
         self.amqp_uri = amqp_uri
         self.database_urls = database_urls
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.opac_port = free_port()
+        self.opac_url = f"http://127.0.0.1:{self.opac_port}"
         self.environ = {
             "AMQP_URI": amqp_uri,
             "SHIORI_GATEWAY_PORT": str(self.port),
+            "SHIORI_OPAC_PORT": str(self.opac_port),
             "SHIORI_TOKEN_SECRET": "test-secret-" + "x" * 40,
             "SHIORI_RPC_TIMEOUT": str(RPC_TIMEOUT),
             "SHIORI_TENANT": TENANT,

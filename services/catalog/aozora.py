@@ -51,3 +51,20 @@ def _credit(work, name, role):
 def _year(edition):
     match = _YEAR.search(edition or "")
     return int(match.group(1)) if match else None
+
+
+def read_aozora(stream):
+    """Imported records from the index as a binary stream. The index lists a work once per person, in
+    person order, so the works are gathered whole before the first is yielded (a few tens of thousands)."""
+    from services.catalog.marc import Imported
+
+    try:
+        works = read_aozora_works(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
+    except UnicodeDecodeError as error:
+        yield Imported(0, None, f"broken encoding: the file is not UTF-8 ({error.reason} at byte {error.start})")
+        return
+    except (KeyError, csv.Error) as error:
+        yield Imported(0, None, f"not the Aozora Bunko index: {error}")
+        return
+    for position, work in enumerate(works):
+        yield Imported(position, work, None)

@@ -94,6 +94,16 @@ class SearchQuerySchema(Schema):
                                   field_name="q")
 
 
+IMPORT_FORMATS = ("aozora-csv", "marc21", "marcxml")
+
+
+class ImportQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    format = fields.String(required=True, validate=validate.OneOf(IMPORT_FORMATS))
+
+
 class LoanStatusEventSchema(Schema):
     """What the catalogue reads from ``loan_created`` / ``loan_returned`` (tolerant: ignores other fields)."""
 

@@ -33,9 +33,10 @@ MAX_ID = 2**31 - 1
 class GatewayServer(WebServer):
     def setup(self):
         config = self.container.config
-        self.tokens = TokenIssuer.from_config(config)
+        # The public catalogue gateway serves anonymous requests only, and holds no token secret at all.
+        self.public_only = bool(config.get("PUBLIC_ONLY"))
+        self.tokens = None if self.public_only else TokenIssuer.from_config(config)
         self.public_tenant = config["PUBLIC_TENANT"]
-        self.max_body_bytes = int(config.get("MAX_BODY_BYTES", 1 << 20))
         super().setup()
 
     def get_wsgi_app(self):
@@ -50,7 +51,7 @@ class GatewayServer(WebServer):
     def identify(self, request, public, roles):
         """The nameko context data for this request, or NotAuthenticated/Forbidden."""
         header = request.headers.get("Authorization", "")
-        if not header:
+        if not header or self.public_only:
             if public:
                 return {"tenant": self.public_tenant, "actor": "public", "role": "public"}
             raise NotAuthenticated()
@@ -91,9 +92,10 @@ def http_error(exc):
 class Route(HttpRequestHandler):
     server = GatewayServer()
 
-    def __init__(self, method, url, public=False, roles=(), **kwargs):
+    def __init__(self, method, url, public=False, roles=(), body_limit="MAX_BODY_BYTES", **kwargs):
         self.public = public
         self.roles = tuple(roles)
+        self.body_limit = body_limit  # the configuration key of the largest body this route reads
         super().__init__(method, url, **kwargs)
 
     def handle_request(self, request):
@@ -105,7 +107,7 @@ class Route(HttpRequestHandler):
 
     def _respond(self, request):
         request.shallow = False
-        request.max_content_length = self.server.max_body_bytes
+        request.max_content_length = int(self.container.config.get(self.body_limit, 1 << 20))
         try:
             context_data = self.server.identify(request, self.public, self.roles)
             args, kwargs = self.get_entrypoint_parameters(request)

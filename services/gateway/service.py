@@ -1,50 +1,26 @@
-"""The HTTP gateway: the one entry for staff clients and the public catalogue. It checks HTTP-level input
+"""The HTTP gateway: the one entry for staff clients (and the public catalogue's routes). It checks HTTP-level input
 (JSON, media type, size, path ids) and who is calling, asks the owning service over RPC (which validates
 the payload with its own schema), and answers in the API's shape."""
 
+from services.catalog.imports import import_file
+from services.catalog.schemas import ImportQuerySchema
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
-from services.gateway.openapi import openapi_document
+from services.gateway.public import CatalogueRoutes
 from services.gateway.schemas import page_of
 from services.gateway.tokens import Tokens
-from shiori.errors import DomainError
+from shiori.errors import load
 from shiori.rpc import ServiceRpc
 
-BACKING_SERVICES = ("patrons", "loans", "catalog")
 
-
-class GatewayService:
+class GatewayService(CatalogueRoutes):
     name = "gateway"
+    backing_services = ("patrons", "loans", "catalog")
 
     tokens = Tokens()
     patrons = ServiceRpc("patrons")
     loans = ServiceRpc("loans")
     catalog = ServiceRpc("catalog")
-
-    @route("GET", "/health", public=True)
-    def health(self, request):
-        """Each backing service's state; 503 naming those that do not answer."""
-        states, pending = {}, {}
-        for name in BACKING_SERVICES:  # asked all at once: the answer takes one timeout at most
-            try:
-                pending[name] = getattr(self, name).health.call_async()
-            except DomainError:
-                states[name] = "unavailable"
-        for name, reply in pending.items():
-            try:
-                states[name] = reply.result()
-            except DomainError:
-                states[name] = "unavailable"
-        if all(state == "ok" for state in states.values()):
-            return {"status": "ok", "services": states}
-        down = sorted(name for name, state in states.items() if state != "ok")
-        return 503, {"error": {"code": "SERVICE_UNAVAILABLE", "message": f"not answering: {', '.join(down)}",
-                               "details": {"services": states}}}
-
-    @route("GET", "/api/v1/openapi.json", public=True)
-    def openapi(self, request):
-        """This API, described as OpenAPI 3."""
-        return openapi_document(type(self))
 
     @route("POST", "/api/v1/auth/token", public=True)
     def staff_token(self, request):
@@ -56,11 +32,6 @@ class GatewayService:
         }
 
     # --- libraries --------------------------------------------------------------------------------
-
-    @route("GET", "/api/v1/libraries")
-    def list_libraries(self, request):
-        """The tenant's libraries."""
-        return page_of(self.catalog.list_libraries(), request.args.to_dict())
 
     @route("POST", "/api/v1/libraries", roles=("admin",))
     def add_library(self, request):
@@ -108,10 +79,11 @@ class GatewayService:
         """Add a bibliographic record."""
         return 201, self.catalog.add_work(read_json(request))
 
-    @route("GET", f"/api/v1/works/<{ID}:work_id>", public=True)
-    def get_work(self, request, work_id):
-        """A record with its copies' availability per library."""
-        return self.catalog.get_work(work_id)
+    @route("POST", "/api/v1/works/import", body_limit="MAX_IMPORT_BYTES")
+    def import_works(self, request):
+        """Bulk import (?format=aozora-csv|marc21|marcxml); the file is the raw request body."""
+        params = load(ImportQuerySchema(), request.args.to_dict())
+        return import_file(request.stream, params["format"], self.catalog.import_works)
 
     @route("POST", "/api/v1/items")
     def add_item(self, request):
@@ -122,11 +94,6 @@ class GatewayService:
     def get_item(self, request, barcode):
         """One copy and its status."""
         return self.catalog.get_item(barcode)
-
-    @route("GET", "/api/v1/search", public=True)
-    def search(self, request):
-        """Search the catalogue (?q=&library=&available=&page=&per_page=)."""
-        return self.catalog.search(request.args.to_dict())
 
     # --- circulation ------------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
         url = first.wait_until_ready()
         password = re.search(r"created staff account 'admin' with password: (\S+)", first.output).group(1)
         services = processes_using(data_dir)
-        assert len(services) >= 5  # the launcher and its four services
+        assert len(services) >= 6  # the launcher and its five services
 
         assert requests.get(f"{url}/health", timeout=10).json()["status"] == "ok"
         hits = requests.get(f"{url}/api/v1/search", params={"q": "坊っちゃん"}, timeout=10).json()

@@ -1,4 +1,7 @@
-"""Japanese-aware catalogue search, the way residents use an OPAC, on SQLite and PostgreSQL."""
+"""Japanese-aware catalogue search, the way residents use an OPAC, on SQLite and PostgreSQL.
+
+The catalogue here is a tenant of its own, so that exact expectations do not meet other tests' works; one
+test goes through the gateway, the rest ask the catalogue service as the gateway does."""
 import pytest
 import requests
 
@@ -20,10 +23,17 @@ CATALOGUE = [
 ]
 
 
+TENANT = "searchcity"
+
+
 @pytest.fixture(scope="module")
-def catalogue(system, staff):
+def catalogue(system):
     tag = unique("s")
-    with system.rpc() as rpc:
+    with system.rpc(tenant=TENANT) as rpc:
+        rpc.catalog.ensure_tenant({"code": TENANT, "name": "検索市"})
+        if not rpc.catalog.list_libraries():
+            for code, name in (("main", "検索市立図書館"), ("east", "検索市立図書館 東分館")):
+                rpc.catalog.add_library({"code": code, "name": name, "kind": "main" if code == "main" else "branch"})
         result = rpc.catalog.import_works([dict(work, source_id=f"{tag}:{n}") for n, work in enumerate(CATALOGUE)])
         assert result["rejected"] == 0, result
         ids = dict(zip((work["title"] for work in CATALOGUE), result["work_ids"]))
@@ -33,9 +43,8 @@ def catalogue(system, staff):
 
 
 def search(system, **params):
-    response = requests.get(f"{system.url}/api/v1/search", params=params, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
+    with system.rpc(tenant=TENANT) as rpc:
+        return rpc.catalog.search({key: str(value) for key, value in params.items()})
 
 
 def titles(system, **params):
@@ -86,27 +95,34 @@ def test_field_search(system, catalogue):
     assert titles(system, ndc="913", q="ガラス") == ["ガラスの靴"]
 
 
-def test_filters_by_library_and_availability(system, staff, catalogue):
+def test_filters_by_library_and_availability(system, catalogue):
     everywhere = set(titles(system, q="試験"))
     at_main = set(titles(system, q="試験", library="main"))
     at_east = set(titles(system, q="試験", library="east"))
     assert at_main and at_east and at_main | at_east == everywhere and not at_main & at_east
-
     hit = search(system, q="こころの旅")["items"][0]
-    assert hit["availability"] == [{"library": "east", "name": "試験市立図書館 東分館", "total": 1, "available": 1}]
+    assert hit["availability"] == [{"library": "east", "name": "検索市立図書館 東分館", "total": 1, "available": 1}]
 
+
+def test_a_copy_on_loan_leaves_the_available_now_filter(system, staff):
     patron = register_patron(staff)
     work, copy = add_copy(staff, title=unique("予備"))
-    assert titles(system, q=work["title"], available="true") == [work["title"]]
+
+    def public_titles(**params):
+        response = requests.get(f"{system.url}/api/v1/search", params={"q": work["title"], **params}, timeout=10)
+        assert response.status_code == 200, response.text
+        return [hit["title"] for hit in response.json()["items"]]
+
+    assert public_titles(available="true") == [work["title"]]
     assert check_out(staff, patron["card_number"], copy["barcode"]).status_code == 201
-    wait_until(lambda: titles(system, q=work["title"], available="true") == [], message="availability")
-    assert titles(system, q=work["title"]) == [work["title"]]
+    wait_until(lambda: public_titles(available="true") == [], message="availability")
+    assert public_titles() == [work["title"]]
 
 
-def test_pages_are_stable_and_complete(system, staff):
+def test_pages_are_stable_and_complete(system):
     tag = unique("頁")
-    for n in range(7):
-        add_copy(staff, title=f"{tag} 第{n}巻")
+    with system.rpc(tenant=TENANT) as rpc:
+        rpc.catalog.import_works([{"title": f"{tag} 第{n}巻"} for n in range(7)])
     pages = [search(system, q=tag, per_page=3, page=page) for page in (1, 2, 3)]
     assert [page["total"] for page in pages] == [7, 7, 7]
     ids = [hit["id"] for page in pages for hit in page["items"]]
@@ -120,6 +136,8 @@ def test_another_tenants_catalogue_is_invisible(system, catalogue):
         rpc.catalog.add_work({"title": "他市だけの本こころ"})
         assert rpc.catalog.search({"q": "こころ"})["total"] == 1
     assert "他市だけの本こころ" not in titles(system, q="こころ")
+    public = requests.get(f"{system.url}/api/v1/search", params={"q": "他市だけ"}, timeout=10).json()
+    assert public["total"] == 0
 
 
 @pytest.mark.parametrize("params", [{}, {"q": ""}, {"q": "   "}, {"q": "　"}, {"q": "x" * 201}, {"ndc": "abc"},
