@@ -206,11 +206,14 @@ def query_mix(catalogue, isbn_samples, seed):
     two_char = ["夏目", "銀河"]
     two_char += rng.sample(sorted(pair for pair, count in bigrams.items() if 3 <= count <= 40 and pair not in two_char), 8)
 
-    runs = sorted({run for title in titles for run in KANJI_RUN.findall(title)})
+    # A kanji word of a real title, as its reading in hiragana: only words read the same alone as within
+    # their title (the index holds the generated reading of the whole title).
+    runs = sorted({(run, title) for title in titles for run in KANJI_RUN.findall(title)})
     readings = ["なつめそうせき", "みやざわけんじ"]
-    for run in rng.sample(runs, 40):
+    for run, title in rng.sample(runs, 200):
         spoken = reading(run)
-        if len(spoken) >= 3 and spoken not in readings and re.fullmatch(r"[\u3041-\u309f]+", spoken):
+        if (len(spoken) >= 3 and spoken not in readings and re.fullmatch(r"[\u3041-\u309f]+", spoken)
+                and spoken in reading(title)):
             readings.append(spoken)
         if len(readings) == 10:
             break

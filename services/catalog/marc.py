@@ -256,22 +256,30 @@ def _title(record):
     """Title, subtitle, responsibility and reading, from 245 and the 880 fields linked to it.
 
     Japanese records carry the title twice, as written and as read (in kana), one in 245 and the other in a
-    linked 880; which way round depends on the cataloguing agency. The title is the 245 one unless 245 is
-    kana-only and an 880 holds a form that is not (the kanji form); the reading is another candidate that is
-    kana-only. A title written in kana alone, with no other form, has no separate reading.
+    linked 880; which way round depends on the cataloguing agency, and Library of Congress style records put
+    a romanisation in 245 and the vernacular in 880. The title is the form written with kanji if there is
+    one, else a kana form, else the romanised one, 245 first among equals; the reading is another form that
+    is kana-only. A title written in kana alone, with no other form, has no separate reading.
     """
     field = record.get("245")
     main = _statement(field) if field else None
     if not (main and main.title):
         raise _Rejected("no title (245 $a)")
     linked = [_statement(field) for field in record.get_fields("880") if (field.get("6") or "").startswith("245-")]
-    linked = [statement for statement in linked if statement.title]
-    chosen = main
-    if _is_kana_only(main.title):
-        chosen = next((statement for statement in linked if not _is_kana_only(statement.title)), main)
-    reading = next((s.title for s in [main, *linked] if s is not chosen and _is_kana_only(s.title)), None)
+    forms = [main] + [statement for statement in linked if statement.title]
+    chosen = min(forms, key=_script_preference)  # min keeps the first of equals: 245
+    reading = next((s.title for s in forms if s is not chosen and _is_kana_only(s.title)), None)
     return (chosen.title, chosen.subtitle or main.subtitle, chosen.responsibility or main.responsibility,
             reading and unicodedata.normalize("NFKC", reading))
+
+
+def _script_preference(statement):
+    """0 for a title written with kanji, 1 for kana only, 2 for one with no Japanese script (romanised)."""
+    if _is_kana_only(statement.title):
+        return 1
+    has_japanese = any("\u3041" <= char <= "\u30ff" or "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
+                       for char in unicodedata.normalize("NFKC", statement.title))
+    return 0 if has_japanese else 2
 
 
 def _statement(field):

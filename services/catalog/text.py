@@ -1,7 +1,7 @@
 """Japanese-aware text matching for the catalogue, the way Japanese OPACs behave.
 
 Everything searchable is *folded* the same way at indexing and at query time: NFKC (ＡＢＣ = ABC, ｶﾞ = ガ),
-lower-case Latin, katakana as hiragana (ネコ = ねこ), no spaces or middle dots (夏目 漱石 = 夏目漱石).
+lower-case Latin, katakana as hiragana (ネコ = ねこ), no spaces, middle dots or commas (夏目 漱石 = 夏目漱石).
 Readings are generated with pykakasi (a kana-kanji dictionary), so 「なつめそうせき」 finds 夏目漱石 even
 when a record carries no reading.
 
@@ -16,7 +16,8 @@ from functools import lru_cache
 import pykakasi
 
 _KATAKANA = re.compile(r"[\u30a1-\u30f6]")
-_DROPPED = re.compile(r"[\s\u30fb\u00b7]+")  # white space, 中黒 ・ and the Latin middle dot
+# White space, 中黒 ・, the Latin middle dot and commas: "夏目, 漱石" (as MARC writes names) = 夏目漱石.
+_DROPPED = re.compile(r"[\s\u30fb\u00b7,\u3001]+")
 _CODE_BITS = 21  # every Unicode code point fits in 21 bits
 _kakasi = pykakasi.kakasi()
 

@@ -68,3 +68,54 @@ def test_the_command_line_import_shows_progress_and_a_summary(system, tmp_path):
     assert "records/s" in result.stderr
     hits = requests.get(f"{system.url}/api/v1/search", params={"q": tag}, timeout=10).json()["items"]
     assert [hit["title"] for hit in hits] == [f"駅伝馬車{tag}"]
+
+
+def marc_records(tag):
+    """Three records as a library system would export them: two good, one without a title."""
+    from pymarc import Field, Indicators, Record, Subfield
+
+    def field(code, *subfields, ind="  "):
+        return Field(code, Indicators(*ind), [Subfield(c, v) for c, v in subfields])
+
+    def record(*fields):
+        built = Record(leader="00000nam a2200000 i 4500", to_unicode=True)
+        built.add_field(*fields)
+        return built
+
+    return [
+        record(Field("001", data=f"{tag}-1"), Field("003", data="JTNDL"),
+               field("020", ("a", "4-00-310112-X")), field("084", ("a", "913.6"), ("2", "njb/09")),
+               field("100", ("a", "夏目, 漱石,"), ("d", "1867-1916"), ind="1 "),
+               field("245", ("6", "880-01"), ("a", f"心{tag} /"), ("c", "夏目漱石 著"), ind="10"),
+               field("264", ("b", "岩波書店,"), ("c", "1989."), ind=" 1"),
+               field("880", ("6", "245-01/$1"), ("a", "ココロ /"), ind="10")),
+        record(Field("001", data=f"{tag}-2"), field("245", ("a", "")), field("100", ("a", "名無し"))),
+        record(Field("001", data=f"{tag}-3"), field("245", ("a", f"銀河鉄道の夜{tag}"), ind="10"),
+               field("100", ("a", "宮沢, 賢治"), ind="1 "), field("260", ("b", "新潮社"), ("c", "c1989"))),
+    ]
+
+
+def test_marc21_and_marcxml_imports_load_good_records_and_explain_rejects(staff, system):
+    from pymarc import record_to_xml
+
+    tag = unique("M")
+    records = marc_records(tag)
+    iso = b"".join(record.as_marc() for record in records)
+    summary = post_import(staff, iso, "marc21").json()
+    assert (summary["added"], summary["updated"], summary["rejected"]) == (2, 0, 1)
+    assert summary["errors"] == [{"record": 2, "reason": "no title (245 $a)"}]
+
+    xml = (b'<?xml version="1.0" encoding="UTF-8"?><collection xmlns="http://www.loc.gov/MARC21/slim">'
+           + b"".join(record_to_xml(record, namespace=False) for record in records) + b"</collection>")
+    again = post_import(staff, xml, "marcxml").json()
+    assert (again["added"], again["updated"], again["rejected"]) == (0, 2, 1)
+
+    def hits(**params):
+        return requests.get(f"{system.url}/api/v1/search", params=params, timeout=10).json()["items"]
+
+    kokoro = hits(q=f"こころ {tag}")  # by the record's own reading, and the tag in the title
+    assert [hit["title"] for hit in kokoro] == [f"心{tag}"]
+    assert kokoro[0]["isbn"] == "9784003101124" and kokoro[0]["ndc"] == "913.6"
+    assert kokoro[0]["publisher"] == "岩波書店" and kokoro[0]["published_year"] == 1989
+    assert [hit["title"] for hit in hits(q=f"みやざわけんじ {tag}")] == [f"銀河鉄道の夜{tag}"]
+    assert [hit["title"] for hit in hits(author="夏目漱石", q=tag)] == [f"心{tag}"]

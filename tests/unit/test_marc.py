@@ -139,7 +139,7 @@ def test_a_reading_may_mix_kana_with_latin_letters_and_digits():
     assert work["title_reading"] == "イチキュウハチヨン. Book 1, シガツ-ロクガツ"
 
 
-def test_no_reading_without_a_kana_only_form():
+def test_the_written_title_wins_over_a_romanisation_and_a_reading_needs_a_kana_form():
     plain = work_of(field("245", ("a", "吾輩は猫である"), ind="10"))
     romanised = work_of(  # Library of Congress style: the romanisation in 245, the vernacular in 880
         field("245", ("6", "880-01"), ("a", "Wagahai wa neko de aru /"), ind="10"),
@@ -147,7 +147,7 @@ def test_no_reading_without_a_kana_only_form():
         field("880", ("6", "100-02/$1"), ("a", "ナツメ, ソウセキ"), ind="1 "),  # linked to 100, not 245
     )
     assert (plain["title"], plain["title_reading"]) == ("吾輩は猫である", None)
-    assert (romanised["title"], romanised["title_reading"]) == ("Wagahai wa neko de aru", None)
+    assert (romanised["title"], romanised["title_reading"]) == ("吾輩は猫である", None)
 
 
 def test_isbd_punctuation_is_stripped_but_initials_and_ellipses_keep_their_period():
