@@ -5,7 +5,7 @@ titles (``title_grams``) and of people (``person_grams``) in step, in bulk, in t
 Reading: ``search`` finds candidates through the grams, checks each against the folded text (grams only say
 that the pieces are there, not that they are adjacent), ranks and pages them.
 """
-from sqlalchemy import and_, case, delete, func, insert, or_, select
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 
 from services.catalog.models import Contributor, Item, Library, Person, PersonGram, Publisher, TitleGram, Work
 from services.catalog.rules import escape_like, normalize_isbn
@@ -17,7 +17,8 @@ WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "publishe
 
 
 class Cataloguer:
-    """Saves works for one tenant in one session, creating people and publishers as it meets them."""
+    """Saves works for one tenant in one session, creating people and publishers as it meets them. Works,
+    credits and grams are written with bulk statements: an import of a million records is mostly this."""
 
     def __init__(self, session, tenant):
         self.session = session
@@ -26,43 +27,50 @@ class Cataloguer:
         self.publishers = {}
 
     def save(self, records, existing=None):
-        """Add or update works from validated records; ``existing`` maps a record's position to the Work it
-        updates. Answers the works in record order."""
+        """Add or update works from validated records; ``existing`` maps a record's position to the id of
+        the work it updates. Answers the works' ids in record order."""
         existing = existing or {}
         self._meet_people({author["name"] for record in records for author in record.get("authors", [])})
         self._meet_publishers({record["publisher"] for record in records if record.get("publisher")})
-        works = []
-        for position, record in enumerate(records):
-            work = existing.get(position) or Work(tenant=self.tenant)
-            self._fill(work, record)
-            if work.id is None:
-                self.session.add(work)
-            works.append(work)
-        self.session.flush()
-        updated_ids = [work.id for work in existing.values()]
-        if updated_ids:
-            self.session.execute(delete(TitleGram).where(TitleGram.work_id.in_(updated_ids)))
-        gram_rows = [{"gram": gram, "work_id": work.id} for work in works for gram in _title_grams(work)]
-        if gram_rows:
-            self.session.execute(insert(TitleGram), gram_rows)
-        return works
-
-    def _fill(self, work, record):
-        for field in WORK_FIELDS:
-            setattr(work, field, record.get(field))
-        work.subjects = record.get("subjects") or []
-        work.isbn = normalize_isbn(record["isbn"]) if record.get("isbn") else None
-        work.publisher_entry = self.publishers.get(record.get("publisher"))
-        work.authors = [
-            Contributor(position=position, person=self.people[author["name"]], role=author["role"])
-            for position, author in enumerate(record.get("authors", []))
+        rows = [self._row(record) for record in records]
+        new = [position for position in range(len(records)) if position not in existing]
+        ids = dict(existing)
+        if new:
+            inserted = self.session.execute(
+                insert(Work).returning(Work.id, sort_by_parameter_order=True), [rows[p] for p in new])
+            ids.update(zip(new, inserted.scalars()))
+        if existing:
+            self.session.execute(update(Work), [dict(rows[p], id=work_id) for p, work_id in existing.items()])
+            updated = list(existing.values())
+            self.session.execute(delete(Contributor).where(Contributor.work_id.in_(updated)))
+            self.session.execute(delete(TitleGram).where(TitleGram.work_id.in_(updated)))
+        credits = [
+            {"work_id": ids[position], "person_id": self.people[author["name"]].id, "position": rank, "role": author["role"]}
+            for position, record in enumerate(records) for rank, author in enumerate(record.get("authors", []))
         ]
-        work.title_folded = fold(work.title)
-        work.reading_folded = fold(work.title_reading) if work.title_reading else reading(work.title)
-        work.title_key = FIELD_SEPARATOR.join((work.title_folded, fold(work.subtitle), work.reading_folded))
-        work.people_key = FIELD_SEPARATOR.join(
-            part for contributor in work.authors for part in (contributor.person.folded, contributor.person.reading_folded)
+        if credits:
+            self.session.execute(insert(Contributor.__table__), credits)
+        gram_rows = [{"gram": gram, "work_id": ids[position]} for position, row in enumerate(rows)
+                     for gram in grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"])]
+        if gram_rows:
+            self.session.execute(insert(TitleGram.__table__), gram_rows)
+        return [ids[position] for position in range(len(records))]
+
+    def _row(self, record):
+        row = {field: record.get(field) for field in WORK_FIELDS}
+        row.update(
+            tenant=self.tenant,
+            subjects=record.get("subjects") or [],
+            isbn=normalize_isbn(record["isbn"]) if record.get("isbn") else None,
+            publisher_id=self.publishers[record["publisher"]].id if record.get("publisher") else None,
+            title_folded=fold(record["title"]),
+            reading_folded=fold(record["title_reading"]) if record.get("title_reading") else reading(record["title"]),
         )
+        row["title_key"] = FIELD_SEPARATOR.join((row["title_folded"], fold(row["subtitle"]), row["reading_folded"]))
+        people = [self.people[author["name"]] for author in record.get("authors", [])]
+        row["people_key"] = FIELD_SEPARATOR.join(part for person in people for part in (person.folded,
+                                                                                         person.reading_folded))
+        return row
 
     def _meet_people(self, names):
         missing = names - self.people.keys()
@@ -75,7 +83,7 @@ class Cataloguer:
         if new:
             self.session.add_all(new)
             self.session.flush()
-            self.session.execute(insert(PersonGram), [
+            self.session.execute(insert(PersonGram.__table__), [
                 {"gram": gram, "person_id": person.id}
                 for person in new for gram in grams(person.folded) | grams(person.reading_folded)
             ])
@@ -91,12 +99,10 @@ class Cataloguer:
             self.publishers[publisher.name] = publisher
         new = [Publisher(tenant=self.tenant, name=name, folded=fold(name))
                for name in sorted(missing - self.publishers.keys())]
-        self.session.add_all(new)
-        self.publishers.update((publisher.name, publisher) for publisher in new)
-
-
-def _title_grams(work):
-    return grams(work.title_folded) | grams(fold(work.subtitle)) | grams(work.reading_folded)
+        if new:
+            self.session.add_all(new)
+            self.session.flush()
+            self.publishers.update((publisher.name, publisher) for publisher in new)
 
 
 def _candidates(gram_table, key_column, word):

@@ -1,5 +1,6 @@
 """The catalogue: libraries, works and copies, and which copies are on the shelf. Holds no personal data,
 so the public catalogue (OPAC) can be served from it alone."""
+from marshmallow import ValidationError
 from sqlalchemy import select
 
 from services.catalog import errors
@@ -68,8 +69,8 @@ class CatalogService:
 
     @rpc
     def add_work(self, payload):
-        works, _added = self._save_works([load(WorkSchema(), payload)])
-        return self._dump_work(works[0])
+        work_ids, _added = self._save_works([load(WorkSchema(), payload)])
+        return self._dump_work(self._work(work_ids[0]))
 
     @rpc
     def import_works(self, payloads):
@@ -78,31 +79,31 @@ class CatalogService:
         schema = WorkSchema()
         records, rejects = [], []
         for position, payload in enumerate(payloads):
-            problems = schema.validate(payload)
-            if problems:
-                rejects.append({"record": position, "reason": problems})
-            else:
+            try:
                 records.append(schema.load(payload))
-        works, added = self._save_works(records)
+            except ValidationError as error:
+                rejects.append({"record": position, "reason": error.normalized_messages()})
+        work_ids, added = self._save_works(records)
         return {"added": added, "updated": len(records) - added, "rejected": len(rejects), "errors": rejects,
-                "work_ids": [work.id for work in works]}
+                "work_ids": work_ids}
 
     def _save_works(self, records):
-        """Save validated records, commit and announce them. Answers the works saved (a ``source_id`` that
-        repeats in the batch is saved once, the last record winning) and how many of them are new."""
+        """Save validated records, commit and announce them. Answers the ids of the works saved (a
+        ``source_id`` that repeats in the batch is saved once, the last record winning) and how many are new."""
         tenant = self.caller.tenant
         unique = list({record.get("source_id") or f"#{position}": record
                        for position, record in enumerate(records)}.values())
         source_ids = [record["source_id"] for record in unique if record.get("source_id")]
-        known = {work.source_id: work for work in self.db.scalars(
-            select(Work).where(Work.tenant == tenant, Work.source_id.in_(source_ids)))} if source_ids else {}
+        known = dict(self.db.execute(
+            select(Work.source_id, Work.id).where(Work.tenant == tenant, Work.source_id.in_(source_ids))).all()
+        ) if source_ids else {}
         existing = {position: known[record["source_id"]] for position, record in enumerate(unique)
                     if record.get("source_id") in known}
-        works = Cataloguer(self.db, tenant).save(unique, existing)
+        work_ids = Cataloguer(self.db, tenant).save(unique, existing)
         self.db.commit()
-        added = [work.id for position, work in enumerate(works) if position not in existing]
-        self.publish("works_saved", tenant, {"added": added, "updated": [work.id for work in existing.values()]})
-        return works, len(added)
+        added = [work_id for position, work_id in enumerate(work_ids) if position not in existing]
+        self.publish("works_saved", tenant, {"added": added, "updated": list(existing.values())})
+        return work_ids, len(added)
 
     @rpc
     def get_work(self, work_id):

@@ -2,8 +2,8 @@
 
 Everything searchable is *folded* the same way at indexing and at query time: NFKC (ＡＢＣ = ABC, ｶﾞ = ガ),
 lower-case Latin, katakana as hiragana (ネコ = ねこ), no spaces, middle dots or commas (夏目 漱石 = 夏目漱石).
-Readings are generated with pykakasi (a kana-kanji dictionary), so 「なつめそうせき」 finds 夏目漱石 even
-when a record carries no reading.
+Readings are generated with SudachiPy, a morphological analyser, and its core dictionary, so
+「なつめそうせき」 finds 夏目漱石 even when a record carries no reading.
 
 The index is a bigram inverted index: each folded text contributes its two-character grams, plus its last
 character alone, encoded as integers. A query of two or more characters needs all its bigrams; a query of
@@ -13,13 +13,15 @@ import re
 import unicodedata
 from functools import lru_cache
 
-import pykakasi
+from sudachipy import Dictionary, SplitMode
 
 _KATAKANA = re.compile(r"[\u30a1-\u30f6]")
 # White space, 中黒 ・, the Latin middle dot and commas: "夏目, 漱石" (as MARC writes names) = 夏目漱石.
 _DROPPED = re.compile(r"[\s\u30fb\u00b7,\u3001]+")
 _CODE_BITS = 21  # every Unicode code point fits in 21 bits
-_kakasi = pykakasi.kakasi()
+_JAPANESE = re.compile(r"[\u3041-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+# Mode C: the longest units (固有名詞 whole), whose dictionary readings are the most reliable.
+_analyser = Dictionary().tokenizer(mode=SplitMode.C)
 
 
 def fold(text):
@@ -39,7 +41,11 @@ def reading(text):
     """The reading of ``text`` in hiragana, folded (names repeat across works, hence the cache)."""
     if not text:
         return ""
-    return fold("".join(part["hira"] for part in _kakasi.convert(text)))
+    # Latin letters, digits and symbols are read as written (not エービーシー for ABC).
+    return fold("".join(
+        morpheme.reading_form() if _JAPANESE.search(morpheme.surface()) else morpheme.surface()
+        for morpheme in _analyser.tokenize(text)
+    ))
 
 
 def gram_code(first, second=None):
