@@ -5,7 +5,7 @@ titles (``title_grams``) and of people (``person_grams``) in step, in bulk, in t
 Reading: ``search`` finds candidates through the grams, checks each against the folded text (grams only say
 that the pieces are there, not that they are adjacent), ranks and pages them.
 """
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, union, update
 
 from services.catalog.models import Contributor, Item, Library, Person, PersonGram, Publisher, TitleGram, Work
 from services.catalog.rules import escape_like, normalize_isbn
@@ -119,20 +119,47 @@ def _contains(word):
     return f"%{escape_like(word)}%"
 
 
-def in_title(word):
-    return and_(Work.id.in_(_candidates(TitleGram, TitleGram.work_id, word)),
-                Work.title_key.like(_contains(word), escape="\\"))
+def _title_candidates(tenant, word):
+    return _candidates(TitleGram, TitleGram.work_id, word)
 
 
-def in_people(word):
+def _people_candidates(tenant, word):
     people = _candidates(PersonGram, PersonGram.person_id, word)
-    return and_(Work.id.in_(select(Contributor.work_id).where(Contributor.person_id.in_(people))),
-                Work.people_key.like(_contains(word), escape="\\"))
+    return select(Contributor.work_id).where(Contributor.person_id.in_(people))
 
 
-def in_publisher(tenant, word):
-    return Work.publisher_id.in_(
-        select(Publisher.id).where(Publisher.tenant == tenant, Publisher.folded.like(_contains(word), escape="\\")))
+def _publisher_candidates(tenant, word):
+    publishers = select(Publisher.id).where(Publisher.tenant == tenant,
+                                            Publisher.folded.like(_contains(word), escape="\\"))
+    return select(Work.id).where(Work.publisher_id.in_(publishers))
+
+
+def _title_check(tenant, word):
+    return Work.title_key.like(_contains(word), escape="\\")
+
+
+def _people_check(tenant, word):
+    return Work.people_key.like(_contains(word), escape="\\")
+
+
+def _publisher_check(tenant, word):
+    return Work.publisher_id.in_(select(Publisher.id).where(
+        Publisher.tenant == tenant, Publisher.folded.like(_contains(word), escape="\\")))
+
+
+FIELDS = {
+    "title": (_title_candidates, _title_check),
+    "author": (_people_candidates, _people_check),
+    "publisher": (_publisher_candidates, _publisher_check),
+}
+
+
+def matching(tenant, word, fields):
+    """Works where ``word`` is in one of ``fields``: candidates from the indexes, as one set of ids (so the
+    database looks works up by key instead of scanning them), then confirmed against the folded text."""
+    candidates = [FIELDS[field][0](tenant, word) for field in fields]
+    ids = candidates[0] if len(candidates) == 1 else union(*candidates)
+    return and_(Work.id.in_(ids), or_(*(FIELDS[field][1](tenant, word) for field in fields)))
 
 
 def rank(word):
@@ -152,15 +179,13 @@ def search(session, tenant, params):
     conditions = [Work.tenant == tenant]
     ranks = []
     for word in words(params.get("q", "")):
-        conditions.append(or_(in_title(word), in_people(word), in_publisher(tenant, word)))
+        conditions.append(matching(tenant, word, ("title", "author", "publisher")))
         ranks.append(rank(word))
-    for word in words(params.get("title", "")):
-        conditions.append(in_title(word))
-        ranks.append(rank(word))
-    for word in words(params.get("author", "")):
-        conditions.append(in_people(word))
-    for word in words(params.get("publisher", "")):
-        conditions.append(in_publisher(tenant, word))
+    for field in FIELDS:
+        for word in words(params.get(field, "")):
+            conditions.append(matching(tenant, word, (field,)))
+            if field == "title":
+                ranks.append(rank(word))
     if "isbn" in params:
         conditions.append(Work.isbn == (normalize_isbn(params["isbn"]) or ""))
     if "ndc" in params:
@@ -173,8 +198,8 @@ def search(session, tenant, params):
             copies = copies.where(Item.on_loan.is_(False))
         conditions.append(Work.id.in_(copies))
 
-    matching = select(Work.id).where(*conditions)
-    total = session.scalar(select(func.count()).select_from(matching.subquery()))
+    matched = select(Work.id).where(*conditions)
+    total = session.scalar(select(func.count()).select_from(matched.subquery()))
     page, per_page = params["page"], params["per_page"]
     works = session.scalars(
         select(Work).where(*conditions)
