@@ -5,8 +5,6 @@ titles (``title_grams``) and of people (``person_grams``) in step, in bulk, in t
 Reading: ``search`` finds candidates through the grams, checks each against the folded text (grams only say
 that the pieces are there, not that they are adjacent), ranks and pages them.
 """
-import io
-
 from sqlalchemy import and_, case, delete, func, insert, or_, select, union, update
 
 from services.catalog.models import Contributor, Item, Library, Person, PersonGram, Publisher, TitleGram, Work
@@ -52,10 +50,10 @@ class Cataloguer:
         ]
         if credits:
             self.session.execute(insert(Contributor.__table__), credits)
-        bulk_insert(self.session, TitleGram.__table__, [
-            (gram, ids[position]) for position, row in enumerate(rows)
-            for gram in grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"])
-        ])
+        gram_rows = [{"gram": gram, "work_id": ids[position]} for position, row in enumerate(rows)
+                     for gram in grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"])]
+        if gram_rows:
+            self.session.execute(insert(TitleGram.__table__), gram_rows)
         return [ids[position] for position in range(len(records))]
 
     def _row(self, record):
@@ -85,8 +83,9 @@ class Cataloguer:
         if new:
             self.session.add_all(new)
             self.session.flush()
-            bulk_insert(self.session, PersonGram.__table__, [
-                (gram, person.id) for person in new for gram in grams(person.folded) | grams(person.reading_folded)
+            self.session.execute(insert(PersonGram.__table__), [
+                {"gram": gram, "person_id": person.id}
+                for person in new for gram in grams(person.folded) | grams(person.reading_folded)
             ])
             self.people.update((person.name, person) for person in new)
 
@@ -104,22 +103,6 @@ class Cataloguer:
             self.session.add_all(new)
             self.session.flush()
             self.publishers.update((publisher.name, publisher) for publisher in new)
-
-
-def bulk_insert(session, table, rows):
-    """Insert many rows of integers (the grams) in the session's transaction: PostgreSQL's COPY, which
-    takes a fraction of the time of INSERTs, else an executemany."""
-    if not rows:
-        return
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        buffer = io.StringIO("".join("\t".join(map(str, row)) + "\n" for row in rows))
-        columns = ", ".join(column.name for column in table.columns)
-        with connection.connection.cursor() as cursor:
-            cursor.copy_expert(f"COPY {table.name} ({columns}) FROM STDIN", buffer)
-    else:
-        names = [column.name for column in table.columns]
-        connection.execute(insert(table), [dict(zip(names, row)) for row in rows])
 
 
 def _candidates(gram_table, key_column, word):
