@@ -50,6 +50,7 @@ class Cataloguer:
         ]
         if credits:
             self.session.execute(insert(Contributor.__table__), credits)
+        # (PostgreSQL's COPY would be faster, but psycopg2 refuses it under eventlet's wait callback.)
         gram_rows = [{"gram": gram, "work_id": ids[position]} for position, row in enumerate(rows)
                      for gram in grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"])]
         if gram_rows:
