@@ -571,7 +571,7 @@ def rpc_floor(amqp_uri, calls):
     runner.start()
     try:
         latencies = []
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"tenant": TENANT, "actor": "bench"},
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"tenant": TENANT, "actor": "operator", "role": "operator"},
                              timeout=30) as proxy:
             for _ in range(50):  # warm-up: reply queue, connections
                 proxy.bench_echo.ping()

@@ -6,6 +6,8 @@ import secrets
 import time
 from itertools import cycle
 
+from shiori.roles import OPERATOR
+
 DEMO_LIBRARIES = [
     {"code": "main", "name": "海津市図書館", "kind": "main"},
     {"code": "hirata", "name": "海津市図書館 平田分館", "kind": "branch"},
@@ -27,13 +29,18 @@ DEMO_PATRONS = [
 BATCH = 1000
 
 
+def operator_context(tenant):
+    """Who the operators' commands call as: the vendor's operator, for one tenant."""
+    return {"tenant": tenant, "actor": "operator", "role": OPERATOR}
+
+
 def bootstrap(environ=None, out=print):
     from nameko.standalone.rpc import ClusterRpcProxy
 
     environ = os.environ if environ is None else environ
     tenant = environ.get("SHIORI_TENANT", "kaizu")
     config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
-    with ClusterRpcProxy(config, context_data={"tenant": tenant, "actor": "operator"}, timeout=120) as rpc:
+    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=120) as rpc:
         wait_for(rpc, ("catalog", "patrons"))
         rpc.catalog.ensure_tenant({"code": tenant, "name": environ.get("SHIORI_TENANT_NAME", "海津市")})
         ensure_admin(rpc, environ, out)
@@ -118,7 +125,7 @@ def import_records(stream, file_format, tenant, environ=None):
         print(f"\r{done:,} records: {summary['added']:,} added, {summary['updated']:,} updated, "
               f"{summary['rejected']:,} rejected ({rate:,.0f} records/s)", end="", file=sys.stderr, flush=True)
 
-    with ClusterRpcProxy(config, context_data={"tenant": tenant, "actor": "operator"}, timeout=300) as rpc:
+    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=300) as rpc:
         wait_for(rpc, ("catalog",))
         summary = import_file(stream, file_format, rpc.catalog.import_works, progress)
     print(file=sys.stderr)

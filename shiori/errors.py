@@ -45,6 +45,20 @@ class NotAuthenticated(DomainError):
     default_message = "a valid access token is required"
 
 
+class Forbidden(DomainError):
+    code = "FORBIDDEN"
+    default_message = "your role may not do this"
+
+
+class TooManyAttempts(DomainError):
+    code = "TOO_MANY_ATTEMPTS"
+    default_message = "too many failed attempts; try again later"
+
+    @property
+    def retry_after(self):
+        return int(self.details.get("retry_after", 60))
+
+
 class ServiceUnavailable(DomainError):
     code = "SERVICE_UNAVAILABLE"
     default_message = "a backing service did not answer in time"

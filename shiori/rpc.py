@@ -14,7 +14,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 from nameko.rpc import rpc as nameko_rpc
 
-from shiori.errors import DomainError, ServiceUnavailable
+from shiori.errors import DomainError, Forbidden, ServiceUnavailable
 
 DEFAULT_RPC_TIMEOUT = 5.0
 _BROKER_FAILURES = (UnknownService, OSError, OperationalError, AMQPError)
@@ -34,6 +34,10 @@ class Caller(DependencyProvider):
 
 
 class CallerContext:
+    """Who the call is for: ``tenant``; ``actor`` ("staff:12", "patron:34", "operator", "public"); ``role``
+    (admin, librarian, school_librarian, patron, operator, public); the staff member's ``libraries``; and,
+    for the access record, the client's ``address`` and the HTTP ``route`` it came through."""
+
     def __init__(self, data):
         self.data = data
 
@@ -47,6 +51,33 @@ class CallerContext:
     @property
     def actor(self):
         return self.data.get("actor", "unknown")
+
+    @property
+    def role(self):
+        return self.data.get("role")
+
+    @property
+    def libraries(self):
+        return [code for code in (self.data.get("libraries") or "").split(",") if code]
+
+    @property
+    def patron_id(self):
+        """The patron's own id when a patron is calling, else None."""
+        kind, _, number = self.actor.partition(":")
+        return int(number) if kind == "patron" and number.isdigit() else None
+
+    @property
+    def address(self):
+        return self.data.get("address")
+
+    @property
+    def route(self):
+        return self.data.get("route")
+
+    def require(self, roles):
+        """Refuse the call unless the caller has one of ``roles``."""
+        if self.role not in roles:
+            raise Forbidden(details={"allowed_roles": list(roles)})
 
 
 class ServiceRpc(RpcProxy):

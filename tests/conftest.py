@@ -25,6 +25,7 @@ from nameko.runners import ServiceRunner  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from shiori.bootstrap import operator_context  # noqa: E402
 from shiori.config import load_config  # noqa: E402
 from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
 from support import RPC_TIMEOUT  # noqa: E402
@@ -171,8 +172,7 @@ class RunningSystem:
 
     @contextmanager
     def rpc(self, tenant=TENANT):
-        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data={"tenant": tenant, "actor": "test"},
-                             timeout=30) as proxy:
+        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data=operator_context(tenant), timeout=30) as proxy:
             yield proxy
 
 

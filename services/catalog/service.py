@@ -12,10 +12,12 @@ from services.catalog.schemas import (
 from services.catalog.search import Cataloguer, search
 from shiori.db import Database, commit_unique
 from shiori.errors import load
+from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.rpc import Caller, rpc
 
 LOAN_EVENT_VERSION = 1
+CATALOGUERS = STAFF_ROLES + WHOLE_TENANT
 
 
 class CatalogService:
@@ -35,6 +37,7 @@ class CatalogService:
     @rpc
     def ensure_tenant(self, payload):
         """Operators' call: create the tenant, or rename it if it exists."""
+        self.caller.require((OPERATOR,))
         data = load(TenantSchema(), payload)
         tenant = self.db.get(Tenant, data["code"]) or Tenant(code=data["code"])
         tenant.name = data["name"]
@@ -55,6 +58,7 @@ class CatalogService:
 
     @rpc
     def add_library(self, payload):
+        self.caller.require(WHOLE_TENANT)
         data = load(LibrarySchema(), payload)
         tenant = self.caller.tenant
         if self.db.get(Tenant, tenant) is None:
@@ -69,6 +73,7 @@ class CatalogService:
 
     @rpc
     def add_work(self, payload):
+        self.caller.require(CATALOGUERS)
         work_ids, _added = self._save_works([load(WorkSchema(), payload)])
         return self._dump_work(self._work(work_ids[0]))
 
@@ -76,6 +81,7 @@ class CatalogService:
     def import_works(self, payloads):
         """Add or update many records in one transaction; a record whose ``source_id`` was seen before
         updates that work. Answers counts and, for each rejected record, its position and the reasons."""
+        self.caller.require(CATALOGUERS)
         schema = WorkSchema()
         records, rejects = [], []
         for position, payload in enumerate(payloads):
@@ -128,6 +134,7 @@ class CatalogService:
 
     @rpc
     def add_item(self, payload):
+        self.caller.require(CATALOGUERS)
         item = self._new_item(load(ItemSchema(), payload))
         commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
         self._announce_items([item])
@@ -136,6 +143,7 @@ class CatalogService:
     @rpc
     def add_items(self, payloads):
         """Add many copies in one transaction (bulk loads); answers counts and each rejected copy's reasons."""
+        self.caller.require(CATALOGUERS)
         schema = ItemSchema()
         barcodes = [payload.get("barcode") for payload in payloads if isinstance(payload, dict)]
         taken = set(self.db.scalars(
@@ -208,6 +216,7 @@ class CatalogService:
         self.db.commit()
 
     # --- lookups within the caller's tenant --------------------------------------------------------
+
 
     def _library(self, code):
         library = self.db.scalar(select(Library).where(Library.tenant == self.caller.tenant, Library.code == code))

@@ -1,7 +1,7 @@
 """HTTP for the gateway: nameko's ``@http`` with JSON errors, bearer tokens and body limits.
 
-``route(method, url)`` needs a staff token; ``route(..., public=True)`` does not; ``roles=`` narrows
-further. The caller's identity becomes nameko context data, so it travels with every RPC the request makes.
+``route(method, url)`` needs a staff token; ``route(..., public=True)`` needs none; ``roles=`` names the
+roles a route admits instead (e.g. patrons for /me). The caller's identity becomes nameko context data, so it travels with every RPC the request makes.
 """
 import json
 import logging
@@ -18,7 +18,8 @@ from werkzeug.wrappers import Request, Response
 
 from services.gateway import errors
 from services.gateway.tokens import TokenIssuer
-from shiori.errors import DomainError, NotAuthenticated
+from shiori.errors import DomainError, Forbidden, NotAuthenticated
+from shiori.roles import PUBLIC, STAFF_ROLES
 
 log = logging.getLogger(__name__)
 # One line per request with the route's pattern, never the path or query (they can hold ids and card numbers).
@@ -48,20 +49,24 @@ class GatewayServer(WebServer):
         server.log_output = False
         return server
 
-    def identify(self, request, public, roles):
-        """The nameko context data for this request, or NotAuthenticated/Forbidden."""
+    def identify(self, request, public, roles, route):
+        """The nameko context data for this request, or NotAuthenticated/Forbidden. A route that is not
+        public admits staff roles unless it names its own."""
+        where = {"address": request.remote_addr or "unknown", "route": route}
         header = request.headers.get("Authorization", "")
         if not header or self.public_only:
             if public:
-                return {"tenant": self.public_tenant, "actor": "public", "role": "public"}
+                return {"tenant": self.public_tenant, "actor": "public", "role": PUBLIC, **where}
             raise NotAuthenticated()
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthenticated("use an Authorization: Bearer <token> header")
         claims = self.tokens.verify(token.strip())
-        if roles and claims["role"] not in roles:
-            raise errors.Forbidden(details={"allowed_roles": list(roles)})
-        return {"tenant": claims["tenant"], "actor": claims["sub"], "role": claims["role"]}
+        allowed = roles or (() if public else STAFF_ROLES)
+        if allowed and claims["role"] not in allowed:
+            raise Forbidden(details={"allowed_roles": list(allowed)})
+        return {"tenant": claims["tenant"], "actor": claims["sub"], "role": claims["role"],
+                "libraries": ",".join(claims.get("libraries") or []), **where}
 
 
 class JsonErrorsWsgiApp(WsgiApp):
@@ -96,6 +101,7 @@ class Route(HttpRequestHandler):
         self.public = public
         self.roles = tuple(roles)
         self.body_limit = body_limit  # the configuration key of the largest body this route reads
+        kwargs.setdefault("expected_exceptions", DomainError)  # refusals are answers, not errors to log loudly
         super().__init__(method, url, **kwargs)
 
     def handle_request(self, request):
@@ -109,7 +115,7 @@ class Route(HttpRequestHandler):
         request.shallow = False
         request.max_content_length = int(self.container.config.get(self.body_limit, 1 << 20))
         try:
-            context_data = self.server.identify(request, self.public, self.roles)
+            context_data = self.server.identify(request, self.public, self.roles, f"{request.method} {self.url}")
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()

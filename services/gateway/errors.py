@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 from services.catalog import errors as catalog_errors  # noqa: F401
 from services.loans import errors as loans_errors  # noqa: F401
 from services.patrons import errors as patrons_errors  # noqa: F401
-from shiori.errors import DomainError
+from shiori.errors import DomainError, TooManyAttempts
 
 STATUS_BY_CODE = {
     "VALIDATION_ERROR": 400,
@@ -21,6 +21,7 @@ STATUS_BY_CODE = {
     "PATRON_NOT_FOUND": 404,
     "WORK_NOT_FOUND": 404,
     "ITEM_NOT_FOUND": 404,
+    "STAFF_ACCOUNT_NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "ITEM_ALREADY_ON_LOAN": 409,
     "ITEM_NOT_ON_LOAN": 409,
@@ -29,7 +30,9 @@ STATUS_BY_CODE = {
     "LIBRARY_EXISTS": 409,
     "BARCODE_IN_USE": 409,
     "USERNAME_TAKEN": 409,
+    "LAST_ADMIN": 409,
     "PAYLOAD_TOO_LARGE": 413,
+    "TOO_MANY_ATTEMPTS": 429,
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
@@ -49,11 +52,6 @@ class UnsupportedMediaType(DomainError):
 class PayloadTooLarge(DomainError):
     code = "PAYLOAD_TOO_LARGE"
     default_message = "the body is larger than this route accepts"
-
-
-class Forbidden(DomainError):
-    code = "FORBIDDEN"
-    default_message = "your role may not do this"
 
 
 class RouteNotFound(DomainError):
@@ -78,5 +76,7 @@ def json_response(status, payload, headers=None):
 
 def error_response(error: DomainError, headers=None):
     status = STATUS_BY_CODE.get(error.code, 500)
+    if isinstance(error, TooManyAttempts):
+        headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
     body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
     return json_response(status, body, headers)

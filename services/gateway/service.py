@@ -10,7 +10,8 @@ from services.gateway.public import CatalogueRoutes
 from services.gateway.schemas import page_of
 from services.gateway.tokens import Tokens
 from shiori.errors import load
-from shiori.rpc import ServiceRpc
+from shiori.roles import ADMIN, PATRON
+from shiori.rpc import Caller, ServiceRpc
 
 
 class GatewayService(CatalogueRoutes):
@@ -18,6 +19,7 @@ class GatewayService(CatalogueRoutes):
     backing_services = ("patrons", "loans", "catalog")
 
     tokens = Tokens()
+    caller = Caller()
     patrons = ServiceRpc("patrons")
     loans = ServiceRpc("loans")
     catalog = ServiceRpc("catalog")
@@ -31,9 +33,51 @@ class GatewayService(CatalogueRoutes):
             "expires_in": self.tokens.lifetime_seconds, "role": account["role"], "libraries": account["libraries"],
         }
 
+    @route("POST", "/api/v1/auth/patron-token", public=True)
+    def patron_token(self, request):
+        """Log a patron in: card number and PIN for a bearer token that opens /api/v1/me."""
+        account = self.patrons.authenticate_patron(read_json(request))
+        return {"access_token": self.tokens.issue(account), "token_type": "Bearer",
+                "expires_in": self.tokens.lifetime_seconds}
+
+    # --- a patron's own record --------------------------------------------------------------------
+
+    @route("GET", "/api/v1/me", roles=(PATRON,))
+    def me(self, request):
+        """The logged-in patron's own record."""
+        return self.patrons.get_patron(self.caller.patron_id)
+
+    @route("GET", "/api/v1/me/loans", roles=(PATRON,))
+    def my_loans(self, request):
+        """The logged-in patron's current loans, with titles."""
+        return page_of(self.loans.patron_loans(self.caller.patron_id), request.args.to_dict())
+
+    # --- staff accounts ---------------------------------------------------------------------------
+
+    @route("POST", "/api/v1/staff", roles=(ADMIN,))
+    def create_staff_account(self, request):
+        """Add a staff account: user name, password, role and libraries."""
+        return 201, self.patrons.create_staff_account(read_json(request))
+
+    @route("GET", "/api/v1/staff", roles=(ADMIN,))
+    def list_staff_accounts(self, request):
+        """The tenant's staff accounts."""
+        return page_of(self.patrons.list_staff_accounts(), request.args.to_dict())
+
+    @route("PATCH", f"/api/v1/staff/<{ID}:account_id>", roles=(ADMIN,))
+    def update_staff_account(self, request, account_id):
+        """Change a staff account's role, libraries or password."""
+        return self.patrons.update_staff_account(account_id, read_json(request))
+
+    @route("DELETE", f"/api/v1/staff/<{ID}:account_id>", roles=(ADMIN,))
+    def delete_staff_account(self, request, account_id):
+        """Delete a staff account (not the tenant's last admin)."""
+        self.patrons.delete_staff_account(account_id)
+        return json_response(204, None)
+
     # --- libraries --------------------------------------------------------------------------------
 
-    @route("POST", "/api/v1/libraries", roles=("admin",))
+    @route("POST", "/api/v1/libraries", roles=(ADMIN,))
     def add_library(self, request):
         """Add a library (main, branch or school) to the tenant."""
         return 201, self.catalog.add_library(read_json(request))
@@ -69,7 +113,6 @@ class GatewayService(CatalogueRoutes):
     @route("GET", f"/api/v1/patrons/<{ID}:patron_id>/loans")
     def patron_loans(self, request, patron_id):
         """A patron's current loans, with titles."""
-        self.patrons.get_patron(patron_id)
         return page_of(self.loans.patron_loans(patron_id), request.args.to_dict())
 
     # --- catalogue --------------------------------------------------------------------------------

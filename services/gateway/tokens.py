@@ -1,13 +1,15 @@
-"""Signed, short-lived access tokens for staff (JWT, HS256), checked at the gateway on every request."""
+"""Signed, short-lived access tokens for staff and patrons (JWT, HS256), checked at the gateway on every
+request; the role in the token decides which routes it opens."""
 from datetime import datetime, timedelta, timezone
 
 import jwt
 from nameko.extensions import DependencyProvider
 
 from shiori.errors import NotAuthenticated
+from shiori.roles import PATRON
 
 ISSUER = "shiori"
-AUDIENCE = "shiori-staff"
+AUDIENCE = "shiori"
 MIN_SECRET_LENGTH = 32
 
 
@@ -27,8 +29,8 @@ class TokenIssuer:
         issued = datetime.now(timezone.utc)
         claims = {
             "iss": ISSUER, "aud": AUDIENCE, "iat": issued, "exp": issued + self.lifetime,
-            "sub": f"staff:{account['id']}", "tenant": account["tenant"], "role": account["role"],
-            "libraries": account["libraries"],
+            "sub": f"{'patron' if account['role'] == PATRON else 'staff'}:{account['id']}",
+            "tenant": account["tenant"], "role": account["role"], "libraries": account.get("libraries", []),
         }
         return jwt.encode(claims, self.secret, algorithm="HS256")
 

@@ -9,7 +9,8 @@ from services.loans.rules import checkin_action, due_date
 from services.loans.schemas import PUBLISHED_EVENTS, CheckinSchema, CheckoutSchema, LoanSchema
 from shiori.clock import library_today, now
 from shiori.db import Database, checkpoint, commit_unique
-from shiori.errors import load
+from shiori.errors import Forbidden, load
+from shiori.roles import may_serve_at
 from shiori.events import EventPublisher
 from shiori.rpc import Caller, ServiceRpc, rpc
 
@@ -32,6 +33,7 @@ class LoansService:
     @rpc
     def checkout(self, payload):
         data = load(CheckoutSchema(), payload)
+        self._check_desk(data["library"])
         # Both owners are asked at once: the check-out waits for the slower of the two, not their sum.
         borrower_reply = self.patrons.borrower.call_async(data["card_number"])
         item_reply = self.catalog.item_for_circulation.call_async(data["item_barcode"], data["library"])
@@ -57,6 +59,7 @@ class LoansService:
     @rpc
     def checkin(self, payload):
         data = load(CheckinSchema(), payload)
+        self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
         loan = self.db.scalar(
             select(Loan).where(Loan.tenant == self.caller.tenant, Loan.item_barcode == item["barcode"])
@@ -78,7 +81,8 @@ class LoansService:
 
     @rpc
     def patron_loans(self, patron_id):
-        """A patron's current loans with titles, oldest due first."""
+        """A patron's current loans with titles, oldest due first, if the caller may see that patron."""
+        self.patrons.ensure_visible(patron_id)
         loans = self.db.scalars(
             select(Loan).where(Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id)
             .order_by(Loan.due_date, Loan.id)
@@ -95,6 +99,10 @@ class LoansService:
             select(func.count()).select_from(Loan)
             .where(Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id)
         )
+
+    def _check_desk(self, library):
+        if not may_serve_at(self.caller.role, self.caller.libraries, library):
+            raise Forbidden("your account does not work at this library", {"library": library})
 
     @timer(interval=60)
     def fold_write_ahead_log(self):

@@ -24,3 +24,13 @@ class InvalidCredentials(DomainError):
 class UsernameTaken(DomainError):
     code = "USERNAME_TAKEN"
     default_message = "this user name is taken"
+
+
+class StaffAccountNotFound(DomainError):
+    code = "STAFF_ACCOUNT_NOT_FOUND"
+    default_message = "no such staff account"
+
+
+class LastAdmin(DomainError):
+    code = "LAST_ADMIN"
+    default_message = "the tenant's last admin account cannot be deleted"

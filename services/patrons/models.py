@@ -37,6 +37,8 @@ class Patron(Base):
     last_used_on: Mapped[date | None] = mapped_column(Date)
     total_uses: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # For the patron's own log-in (card number + PIN), Argon2; never shown.
+    pin_hash: Mapped[str | None] = mapped_column(String(200))
 
 
 class StaffAccount(Base):
@@ -49,6 +51,28 @@ class StaffAccount(Base):
     role: Mapped[str] = mapped_column(String(32))
     libraries: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class KnownLibrary(Base):
+    """The tenant's libraries and their kinds, projected from the catalogue's ``library_added`` events: who
+    may see a patron depends on whether their home library is a school's."""
+
+    __tablename__ = "known_libraries"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class LoginFailure(Base):
+    """Failed log-ins per account, card or address, for throttling; the key holds no name or card number."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):

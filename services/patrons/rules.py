@@ -1,6 +1,11 @@
-"""Library-card rules: card numbers with a check digit, card validity, who may borrow."""
+"""Library-card rules: card numbers with a check digit, card validity, who may borrow, who may see whom,
+and how failed log-ins are throttled."""
+import math
 import secrets
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from shiori.roles import LIBRARIAN, PATRON, SCHOOL_LIBRARIAN, WHOLE_TENANT
 
 CARD_BODY_DIGITS = 11
 
@@ -47,3 +52,46 @@ def borrowing_refusal(status, expires_on: date, today: date):
     if expires_on < today:
         return "the card has expired"
     return None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The patrons a caller may see and change: the whole tenant (admin, operator), every patron of a
+    non-school library (librarian), the patrons of their own school (school librarian), themself (patron)."""
+
+    role: str
+    libraries: tuple = ()
+    patron_id: int | None = None
+
+    def covers(self, patron_id, home_library, school_libraries):
+        if self.role in WHOLE_TENANT:
+            return True
+        if self.role == PATRON:
+            return patron_id is not None and patron_id == self.patron_id
+        if self.role == LIBRARIAN:
+            return home_library not in school_libraries
+        if self.role == SCHOOL_LIBRARIAN:
+            return home_library in self.libraries
+        return False
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """After ``max_failures`` failed log-ins within ``window``, the key is refused for ``block``."""
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+    block: timedelta = timedelta(minutes=15)
+
+    def retry_after(self, blocked_until, now: datetime):
+        """Seconds until a blocked key may try again, or 0 when it may try now."""
+        if blocked_until is None or blocked_until <= now:
+            return 0
+        return math.ceil((blocked_until - now).total_seconds())
+
+    def after_failure(self, failures, first_failed_at, now: datetime):
+        """The (failures, first_failed_at, blocked_until) to keep after one more failure."""
+        if first_failed_at is None or now - first_failed_at > self.window:
+            failures, first_failed_at = 0, now
+        failures += 1
+        return failures, first_failed_at, (now + self.block if failures >= self.max_failures else None)

@@ -4,10 +4,10 @@ from datetime import date
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
 from services.patrons.rules import card_number_is_valid
+from shiori.roles import STAFF_ROLES
 
 SEXES = ("female", "male", "other", "unspecified")
 CATEGORIES = ("adult", "child", "student", "staff")
-STAFF_ROLES = ("admin", "librarian", "school_librarian")
 # Hiragana, katakana (full and half width), prolonged sound mark, middle dot and spaces.
 KANA = validate.Regexp(r"^[\u3041-\u309f\u30a0-\u30ff\uff65-\uff9f\u3000 ・ー]+$", error="kana only")
 PHONE = validate.Regexp(r"^\+?[0-9][0-9-]{5,18}[0-9]$", error="a phone number such as 0584-53-1111")
@@ -35,6 +35,9 @@ class PatronSchema(Schema):
     email = fields.Email(allow_none=True, validate=validate.Length(max=254))
     home_library = fields.String(required=True, validate=validate.Length(1, 32))
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
+    # For the patron's own log-in; stored only as an Argon2 hash, never shown.
+    pin = fields.String(load_only=True, allow_none=True,
+                        validate=validate.Regexp(r"^[0-9]{4,8}$", error="4 to 8 digits"))
     # Kept by the system itself.
     id = fields.Integer(dump_only=True)
     card_number = fields.String(dump_only=True)
@@ -48,9 +51,6 @@ class PatronSchema(Schema):
     def born_in_a_plausible_year(self, value, **_):
         if not date(1900, 1, 1) <= value <= date.today():
             raise ValidationError("must lie between 1900-01-01 and today")
-
-
-PERSONAL_FIELDS = tuple(name for name, field in PatronSchema().fields.items() if not field.dump_only)
 
 
 class CardLookupSchema(Schema):
@@ -73,9 +73,20 @@ class StaffAccountSchema(Schema):
     tenant = fields.String(dump_only=True)
 
 
+class StaffAccountChangeSchema(Schema):
+    password = fields.String(load_only=True, validate=validate.Length(10, 200))
+    role = fields.String(validate=validate.OneOf(STAFF_ROLES))
+    libraries = fields.List(fields.String(validate=validate.Length(1, 32)))
+
+
 class CredentialsSchema(Schema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
     password = fields.String(required=True, validate=validate.Length(1, 200))
+
+
+class PatronCredentialsSchema(Schema):
+    card_number = CardNumber(required=True)
+    pin = fields.String(required=True, validate=validate.Length(1, 32))
 
 
 class PatronEventSchema(Schema):
@@ -89,6 +100,16 @@ class PatronRegisteredSchema(PatronEventSchema):
 
 class PatronUpdatedSchema(PatronEventSchema):
     changed_fields = fields.List(fields.String(), required=True)
+
+
+class LibraryAddedEventSchema(Schema):
+    """What the patrons service reads from the catalogue's ``library_added``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    library = fields.String(required=True)
+    kind = fields.String(required=True)
 
 
 class CardUsedEventSchema(Schema):

@@ -1,27 +1,36 @@
-"""Patrons: library cards and the personal data on them, and the staff accounts that may read it."""
+"""Patrons: library cards and the personal data on them, and the staff accounts that may read it.
+
+This service enforces who may see whom itself (``rules.Scope``), from the caller's identity that travels
+with every call, so that a mistake in the gateway alone cannot leak a resident's data.
+"""
+import hashlib
+from datetime import timedelta
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from services.catalog.errors import LibraryNotFound
 from services.patrons import errors
-from services.patrons.models import Base, Patron, ProcessedEvent, StaffAccount
-from services.patrons.rules import borrowing_refusal, card_expiry, new_card_number
+from services.patrons.models import Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, StaffAccount
+from services.patrons.rules import Scope, Throttle, borrowing_refusal, card_expiry, new_card_number
 from services.patrons.schemas import (
-    PUBLISHED_EVENTS, CardLookupSchema, CardUsedEventSchema, CredentialsSchema, PatronSchema,
-    StaffAccountSchema,
+    PUBLISHED_EVENTS, CardLookupSchema, CardUsedEventSchema, CredentialsSchema, LibraryAddedEventSchema,
+    PatronCredentialsSchema, PatronSchema, StaffAccountChangeSchema, StaffAccountSchema,
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
-from services.catalog.errors import LibraryNotFound
-from shiori.errors import InvalidInput, load
+from shiori.errors import Forbidden, InvalidInput, TooManyAttempts, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.roles import ADMIN, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, WHOLE_TENANT
 from shiori.rpc import Caller, ServiceRpc, rpc
 
-CARD_USED_VERSION = 1
+EVENT_VERSION = 1
+ADDRESS_FACTOR = 10
 password_hasher = PasswordHasher()
-# Verified against when the user name is unknown, so a wrong name costs as long as a wrong password.
+# Verified against when the account is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = password_hasher.hash("not a password of anyone")
 
 
@@ -45,12 +54,13 @@ class PatronsService:
     @rpc
     def register(self, payload):
         data = load(PatronSchema(), payload)
-        self._check_library(data["home_library"])
+        self._check_home_library(data["home_library"])
+        pin = data.pop("pin", None)
         today = library_today()
-        validity_years = int(self.config["CARD_VALIDITY_YEARS"])
         patron = Patron(
-            tenant=self.caller.tenant, registered_on=today, expires_on=card_expiry(today, validity_years),
-            total_uses=0, status="active", **data,
+            tenant=self.caller.tenant, registered_on=today,
+            expires_on=card_expiry(today, int(self.config["CARD_VALIDITY_YEARS"])), total_uses=0, status="active",
+            pin_hash=password_hasher.hash(pin) if pin else None, **data,
         )
         for _attempt in range(5):
             patron.card_number = new_card_number()
@@ -71,6 +81,11 @@ class PatronsService:
         return PatronSchema().dump(self._patron(patron_id))
 
     @rpc
+    def ensure_visible(self, patron_id):
+        """Raises PatronNotFound unless the caller may see this patron (for services listing their data)."""
+        self._patron(patron_id)
+
+    @rpc
     def find_by_card(self, query):
         params = load(CardLookupSchema(), query)
         patron = self._patron_by_card(params["card_number"])
@@ -82,15 +97,20 @@ class PatronsService:
         changes = load(PatronSchema(), payload, partial=True)
         patron = self._patron(patron_id)
         if "home_library" in changes:
-            self._check_library(changes["home_library"])
+            self._check_home_library(changes["home_library"])
+        changed_fields = sorted(changes)  # the PIN among them by name, never by value
+        if "pin" in changes:
+            pin = changes.pop("pin")
+            patron.pin_hash = password_hasher.hash(pin) if pin else None
         for field, value in changes.items():
             setattr(patron, field, value)
         self.db.commit()
-        self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": sorted(changes)})
+        self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
         return PatronSchema().dump(patron)
 
     @rpc
     def delete_patron(self, patron_id):
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         patron = self._patron(patron_id)
         loans_out = self.loans.count_patron_loans(patron.id)
         if loans_out:
@@ -113,7 +133,7 @@ class PatronsService:
 
     @subscribe("loans", "patron_card_used")
     def on_card_used(self, body):
-        event = read_event(body, CARD_USED_VERSION, CardUsedEventSchema())
+        event = read_event(body, EVENT_VERSION, CardUsedEventSchema())
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
         used_on = event["data"]["used_on"]
@@ -127,58 +147,188 @@ class PatronsService:
         )
         self.db.commit()
 
-    # --- staff accounts ----------------------------------------------------------------------------
+    @subscribe("catalog", "library_added")
+    def on_library_added(self, body):
+        event = read_event(body, EVENT_VERSION, LibraryAddedEventSchema())
+        if event is None:
+            return
+        self.db.merge(KnownLibrary(tenant=event["tenant"], code=event["data"]["library"], kind=event["data"]["kind"]))
+        self.db.commit()
 
-    @rpc
-    def ensure_staff_account(self, payload):
-        """First-run and operators' call: create the account unless the user name exists. Answers whether
-        it was created (a password is never returned)."""
-        data = load(StaffAccountSchema(), payload)
-        if self.db.scalar(select(StaffAccount).where(StaffAccount.username == data["username"])):
-            return {"created": False, "username": data["username"]}
-        account = StaffAccount(
-            tenant=self.caller.tenant, username=data["username"], role=data["role"],
-            libraries=data["libraries"], password_hash=password_hasher.hash(data["password"]), created_at=now(),
-        )
-        self.db.add(account)
-        commit_unique(self.db, errors.UsernameTaken(details={"username": data["username"]}))
-        return {"created": True, "username": account.username}
+    # --- log-in ------------------------------------------------------------------------------------
 
     @rpc
     def authenticate_staff(self, payload):
         credentials = load(CredentialsSchema(), payload)
+        keys = [f"user:{credentials['username']}", f"address:{self.caller.address}"]
+        self._refuse_if_throttled(keys)
         account = self.db.scalar(select(StaffAccount).where(StaffAccount.username == credentials["username"]))
-        try:
-            password_hasher.verify(account.password_hash if account else _DUMMY_HASH, credentials["password"])
-        except (VerificationError, InvalidHashError):
-            raise errors.InvalidCredentials() from None
-        if account is None:
+        if not self._verify(account.password_hash if account else None, credentials["password"]):
+            self._count_failure(keys)
             raise errors.InvalidCredentials()
+        self._forget_failures(keys[:1])
         if password_hasher.check_needs_rehash(account.password_hash):
             account.password_hash = password_hasher.hash(credentials["password"])
             self.db.commit()
         return StaffAccountSchema().dump(account)
 
     @rpc
-    def count_staff_accounts(self):
-        return self.db.scalar(select(func.count()).select_from(StaffAccount).where(
-            StaffAccount.tenant == self.caller.tenant))
+    def authenticate_patron(self, payload):
+        """Card number and PIN: the patron's own log-in. Unknown card, no PIN set and wrong PIN look alike."""
+        credentials = load(PatronCredentialsSchema(), payload)
+        card_key = hashlib.sha256(f"{self.caller.tenant}:{credentials['card_number']}".encode()).hexdigest()[:40]
+        keys = [f"card:{card_key}", f"address:{self.caller.address}"]
+        self._refuse_if_throttled(keys)
+        patron = self.db.scalar(select(Patron).where(
+            Patron.tenant == self.caller.tenant, Patron.card_number == credentials["card_number"]))
+        if not self._verify(patron.pin_hash if patron else None, credentials["pin"]):
+            self._count_failure(keys)
+            raise errors.InvalidCredentials("unknown card number or wrong PIN")
+        self._forget_failures(keys[:1])
+        return {"id": patron.id, "tenant": patron.tenant, "role": PATRON}
+
+    # --- staff accounts ----------------------------------------------------------------------------
+
+    @rpc
+    def ensure_staff_account(self, payload):
+        """Operators' first-run call: create the account unless the user name exists. Answers whether it
+        was created (a password is never returned)."""
+        self.caller.require(WHOLE_TENANT)
+        data = load(StaffAccountSchema(), payload)
+        if self.db.scalar(select(StaffAccount).where(StaffAccount.username == data["username"])):
+            return {"created": False, "username": data["username"]}
+        account = self._new_staff_account(data)
+        return {"created": True, "username": account.username}
+
+    @rpc
+    def create_staff_account(self, payload):
+        self.caller.require(WHOLE_TENANT)
+        data = load(StaffAccountSchema(), payload)
+        self._check_staff_libraries(data["role"], data["libraries"])
+        return StaffAccountSchema().dump(self._new_staff_account(data))
+
+    @rpc
+    def list_staff_accounts(self):
+        self.caller.require(WHOLE_TENANT)
+        accounts = self.db.scalars(select(StaffAccount).where(StaffAccount.tenant == self.caller.tenant)
+                                   .order_by(StaffAccount.id))
+        return StaffAccountSchema(many=True).dump(accounts)
+
+    @rpc
+    def update_staff_account(self, account_id, payload):
+        self.caller.require(WHOLE_TENANT)
+        changes = load(StaffAccountChangeSchema(), payload)
+        account = self._staff_account(account_id)
+        role = changes.get("role", account.role)
+        libraries = changes.get("libraries", account.libraries)
+        self._check_staff_libraries(role, libraries)
+        account.role, account.libraries = role, libraries
+        if "password" in changes:
+            account.password_hash = password_hasher.hash(changes["password"])
+        self.db.commit()
+        return StaffAccountSchema().dump(account)
+
+    @rpc
+    def delete_staff_account(self, account_id):
+        self.caller.require(WHOLE_TENANT)
+        account = self._staff_account(account_id)
+        if account.role == ADMIN and self.db.scalar(select(func.count()).select_from(StaffAccount).where(
+                StaffAccount.tenant == account.tenant, StaffAccount.role == ADMIN)) == 1:
+            raise errors.LastAdmin()
+        self.db.delete(account)
+        self.db.commit()
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _check_library(self, code):
-        try:
-            self.catalog.get_library(code)
-        except LibraryNotFound:
-            raise InvalidInput(details={"home_library": ["no library has this code"]}) from None
+    def _scope(self):
+        return Scope(self.caller.role, tuple(self.caller.libraries), self.caller.patron_id)
+
+    def _school_libraries(self):
+        return set(self.db.scalars(select(KnownLibrary.code).where(
+            KnownLibrary.tenant == self.caller.tenant, KnownLibrary.kind == "school")))
+
+    def _visible(self, patron):
+        return (patron is not None and patron.tenant == self.caller.tenant
+                and self._scope().covers(patron.id, patron.home_library, self._school_libraries()))
 
     def _patron(self, patron_id):
         patron = self.db.get(Patron, patron_id)
-        if patron is None or patron.tenant != self.caller.tenant:
+        if not self._visible(patron):  # another tenant's, another school's, or none: all look the same
             raise errors.PatronNotFound(details={"patron_id": patron_id})
         return patron
 
     def _patron_by_card(self, card_number):
-        return self.db.scalar(
-            select(Patron).where(Patron.tenant == self.caller.tenant, Patron.card_number == card_number)
+        patron = self.db.scalar(
+            select(Patron).where(Patron.tenant == self.caller.tenant, Patron.card_number == card_number))
+        return patron if self._visible(patron) else None
+
+    def _check_home_library(self, code):
+        """The library must exist, and the caller may keep patrons there."""
+        try:
+            library = self.catalog.get_library(code)
+        except LibraryNotFound:
+            raise InvalidInput(details={"home_library": ["no library has this code"]}) from None
+        schools = self._school_libraries() | ({code} if library["kind"] == "school" else set())
+        if not self._scope().covers(None, code, schools):
+            raise Forbidden("your role may not keep patrons of this library", {"home_library": code})
+
+
+
+    def _verify(self, stored_hash, secret):
+        try:
+            return password_hasher.verify(stored_hash or _DUMMY_HASH, secret) and stored_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _throttle(self, key):
+        # An address is shared by a whole library behind one router: it gets more tries than an account.
+        block = timedelta(seconds=int(self.config["LOGIN_BLOCK_SECONDS"]))
+        per_account = int(self.config["LOGIN_MAX_FAILURES"])
+        return Throttle(per_account * (ADDRESS_FACTOR if key.startswith("address:") else 1), block, block)
+
+    def _refuse_if_throttled(self, keys):
+        current = now()
+        wait = max((self._throttle(row.key).retry_after(row.blocked_until, current)
+                    for row in self.db.scalars(select(LoginFailure).where(LoginFailure.key.in_(keys)))), default=0)
+        if wait:
+            raise TooManyAttempts(details={"retry_after": wait})
+
+    def _count_failure(self, keys):
+        current = now()
+        for key in keys:
+            row = self.db.get(LoginFailure, key) or LoginFailure(key=key, failures=0)
+            row.failures, row.first_failed_at, row.blocked_until = self._throttle(key).after_failure(
+                row.failures, row.first_failed_at, current)
+            self.db.add(row)
+        self.db.commit()
+
+    def _forget_failures(self, keys):
+        for row in self.db.scalars(select(LoginFailure).where(LoginFailure.key.in_(keys))):
+            self.db.delete(row)
+        self.db.commit()
+
+    def _new_staff_account(self, data):
+        account = StaffAccount(
+            tenant=self.caller.tenant, username=data["username"], role=data["role"], libraries=data["libraries"],
+            password_hash=password_hasher.hash(data["password"]), created_at=now(),
         )
+        self.db.add(account)
+        commit_unique(self.db, errors.UsernameTaken(details={"username": data["username"]}))
+        return account
+
+    def _staff_account(self, account_id):
+        account = self.db.get(StaffAccount, account_id)
+        if account is None or account.tenant != self.caller.tenant:
+            raise errors.StaffAccountNotFound(details={"account_id": account_id})
+        return account
+
+    def _check_staff_libraries(self, role, libraries):
+        """Librarians work at listed libraries of the tenant; a school librarian at exactly one school."""
+        known = {library["code"]: library["kind"] for library in self.catalog.list_libraries()}
+        unknown = [code for code in libraries if code not in known]
+        if unknown:
+            raise InvalidInput(details={"libraries": [f"no library has the code {code}" for code in unknown]})
+        if role != ADMIN and not libraries:
+            raise InvalidInput(details={"libraries": ["a librarian works at one library at least"]})
+        if role == SCHOOL_LIBRARIAN and (len(libraries) != 1 or known[libraries[0]] != "school"):
+            raise InvalidInput(details={"libraries": ["a school librarian works at exactly one school library"]})

@@ -43,7 +43,7 @@ def test_forged_expired_and_unsigned_tokens_are_refused():
     issuer = TokenIssuer(SECRET, 60)
     forged = TokenIssuer("t" * 40, 60).issue(ACCOUNT)
     past = datetime.now(timezone.utc) - timedelta(hours=2)
-    expired = jwt.encode({"iss": "shiori", "aud": "shiori-staff", "iat": past, "exp": past + timedelta(hours=1),
+    expired = jwt.encode({"iss": "shiori", "aud": "shiori", "iat": past, "exp": past + timedelta(hours=1),
                           "sub": "staff:7", "tenant": "kaizu", "role": "admin"}, SECRET, algorithm="HS256")
     unsigned = jwt.encode({"sub": "staff:7", "tenant": "kaizu", "role": "admin"}, None, algorithm="none")
     escalated = issuer.issue(ACCOUNT).rsplit(".", 1)[0] + ".AAAA"

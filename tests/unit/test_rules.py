@@ -78,3 +78,38 @@ def test_availability_counts_copies_per_library():
         {"library": "east", "name": "東分館", "total": 1, "available": 0},
         {"library": "main", "name": "本館", "total": 2, "available": 1},
     ]
+
+
+def test_who_sees_which_patron():
+    from services.patrons.rules import Scope
+
+    schools = {"school1"}
+    assert Scope("admin").covers(1, "school1", schools)
+    assert Scope("librarian", ("main",)).covers(1, "east", schools)  # every non-school library's patrons
+    assert not Scope("librarian", ("main",)).covers(1, "school1", schools)
+    assert Scope("school_librarian", ("school1",)).covers(1, "school1", schools)
+    assert not Scope("school_librarian", ("school1",)).covers(1, "main", schools)
+    assert Scope("patron", patron_id=7).covers(7, "main", schools)
+    assert not Scope("patron", patron_id=7).covers(8, "main", schools)
+    assert not Scope("patron", patron_id=7).covers(None, "main", schools)
+    assert not Scope("public").covers(7, "main", schools) and not Scope(None).covers(7, "main", schools)
+
+
+def test_failed_log_ins_are_counted_within_a_window_then_blocked():
+    from datetime import datetime, timedelta, timezone
+
+    from services.patrons.rules import Throttle
+
+    throttle = Throttle(max_failures=3, window=timedelta(minutes=15), block=timedelta(minutes=10))
+    start = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    state = (0, None)
+    for minute in range(2):
+        failures, first, blocked = throttle.after_failure(*state, start + timedelta(minutes=minute))
+        state = (failures, first)
+        assert blocked is None
+    failures, first, blocked = throttle.after_failure(*state, start + timedelta(minutes=2))
+    assert failures == 3 and blocked == start + timedelta(minutes=12)
+    assert throttle.retry_after(blocked, start + timedelta(minutes=11, seconds=30)) == 30
+    assert throttle.retry_after(blocked, start + timedelta(minutes=13)) == 0
+    # failures older than the window start the count again
+    assert throttle.after_failure(2, start, start + timedelta(minutes=20)) == (1, start + timedelta(minutes=20), None)

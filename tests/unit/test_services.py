@@ -18,7 +18,7 @@ from shiori.errors import InvalidInput
 from shiori.events import envelope
 from shiori.rpc import CallerContext
 
-CALLER = CallerContext({"tenant": "kaizu", "actor": "staff:1"})
+CALLER = CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"})
 ITEM = {"barcode": "K1", "work_id": 5, "library": "main", "title": "坊っちゃん", "desk_library": "main"}
 PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_date": "1985-04-12", "address": "海津市",
           "phone": "0584-00-0001", "home_library": "main", "category": "adult"}
@@ -72,7 +72,7 @@ def test_bad_checkout_input_is_refused_before_anyone_is_asked(loans):
 @pytest.fixture
 def patrons(sqlite_session):
     return worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=CALLER,
-                          config={"CARD_VALIDITY_YEARS": 3})
+                          config={"CARD_VALIDITY_YEARS": 3, "LOGIN_MAX_FAILURES": 5, "LOGIN_BLOCK_SECONDS": 900})
 
 
 def test_registration_draws_another_card_number_when_one_is_taken(patrons, monkeypatch):
@@ -169,3 +169,18 @@ def test_bulk_copies_report_each_rejected_one(catalog):
     assert [error["record"] for error in result["errors"]] == [1, 2, 3]
     with pytest.raises(ItemNotFound):
         catalog.get_item("K2")
+
+
+def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
+    from services.patrons.service import ADDRESS_FACTOR
+    from shiori.errors import TooManyAttempts
+
+    caller = CallerContext({"tenant": "kaizu", "actor": "public", "role": "public", "address": "192.0.2.7"})
+    patrons = worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=caller,
+                             config={"LOGIN_MAX_FAILURES": 1, "LOGIN_BLOCK_SECONDS": 60})
+    for n in range(ADDRESS_FACTOR):
+        with pytest.raises(InvalidCredentials):
+            patrons.authenticate_staff({"username": f"guess-{n}", "password": "x"})
+    with pytest.raises(TooManyAttempts) as refused:
+        patrons.authenticate_staff({"username": "guess-new", "password": "x"})
+    assert 0 < refused.value.retry_after <= 60
