@@ -4,6 +4,7 @@
   python -m shiori serve NAME          one service: patrons, loans, catalog, gateway or opac
   python -m shiori bootstrap           first-run setup of a tenant against running services
   python -m shiori import --format F FILE   bulk-import bibliographic records into a running catalogue
+  python -m shiori verify-access-record     check that no entry of the access record was changed or removed
 """
 import argparse
 import os
@@ -24,6 +25,8 @@ def main(argv=None):
     importing.add_argument("--format", required=True, choices=("aozora-csv", "marc21", "marcxml"))
     importing.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
     importing.add_argument("file", type=argparse.FileType("rb"))
+    verifying = commands.add_parser("verify-access-record", help="check the access record's hash chain")
+    verifying.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -37,12 +40,14 @@ def main(argv=None):
         from shiori.bootstrap import bootstrap
         bootstrap()
         return 0
-    if args.command == "import":
+    if args.command in ("import", "verify-access-record"):
         quiet_eventlet_deprecation()
         import eventlet
         eventlet.monkey_patch()
-        from shiori.bootstrap import import_records
-        return import_records(args.file, args.format, args.tenant)
+        from shiori import bootstrap
+        if args.command == "import":
+            return bootstrap.import_records(args.file, args.format, args.tenant)
+        return bootstrap.verify_access_record(args.tenant)
     from shiori.launcher import run
     return run()
 

@@ -131,3 +131,17 @@ def import_records(stream, file_format, tenant, environ=None):
     print(file=sys.stderr)
     print(json.dumps(summary, ensure_ascii=False, indent=1))
     return 0
+
+
+def verify_access_record(tenant, environ=None):
+    """Check the tenant's access record; exit status 0 when intact, 1 when an entry was changed or removed."""
+    import json
+
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    environ = os.environ if environ is None else environ
+    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
+    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=600) as rpc:
+        result = rpc.patrons.verify_access_record()
+    print(json.dumps(result))
+    return 0 if result["intact"] else 1

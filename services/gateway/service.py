@@ -52,6 +52,18 @@ class GatewayService(CatalogueRoutes):
         """The logged-in patron's current loans, with titles."""
         return page_of(self.loans.patron_loans(self.caller.patron_id), request.args.to_dict())
 
+    @route("GET", "/api/v1/me/access-log", roles=(PATRON,))
+    def my_access_log(self, request):
+        """Who (by role and staff id) read or changed the logged-in patron's record, and when."""
+        return self.patrons.own_access_record(request.args.to_dict())
+
+    # --- the access record ------------------------------------------------------------------------
+
+    @route("GET", "/api/v1/audit", roles=(ADMIN,))
+    def access_record(self, request):
+        """Search the access record (?patron_id=&actor=&since=&until=&page=&per_page=); no route changes it."""
+        return self.patrons.search_access_record(request.args.to_dict())
+
     # --- staff accounts ---------------------------------------------------------------------------
 
     @route("POST", "/api/v1/staff", roles=(ADMIN,))

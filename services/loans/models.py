@@ -16,7 +16,9 @@ class Base(DeclarativeBase):
 class Loan(Base):
     __tablename__ = "loans"
     # A copy can be on loan once at a time: the database refuses a second loan, whatever races above it.
-    __table_args__ = (UniqueConstraint("tenant", "item_barcode", name="one_loan_per_item"),)
+    # AUTOINCREMENT: a loan id is never given again once its loan is deleted (events name loans by id).
+    __table_args__ = (UniqueConstraint("tenant", "item_barcode", name="one_loan_per_item"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32))

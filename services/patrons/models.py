@@ -17,7 +17,9 @@ class Base(DeclarativeBase):
 
 class Patron(Base):
     __tablename__ = "patrons"
-    __table_args__ = (UniqueConstraint("tenant", "card_number"),)
+    # AUTOINCREMENT: SQLite would otherwise give a deleted patron's id to the next one, who would inherit the
+    # access record of someone else.
+    __table_args__ = (UniqueConstraint("tenant", "card_number"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32), index=True)

@@ -1,5 +1,5 @@
 """What the patrons service accepts and returns, and the events it publishes (docs/events.md)."""
-from datetime import date
+from datetime import date, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
@@ -53,6 +53,11 @@ class PatronSchema(Schema):
             raise ValidationError("must lie between 1900-01-01 and today")
 
 
+# The personal fields of API.md, as the access record names them (the PIN is a credential, not among them).
+PERSONAL_FIELDS = tuple(name for name, field in PatronSchema().fields.items()
+                        if not field.dump_only and not field.load_only)
+
+
 class CardLookupSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # other query parameters are ignored, as browsers and proxies add their own
@@ -87,6 +92,40 @@ class CredentialsSchema(Schema):
 class PatronCredentialsSchema(Schema):
     card_number = CardNumber(required=True)
     pin = fields.String(required=True, validate=validate.Length(1, 32))
+
+
+class AccessEntrySchema(Schema):
+    seq = fields.Integer()
+    at = fields.AwareDateTime()
+    actor = fields.String()
+    role = fields.String()
+    patron_id = fields.Integer()
+    action = fields.String()
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields")
+    address = fields.String(allow_none=True)
+    route = fields.String(allow_none=True)
+
+
+class OwnAccessEntrySchema(Schema):
+    """What a patron sees of who read or changed their record: the role and staff id, when, what."""
+
+    at = fields.AwareDateTime()
+    actor = fields.String()
+    role = fields.String()
+    action = fields.String()
+    fields_ = fields.List(fields.String(), data_key="fields", attribute="fields")
+
+
+class AccessQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    patron_id = fields.Integer(validate=validate.Range(1, 2**31 - 1))
+    actor = fields.String(validate=validate.Length(1, 64))
+    since = fields.AwareDateTime(default_timezone=timezone.utc)
+    until = fields.AwareDateTime(default_timezone=timezone.utc)
+    page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
+    per_page = fields.Integer(load_default=50, validate=validate.Range(1, 100))
 
 
 class PatronEventSchema(Schema):

@@ -13,12 +13,14 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.catalog.errors import LibraryNotFound
-from services.patrons import errors
+from services.patrons import access_record, errors
+from services.patrons.access_record import AccessEntry
 from services.patrons.models import Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, StaffAccount
 from services.patrons.rules import Scope, Throttle, borrowing_refusal, card_expiry, new_card_number
 from services.patrons.schemas import (
-    PUBLISHED_EVENTS, CardLookupSchema, CardUsedEventSchema, CredentialsSchema, LibraryAddedEventSchema,
-    PatronCredentialsSchema, PatronSchema, StaffAccountChangeSchema, StaffAccountSchema,
+    PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardLookupSchema, CardUsedEventSchema,
+    CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema, PatronSchema,
+    StaffAccountChangeSchema, StaffAccountSchema,
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
@@ -66,19 +68,24 @@ class PatronsService:
             patron.card_number = new_card_number()
             self.db.add(patron)
             try:
-                self.db.commit()
+                self.db.flush()
                 break
             except IntegrityError:  # the random card number is taken: draw another
                 self.db.rollback()
         else:
             raise RuntimeError("could not draw a free card number")
+        access_record.record(self.db, self.caller, "create", [patron.id], data)
+        self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
         return PatronSchema().dump(patron)
 
     @rpc
     def get_patron(self, patron_id):
-        return PatronSchema().dump(self._patron(patron_id))
+        patron = self._patron(patron_id)
+        access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
+        self.db.commit()
+        return PatronSchema().dump(patron)
 
     @rpc
     def ensure_visible(self, patron_id):
@@ -90,6 +97,9 @@ class PatronsService:
         params = load(CardLookupSchema(), query)
         patron = self._patron_by_card(params["card_number"])
         items = [] if patron is None else [PatronSchema().dump(patron)]
+        if patron is not None:
+            access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
+            self.db.commit()
         return {"items": items, "total": len(items), "page": params["page"], "per_page": params["per_page"]}
 
     @rpc
@@ -104,6 +114,7 @@ class PatronsService:
             patron.pin_hash = password_hasher.hash(pin) if pin else None
         for field, value in changes.items():
             setattr(patron, field, value)
+        access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
         self.db.commit()
         self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
         return PatronSchema().dump(patron)
@@ -117,6 +128,7 @@ class PatronsService:
             raise errors.PatronHasLoans(details={"loans": loans_out})
         tenant = patron.tenant
         self.db.delete(patron)
+        access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
         self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
 
@@ -154,6 +166,45 @@ class PatronsService:
             return
         self.db.merge(KnownLibrary(tenant=event["tenant"], code=event["data"]["library"], kind=event["data"]["kind"]))
         self.db.commit()
+
+    # --- the access record --------------------------------------------------------------------------
+
+    @rpc
+    def search_access_record(self, query):
+        """Admins: entries by patron, by staff member and by period, newest first."""
+        self.caller.require(WHOLE_TENANT)
+        params = load(AccessQuerySchema(), query)
+        conditions = [AccessEntry.tenant == self.caller.tenant]
+        if "patron_id" in params:
+            conditions.append(AccessEntry.patron_id == params["patron_id"])
+        if "actor" in params:
+            conditions.append(AccessEntry.actor == params["actor"])
+        if "since" in params:
+            conditions.append(AccessEntry.at >= params["since"])
+        if "until" in params:
+            conditions.append(AccessEntry.at < params["until"])
+        return self._entries_page(conditions, params, AccessEntrySchema)
+
+    @rpc
+    def own_access_record(self, query):
+        """A patron's view of who read or changed their record, and when."""
+        self.caller.require((PATRON,))
+        params = load(AccessQuerySchema(only=("page", "per_page")), query)
+        conditions = [AccessEntry.tenant == self.caller.tenant, AccessEntry.patron_id == self.caller.patron_id]
+        return self._entries_page(conditions, params, OwnAccessEntrySchema)
+
+    @rpc
+    def verify_access_record(self):
+        """Operators: walk the tenant's hash chain; says whether it is intact, and where it breaks."""
+        self.caller.require(WHOLE_TENANT)
+        return access_record.verify(self.db, self.caller.tenant)
+
+    def _entries_page(self, conditions, params, schema):
+        page, per_page = params["page"], params["per_page"]
+        total = self.db.scalar(select(func.count()).select_from(AccessEntry).where(*conditions))
+        entries = self.db.scalars(select(AccessEntry).where(*conditions).order_by(AccessEntry.seq.desc())
+                                  .limit(per_page).offset((page - 1) * per_page))
+        return {"items": schema(many=True).dump(entries), "total": total, "page": page, "per_page": per_page}
 
     # --- log-in ------------------------------------------------------------------------------------
 
