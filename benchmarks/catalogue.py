@@ -318,6 +318,52 @@ def postgres_sizes(databases):
         connection.close()
 
 
+class Analyzer:
+    """Table statistics for the catalogue's PostgreSQL database. A server with autovacuum on re-analyzes a
+    table once it has grown by 10% (autovacuum_analyze_scale_factor); with it off (as on some test machines)
+    nothing ever does, the planner keeps its empty-table guesses and plans degrade as the tables grow. Then
+    this emulates it: ANALYZE whenever the works have grown by 10%. Its time is not counted as import time."""
+
+    def __init__(self, databases, mode):
+        self.databases, self.mode = databases, mode
+        self.autovacuum = None
+        self.emulate = False
+        self.analyzed_at = 0
+        self.runs, self.seconds = 0, 0.0
+        if databases is not None and mode != "off":
+            self.autovacuum = self._query("SHOW autovacuum")[0][0] == "on"
+            self.emulate = not self.autovacuum
+
+    def _query(self, sql):
+        import psycopg2
+
+        connection = psycopg2.connect(host=self.databases.host, port=self.databases.port,
+                                      user=self.databases.user, dbname=self.databases.names["catalog"],
+                                      connect_timeout=10)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall() if cursor.description else None
+        finally:
+            connection.close()
+
+    def analyze(self):
+        began = time.perf_counter()
+        self._query("ANALYZE")
+        self.runs += 1
+        self.seconds += time.perf_counter() - began
+
+    def after_batch(self, works):
+        if self.emulate and works - self.analyzed_at > 50 + 0.1 * self.analyzed_at:
+            self.analyze()
+            self.analyzed_at = works
+
+    def summary(self):
+        return {"mode": self.mode, "server_autovacuum": self.autovacuum, "emulated_autoanalyze": self.emulate,
+                "analyze_runs": self.runs, "analyze_seconds": round(self.seconds, 1)}
+
+
 def sqlite_rows(data_dir):
     connection = sqlite3.connect(f"file:{data_dir / 'catalog.db'}?mode=ro", uri=True, timeout=30)
     try:
@@ -345,8 +391,9 @@ class Import:
     """Imports ``works`` records in batches, with one copy for a share of them; keeps its figures as it goes,
     so that an interrupted run still reports what was done."""
 
-    def __init__(self, rpc, catalogue, works, copy_share, catalog_pid):
+    def __init__(self, rpc, catalogue, works, copy_share, catalog_pid, analyzer=None):
         self.rpc, self.catalogue, self.total = rpc, catalogue, works
+        self.analyzer = analyzer
         self.copy_share, self.catalog_pid = copy_share, catalog_pid
         self.batch_times = []  # (records, seconds in import_works)
         self.item_times = []  # (copies, seconds in add_items)
@@ -381,6 +428,8 @@ class Import:
                 break
             self._send(batch)
             done = self.done()
+            if self.analyzer is not None:
+                self.analyzer.after_batch(done)
             self.wall_marks.append((done, time.monotonic() - self.started))
             if done >= reported + report_every or done == self.total:
                 reported = done
@@ -445,6 +494,8 @@ class Import:
             "item_batch_ms": latency_summary([seconds for _count, seconds in self.item_times]),
             "first_errors": self.errors[:5],
         }
+        if self.analyzer is not None and self.analyzer.databases is not None:
+            result["statistics"] = self.analyzer.summary()
         if self.catalog_pid and self.cpu_before is not None and cpu_seconds(self.catalog_pid) is not None:
             result["catalog_cpu_percent"] = round(100 * (cpu_seconds(self.catalog_pid) - self.cpu_before) / wall, 1)
         machine_after = machine_cpu()
@@ -537,6 +588,10 @@ def print_table(report):
         say(f"        {imp['items']:,} copies in {imp['add_items_seconds']} s = {imp['items_per_s']} copies/s; "
             f"total wall {imp['wall_seconds']} s; rejected {imp['rejected']}; catalog CPU "
             f"{imp.get('catalog_cpu_percent')}%, machine {imp.get('machine_cpu_percent')}% (of one core)")
+        if imp.get("statistics"):
+            stats = imp["statistics"]
+            say(f"        PostgreSQL statistics: server autovacuum {stats['server_autovacuum']}; ANALYZE run "
+                f"{stats['analyze_runs']} times during the import ({stats['analyze_seconds']} s, not in the rates)")
     if size:
         if report["database"] == "sqlite":
             objects = ", ".join(f"{name} {value}" for name, value in list(size.get("objects", {}).items())[:8])
@@ -549,7 +604,10 @@ def print_table(report):
     if rows:
         say("rows: " + ", ".join(f"{table} {count:,}" for table, count in rows.items()))
     memory = report.get("catalog_memory") or {}
-    if memory:
+    if memory.get("at_interruption"):
+        say(f"catalog service memory when interrupted: RSS {memory['at_interruption'].get('VmRSS')} MiB, "
+            f"peak {memory['at_interruption'].get('VmHWM')} MiB")
+    elif memory:
         say(f"catalog service memory: after import RSS {memory.get('after_import', {}).get('VmRSS')} MiB; at the end "
             f"RSS {memory.get('end', {}).get('VmRSS')} MiB, peak (VmHWM) {memory.get('end', {}).get('VmHWM')} MiB")
     search = report.get("search")
@@ -582,6 +640,9 @@ def parse_args(argv=None):
     parser.add_argument("--rpc-timeout", type=float, default=60.0,
                         help="SHIORI_RPC_TIMEOUT for the system (default 60, so slow searches are measured, not "
                              "cut at the services' default of 5 s; those over 5 s are counted)")
+    parser.add_argument("--pg-analyze", choices=("auto", "off"), default="auto",
+                        help="auto (default): ANALYZE after the import, and during it as autovacuum would if the "
+                             "server has autovacuum off; off: never")
     parser.add_argument("--amqp-uri", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
@@ -663,13 +724,24 @@ def main(argv=None):
                 rpc.catalog.add_library(library)
             say(f"{len(LIBRARIES)} libraries; importing {args.works:,} works in batches of {BATCH_SIZE}, "
                 f"one copy for {args.copy_share:.0%} of them ...")
-            importing = Import(rpc, catalogue, args.works, args.copy_share, catalog_pid)
+            analyzer = Analyzer(databases, args.pg_analyze)
+            if analyzer.emulate:
+                say("WARNING: this PostgreSQL runs with autovacuum off, so no table would ever get statistics: "
+                    "the benchmark runs ANALYZE whenever the works grew by 10%, as autovacuum would "
+                    "(--pg-analyze off to see the system without)")
+            importing = Import(rpc, catalogue, args.works, args.copy_share, catalog_pid, analyzer)
             report["import"] = importing.run(stopping)
             isbn_samples = importing.isbn_samples
         imp = report["import"]
         say(f"imported {imp['works']:,} works in {imp['import_works_seconds']} s ({imp['works_per_s']} works/s, "
             f"last 10% {imp['works_per_s_last_10pct']}/s), {imp['items']:,} copies in {imp['add_items_seconds']} s")
         report["catalog_memory"] = {"after_import": proc_status(catalog_pid)}
+        if args.database == "postgresql" and args.pg_analyze != "off":
+            began = time.perf_counter()
+            analyzer.analyze()  # what autovacuum does within a minute or so of a bulk load
+            report["final_analyze_seconds"] = round(time.perf_counter() - began, 1)
+            say(f"ANALYZE after the import: {report['final_analyze_seconds']} s "
+                f"({analyzer.runs - 1} during the import, {analyzer.seconds:.1f} s in all)")
         if args.database == "sqlite":
             report["index"] = sqlite_sizes(data_dir)
             report["rows"] = sqlite_rows(data_dir)

@@ -5,6 +5,7 @@
   python -m shiori bootstrap           first-run setup of a tenant against running services
   python -m shiori import --format F FILE   bulk-import bibliographic records into a running catalogue
   python -m shiori verify-access-record     check that no entry of the access record was changed or removed
+  python -m shiori rewrap-data-keys         move every patron's data key to the newest master key
 """
 import argparse
 import os
@@ -27,6 +28,7 @@ def main(argv=None):
     importing.add_argument("file", type=argparse.FileType("rb"))
     verifying = commands.add_parser("verify-access-record", help="check the access record's hash chain")
     verifying.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
+    commands.add_parser("rewrap-data-keys", help="re-wrap data keys under the newest master key (online)")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -40,13 +42,15 @@ def main(argv=None):
         from shiori.bootstrap import bootstrap
         bootstrap()
         return 0
-    if args.command in ("import", "verify-access-record"):
+    if args.command in ("import", "verify-access-record", "rewrap-data-keys"):
         quiet_eventlet_deprecation()
         import eventlet
         eventlet.monkey_patch()
         from shiori import bootstrap
         if args.command == "import":
             return bootstrap.import_records(args.file, args.format, args.tenant)
+        if args.command == "rewrap-data-keys":
+            return bootstrap.rewrap_data_keys()
         return bootstrap.verify_access_record(args.tenant)
     from shiori.launcher import run
     return run()

@@ -145,3 +145,27 @@ def verify_access_record(tenant, environ=None):
         result = rpc.patrons.verify_access_record()
     print(json.dumps(result))
     return 0 if result["intact"] else 1
+
+
+def rewrap_data_keys(environ=None):
+    """After a new master key was put first in SHIORI_PATRONS_MASTER_KEYS and the patrons service restarted:
+    re-wrap every data key under it, in batches, while the service keeps serving. The old master key can
+    leave the configuration once this reports none remaining."""
+    import sys
+
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    environ = os.environ if environ is None else environ
+    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
+    done = 0
+    with ClusterRpcProxy(config, context_data=operator_context(environ.get("SHIORI_TENANT", "kaizu")),
+                         timeout=300) as rpc:
+        while True:
+            result = rpc.patrons.rewrap_data_keys(1000)
+            done += result["rewrapped"]
+            print(f"re-wrapped {done:,} data keys; {result['remaining']:,} remaining", file=sys.stderr, flush=True)
+            if result["remaining"] == 0:
+                return 0
+            if result["rewrapped"] == 0:
+                print("some data keys are under a master key the service does not have", file=sys.stderr)
+                return 1

@@ -81,15 +81,17 @@ def checkpoint(session):
 
 
 class Database(DependencyProvider):
-    """Hands each worker a fresh SQLAlchemy session on the service's own database (config ``DATABASE_URL``)."""
+    """Hands each worker a fresh SQLAlchemy session on one of the service's own databases (the config key
+    ``url_key`` names its URL; ``DATABASE_URL`` for the service's main database)."""
 
-    def __init__(self, metadata):
+    def __init__(self, metadata, url_key="DATABASE_URL"):
         self.metadata = metadata
+        self.url_key = url_key
         self.engine = None
         self.sessions = {}
 
     def setup(self):
-        self.engine = make_engine(self.container.config["DATABASE_URL"])
+        self.engine = make_engine(self.container.config[self.url_key])
         create_schema(self.engine, self.metadata)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -1,4 +1,5 @@
 """``make run``: every service as its own process, the first-run setup, and a clean stop on Ctrl-C/SIGTERM."""
+import base64
 import ctypes
 import os
 import secrets
@@ -27,14 +28,26 @@ def die_with_parent():
         pass
 
 
-def token_secret(data_dir: Path):
-    """The gateway's signing secret: from the environment, else made once per data directory (0600)."""
-    path = data_dir / "token-secret"
+def local_secret(data_dir: Path, name, make):
+    """A secret made once per data directory and kept there (mode 0600), for a system run on one machine.
+    A real deployment passes its secrets in the environment instead, from wherever it keeps them."""
+    path = data_dir / name
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(48))
+            file.write(make())
     return path.read_text().strip()
+
+
+def random_key():
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+LOCAL_SECRETS = {  # environment variable: (file in the data directory, how to make one)
+    "SHIORI_TOKEN_SECRET": ("token-secret", lambda: secrets.token_urlsafe(48)),
+    "SHIORI_PATRONS_MASTER_KEYS": ("master-keys", lambda: f"k1:{random_key()}"),
+    "SHIORI_PATRONS_LOOKUP_KEY": ("lookup-key", random_key),
+}
 
 
 def broker_reachable(amqp_uri):
@@ -54,8 +67,9 @@ class System:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         self.env["SHIORI_DATA_DIR"] = str(self.data_dir)
         self.env.setdefault("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
-        if not self.env.get("SHIORI_TOKEN_SECRET"):
-            self.env["SHIORI_TOKEN_SECRET"] = token_secret(self.data_dir)
+        for variable, (name, make) in LOCAL_SECRETS.items():
+            if not self.env.get(variable):
+                self.env[variable] = local_secret(self.data_dir, name, make)
         host = self.env.get("SHIORI_GATEWAY_HOST", "127.0.0.1")
         self.url = f"http://{host}:{self.env.get('SHIORI_GATEWAY_PORT', '8000')}"
         opac_host = self.env.get("SHIORI_OPAC_HOST", "127.0.0.1")

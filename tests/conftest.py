@@ -12,6 +12,7 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # before anything imports sockets, kombu or database drivers
 
+import base64  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
@@ -27,6 +28,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from shiori.bootstrap import operator_context  # noqa: E402
 from shiori.config import load_config  # noqa: E402
+from services.patrons.vault import new_master_key_spec  # noqa: E402
 from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
 from support import RPC_TIMEOUT  # noqa: E402
 
@@ -123,23 +125,39 @@ def postgres_databases(server_url, names):
         admin.dispose()
 
 
-DATA_SERVICES = ("patrons", "loans", "catalog")
+# Each service's database, and the variable that names it.
+DATABASES = {
+    "patrons": "SHIORI_PATRONS_DATABASE_URL",
+    "patron_keys": "SHIORI_PATRONS_KEYS_DATABASE_URL",
+    "loans": "SHIORI_LOANS_DATABASE_URL",
+    "catalog": "SHIORI_CATALOG_DATABASE_URL",
+}
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_urls(request, tmp_path_factory):
     if request.param == "sqlite":
         folder = tmp_path_factory.mktemp("databases")
-        yield {name: f"sqlite:///{folder}/{name}.db" for name in DATA_SERVICES}
+        yield {name: f"sqlite:///{folder}/{name}.db" for name in DATABASES}
     else:
-        with postgres_databases(request.getfixturevalue("postgres_server"), DATA_SERVICES) as urls:
+        with postgres_databases(request.getfixturevalue("postgres_server"), DATABASES) as urls:
             yield urls
+
+
+@pytest.fixture(scope="session")
+def patron_keys(database_urls):
+    """The patrons service's master keys and lookup key, for as long as its databases live (a test that
+    rotates the master key changes them here, for the modules after it)."""
+    return {
+        "SHIORI_PATRONS_MASTER_KEYS": new_master_key_spec("test1"),
+        "SHIORI_PATRONS_LOOKUP_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    }
 
 
 class RunningSystem:
     """Every service in this process, each in its own container with its own configuration."""
 
-    def __init__(self, amqp_uri, database_urls):
+    def __init__(self, amqp_uri, database_urls, keys):
         self.amqp_uri = amqp_uri
         self.database_urls = database_urls
         self.port = free_port()
@@ -153,12 +171,13 @@ class RunningSystem:
             "SHIORI_TOKEN_SECRET": "test-secret-" + "x" * 40,
             "SHIORI_RPC_TIMEOUT": str(RPC_TIMEOUT),
             "SHIORI_TENANT": TENANT,
-            **{f"SHIORI_{name.upper()}_DATABASE_URL": url for name, url in database_urls.items()},
+            **{DATABASES[name]: url for name, url in database_urls.items()},
         }
+        self.keys = keys
         self.runners = {}
 
     def start(self, name):
-        runner = ServiceRunner(load_config(name, self.environ))
+        runner = ServiceRunner(load_config(name, {**self.environ, **self.keys}))
         runner.add_service(service_class(name))
         runner.start()
         self.runners[name] = runner
@@ -177,10 +196,10 @@ class RunningSystem:
 
 
 @pytest.fixture(scope="module")
-def system(amqp_uri, database_urls):
+def system(amqp_uri, database_urls, patron_keys):
     """Per test module, so that no in-process service still consumes from the broker when a module (the
     end-to-end tests) starts the system as processes on the same broker."""
-    running = RunningSystem(amqp_uri, database_urls)
+    running = RunningSystem(amqp_uri, database_urls, patron_keys)
     for name in SERVICE_NAMES:
         running.start(name)
     with running.rpc() as rpc:

@@ -103,8 +103,8 @@ class GatewayService(CatalogueRoutes):
 
     @route("GET", "/api/v1/patrons")
     def find_patrons(self, request):
-        """Look a patron up by card number (?card_number=)."""
-        return self.patrons.find_by_card(request.args.to_dict())
+        """Look a patron up by card number (?card_number=) or phone number (?phone=)."""
+        return self.patrons.find_patrons(request.args.to_dict())
 
     @route("GET", f"/api/v1/patrons/<{ID}:patron_id>")
     def get_patron(self, request, patron_id):

@@ -4,7 +4,7 @@ A patron row holds exactly the personal fields of API.md and nothing about what 
 """
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Date, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiori.db import UtcDateTime
@@ -16,22 +16,29 @@ class Base(DeclarativeBase):
 
 
 class Patron(Base):
+    """A library card. The personal fields are sealed with the patron's own data key (vault.py): the
+    ``*_sealed`` columns hold ciphertext, and card and phone are found through keyed hashes."""
+
     __tablename__ = "patrons"
     # AUTOINCREMENT: SQLite would otherwise give a deleted patron's id to the next one, who would inherit the
     # access record of someone else.
-    __table_args__ = (UniqueConstraint("tenant", "card_number"), {"sqlite_autoincrement": True})
+    __table_args__ = (UniqueConstraint("tenant", "card_hash"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32), index=True)
-    card_number: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(200))
-    name_kana: Mapped[str] = mapped_column(String(200))
-    birth_date: Mapped[date] = mapped_column(Date)
-    sex: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(String(500))
-    alt_address: Mapped[str | None] = mapped_column(String(500))
-    phone: Mapped[str] = mapped_column(String(20))
-    email: Mapped[str | None] = mapped_column(String(254))
+    key_ref: Mapped[str] = mapped_column(String(36))
+    card_hash: Mapped[str] = mapped_column(String(64))
+    phone_hash: Mapped[str] = mapped_column(String(64), index=True)
+    card_number_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    name_kana_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    birth_date_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    sex_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    address_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    alt_address_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    email_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # In the clear: who may see the patron depends on the home library; statistics count by category.
     home_library: Mapped[str] = mapped_column(String(32))
     category: Mapped[str] = mapped_column(String(16))
     registered_on: Mapped[date] = mapped_column(Date)
@@ -41,6 +48,9 @@ class Patron(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     # For the patron's own log-in (card number + PIN), Argon2; never shown.
     pin_hash: Mapped[str | None] = mapped_column(String(200))
+
+
+SEALED_FIELDS = ("card_number", "name", "name_kana", "birth_date", "sex", "address", "alt_address", "phone", "email")
 
 
 class StaffAccount(Base):

@@ -38,6 +38,11 @@ def card_number_is_valid(card_number):
     )
 
 
+def phone_digits(phone):
+    """A phone number as looked up: its digits only (0584-53-1111 = 0584531111)."""
+    return "".join(char for char in phone if char.isdigit())
+
+
 def card_expiry(registered_on: date, validity_years: int) -> date:
     try:
         return registered_on.replace(year=registered_on.year + validity_years)

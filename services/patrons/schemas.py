@@ -1,7 +1,7 @@
 """What the patrons service accepts and returns, and the events it publishes (docs/events.md)."""
 from datetime import date, timezone
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from services.patrons.rules import card_number_is_valid
 from shiori.roles import STAFF_ROLES
@@ -58,13 +58,19 @@ PERSONAL_FIELDS = tuple(name for name, field in PatronSchema().fields.items()
                         if not field.dump_only and not field.load_only)
 
 
-class CardLookupSchema(Schema):
+class PatronLookupSchema(Schema):
     class Meta:
         unknown = EXCLUDE  # other query parameters are ignored, as browsers and proxies add their own
 
-    card_number = CardNumber(required=True)
+    card_number = CardNumber()
+    phone = fields.String(validate=PHONE)
     page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+    @validates_schema
+    def one_key_is_given(self, data, **_):
+        if ("card_number" in data) == ("phone" in data):
+            raise ValidationError("look up by card_number or by phone (one of them)", field_name="card_number")
 
 
 class StaffAccountSchema(Schema):

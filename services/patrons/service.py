@@ -4,7 +4,7 @@ This service enforces who may see whom itself (``rules.Scope``), from the caller
 with every call, so that a mistake in the gateway alone cannot leak a resident's data.
 """
 import hashlib
-from datetime import timedelta
+from datetime import date, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,10 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from services.catalog.errors import LibraryNotFound
 from services.patrons import access_record, errors
 from services.patrons.access_record import AccessEntry
-from services.patrons.models import Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, StaffAccount
-from services.patrons.rules import Scope, Throttle, borrowing_refusal, card_expiry, new_card_number
+from services.patrons.models import (
+    SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, StaffAccount,
+)
+from services.patrons.rules import Scope, Throttle, borrowing_refusal, card_expiry, new_card_number, phone_digits
+from services.patrons.vault import Vault
 from services.patrons.schemas import (
-    PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardLookupSchema, CardUsedEventSchema,
+    PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardUsedEventSchema, PatronLookupSchema,
     CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema, PatronSchema,
     StaffAccountChangeSchema, StaffAccountSchema,
 )
@@ -40,6 +43,7 @@ class PatronsService:
     name = "patrons"
 
     db = Database(Base.metadata)
+    vault = Vault()
     caller = Caller()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
@@ -59,13 +63,17 @@ class PatronsService:
         self._check_home_library(data["home_library"])
         pin = data.pop("pin", None)
         today = library_today()
+        tenant = self.caller.tenant
         patron = Patron(
-            tenant=self.caller.tenant, registered_on=today,
-            expires_on=card_expiry(today, int(self.config["CARD_VALIDITY_YEARS"])), total_uses=0, status="active",
-            pin_hash=password_hasher.hash(pin) if pin else None, **data,
+            tenant=tenant, key_ref=self.vault.new_key(), home_library=data["home_library"],
+            category=data["category"], registered_on=today, total_uses=0, status="active",
+            expires_on=card_expiry(today, int(self.config["CARD_VALIDITY_YEARS"])),
+            pin_hash=password_hasher.hash(pin) if pin else None,
         )
+        self._seal(patron, data)
         for _attempt in range(5):
-            patron.card_number = new_card_number()
+            card_number = new_card_number()
+            self._seal(patron, {"card_number": card_number})
             self.db.add(patron)
             try:
                 self.db.flush()
@@ -78,14 +86,14 @@ class PatronsService:
         self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
-        return PatronSchema().dump(patron)
+        return self._dump(patron)
 
     @rpc
     def get_patron(self, patron_id):
         patron = self._patron(patron_id)
         access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
-        return PatronSchema().dump(patron)
+        return self._dump(patron)
 
     @rpc
     def ensure_visible(self, patron_id):
@@ -93,14 +101,22 @@ class PatronsService:
         self._patron(patron_id)
 
     @rpc
-    def find_by_card(self, query):
-        params = load(CardLookupSchema(), query)
-        patron = self._patron_by_card(params["card_number"])
-        items = [] if patron is None else [PatronSchema().dump(patron)]
-        if patron is not None:
-            access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
+    def find_patrons(self, query):
+        """Look a patron up by card number or by phone number (through their keyed hashes)."""
+        params = load(PatronLookupSchema(), query)
+        if "card_number" in params:
+            found = [self._patron_by_card(params["card_number"])]
+        else:
+            found = self.db.scalars(select(Patron).where(
+                Patron.tenant == self.caller.tenant,
+                Patron.phone_hash == self.vault.lookup_hash(self.caller.tenant, "phone",
+                                                            phone_digits(params["phone"])))).all()
+        found = [patron for patron in found if self._visible(patron)]
+        if found:  # a list read is recorded for every patron it shows
+            access_record.record(self.db, self.caller, "read", [patron.id for patron in found], PERSONAL_FIELDS)
             self.db.commit()
-        return {"items": items, "total": len(items), "page": params["page"], "per_page": params["per_page"]}
+        return {"items": [self._dump(patron) for patron in found], "total": len(found),
+                "page": params["page"], "per_page": params["per_page"]}
 
     @rpc
     def update_patron(self, patron_id, payload):
@@ -112,12 +128,14 @@ class PatronsService:
         if "pin" in changes:
             pin = changes.pop("pin")
             patron.pin_hash = password_hasher.hash(pin) if pin else None
-        for field, value in changes.items():
-            setattr(patron, field, value)
+        for field in ("home_library", "category"):
+            if field in changes:
+                setattr(patron, field, changes.pop(field))
+        self._seal(patron, changes)
         access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
         self.db.commit()
         self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
-        return PatronSchema().dump(patron)
+        return self._dump(patron)
 
     @rpc
     def delete_patron(self, patron_id):
@@ -127,15 +145,24 @@ class PatronsService:
         if loans_out:
             raise errors.PatronHasLoans(details={"loans": loans_out})
         tenant = patron.tenant
+        # The key first: once it is gone the record is unreadable everywhere, backups included, even if
+        # deleting the row itself were to fail (a retry then completes it).
+        self.vault.shred(patron.key_ref)
         self.db.delete(patron)
         access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
         self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
 
     @rpc
+    def rewrap_data_keys(self, limit=1000):
+        """Operators, after adding a new master key in front of the ring: move up to ``limit`` data keys to it."""
+        self.caller.require(WHOLE_TENANT)
+        return self.vault.rewrap(limit)
+
+    @rpc
     def borrower(self, card_number):
         """For a check-out: the card's patron, if the card may borrow today."""
-        patron = self._patron_by_card(load(CardLookupSchema(), {"card_number": card_number})["card_number"])
+        patron = self._patron_by_card(load(PatronLookupSchema(), {"card_number": card_number})["card_number"])
         if patron is None:
             raise errors.PatronNotFound("no patron has this card number", {"card_number": card_number})
         refusal = borrowing_refusal(patron.status, patron.expires_on, library_today())
@@ -231,7 +258,8 @@ class PatronsService:
         keys = [f"card:{card_key}", f"address:{self.caller.address}"]
         self._refuse_if_throttled(keys)
         patron = self.db.scalar(select(Patron).where(
-            Patron.tenant == self.caller.tenant, Patron.card_number == credentials["card_number"]))
+            Patron.tenant == self.caller.tenant,
+            Patron.card_hash == self.vault.lookup_hash(self.caller.tenant, "card", credentials["card_number"])))
         if not self._verify(patron.pin_hash if patron else None, credentials["pin"]):
             self._count_failure(keys)
             raise errors.InvalidCredentials("unknown card number or wrong PIN")
@@ -309,9 +337,30 @@ class PatronsService:
         return patron
 
     def _patron_by_card(self, card_number):
-        patron = self.db.scalar(
-            select(Patron).where(Patron.tenant == self.caller.tenant, Patron.card_number == card_number))
+        tenant = self.caller.tenant
+        patron = self.db.scalar(select(Patron).where(
+            Patron.tenant == tenant, Patron.card_hash == self.vault.lookup_hash(tenant, "card", card_number)))
         return patron if self._visible(patron) else None
+
+    def _seal(self, patron, values):
+        """Seal the personal fields among ``values`` into the patron's row, with its lookup hashes."""
+        for field in SEALED_FIELDS:
+            if field in values:
+                setattr(patron, f"{field}_sealed", self.vault.seal(patron.key_ref, field, values[field]))
+        if "card_number" in values:
+            patron.card_hash = self.vault.lookup_hash(patron.tenant, "card", values["card_number"])
+        if "phone" in values:
+            patron.phone_hash = self.vault.lookup_hash(patron.tenant, "phone", phone_digits(values["phone"]))
+
+    def _dump(self, patron):
+        """The patron as the API shows them, personal fields opened with their data key."""
+        view = {field: self.vault.open(patron.key_ref, field, getattr(patron, f"{field}_sealed"))
+                for field in SEALED_FIELDS}
+        view["birth_date"] = date.fromisoformat(view["birth_date"])
+        for field in ("id", "home_library", "category", "registered_on", "expires_on", "last_used_on",
+                      "total_uses", "status"):
+            view[field] = getattr(patron, field)
+        return PatronSchema().dump(view)
 
     def _check_home_library(self, code):
         """The library must exist, and the caller may keep patrons there."""

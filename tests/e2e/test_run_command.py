@@ -108,7 +108,9 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
     finally:
         assert first.stop() == 0
     assert processes_using(data_dir) == []
-    assert sorted(path.name for path in data_dir.glob("*.db")) == ["catalog.db", "loans.db", "patrons.db"]
+    assert sorted(path.name for path in data_dir.glob("*.db")) == ["catalog.db", "loans.db", "patron-keys.db", "patrons.db"]
+    assert {path.name for path in data_dir.iterdir() if path.stat().st_mode & 0o077 == 0} >= {
+        "token-secret", "master-keys", "lookup-key"}  # secrets readable by their owner only
 
     second = RunCommand(run_environ)
     try:

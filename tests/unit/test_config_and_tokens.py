@@ -1,10 +1,13 @@
-"""Configuration from the environment, and staff tokens."""
+"""Configuration from the environment, staff tokens and master keys."""
 from datetime import datetime, timedelta, timezone
 
 import jwt
 import pytest
 
+from nameko.exceptions import ConfigurationError
+
 from services.gateway.tokens import TokenIssuer
+from services.patrons.vault import KeyRing
 from shiori.config import expand, load_config
 from shiori.errors import NotAuthenticated
 from shiori.serve import SERVICE_NAMES
@@ -56,3 +59,9 @@ def test_a_short_or_missing_secret_is_refused():
     for secret in (None, "", "short"):
         with pytest.raises(ValueError):
             TokenIssuer(secret, 60)
+
+
+@pytest.mark.parametrize("spec", ["", "k1:short", "k1:" + "A" * 10])
+def test_a_missing_or_malformed_master_key_is_refused(spec):
+    with pytest.raises((ConfigurationError, ValueError)):
+        KeyRing(spec)

@@ -14,6 +14,7 @@ from services.loans.service import LoansService
 from services.patrons.errors import InvalidCredentials
 from services.patrons.models import Base as PatronsBase, Patron
 from services.patrons.service import PatronsService
+from services.patrons.vault import KeyRing, KeysBase, PatronVault, new_master_key_spec
 from shiori.errors import InvalidInput
 from shiori.events import envelope
 from shiori.rpc import CallerContext
@@ -69,9 +70,14 @@ def test_bad_checkout_input_is_refused_before_anyone_is_asked(loans):
     assert not loans.patrons.borrower.call_async.called
 
 
+def vault_on(sqlite_session):
+    return PatronVault(KeyRing(new_master_key_spec("unit")), b"k" * 32, sqlite_session(KeysBase.metadata))
+
+
 @pytest.fixture
 def patrons(sqlite_session):
     return worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=CALLER,
+                          vault=vault_on(sqlite_session),
                           config={"CARD_VALIDITY_YEARS": 3, "LOGIN_MAX_FAILURES": 5, "LOGIN_BLOCK_SECONDS": 900})
 
 
@@ -177,7 +183,7 @@ def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
 
     caller = CallerContext({"tenant": "kaizu", "actor": "public", "role": "public", "address": "192.0.2.7"})
     patrons = worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=caller,
-                             config={"LOGIN_MAX_FAILURES": 1, "LOGIN_BLOCK_SECONDS": 60})
+                             vault=vault_on(sqlite_session), config={"LOGIN_MAX_FAILURES": 1, "LOGIN_BLOCK_SECONDS": 60})
     for n in range(ADDRESS_FACTOR):
         with pytest.raises(InvalidCredentials):
             patrons.authenticate_staff({"username": f"guess-{n}", "password": "x"})
