@@ -1,7 +1,7 @@
 """The catalogue: libraries, works and copies, and which copies are on the shelf. Holds no personal data,
 so the public catalogue (OPAC) can be served from it alone."""
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from services.catalog import errors
 from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant, Work
@@ -17,6 +17,9 @@ from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.rpc import Caller, rpc
 
 LOAN_EVENT_VERSION = 1
+# Schemas are built once: building one (with its nested schemas) costs more than dumping a record with it.
+TENANT_SCHEMA, LIBRARY_SCHEMA, WORK_SCHEMA = TenantSchema(), LibrarySchema(), WorkSchema()
+ITEM_SCHEMA, SEARCH_QUERY_SCHEMA, LOAN_STATUS_EVENT_SCHEMA = ItemSchema(), SearchQuerySchema(), LoanStatusEventSchema()
 CATALOGUERS = STAFF_ROLES + WHOLE_TENANT
 
 
@@ -38,28 +41,28 @@ class CatalogService:
     def ensure_tenant(self, payload):
         """Operators' call: create the tenant, or rename it if it exists."""
         self.caller.require((OPERATOR,))
-        data = load(TenantSchema(), payload)
+        data = load(TENANT_SCHEMA, payload)
         tenant = self.db.get(Tenant, data["code"]) or Tenant(code=data["code"])
         tenant.name = data["name"]
         self.db.add(tenant)
         self.db.commit()
-        return TenantSchema().dump(tenant)
+        return TENANT_SCHEMA.dump(tenant)
 
     @rpc
     def list_libraries(self):
         libraries = self.db.scalars(
             select(Library).where(Library.tenant == self.caller.tenant).order_by(Library.id)
         )
-        return LibrarySchema(many=True).dump(libraries)
+        return LIBRARY_SCHEMA.dump(libraries, many=True)
 
     @rpc
     def get_library(self, code):
-        return LibrarySchema().dump(self._library(code))
+        return LIBRARY_SCHEMA.dump(self._library(code))
 
     @rpc
     def add_library(self, payload):
         self.caller.require(WHOLE_TENANT)
-        data = load(LibrarySchema(), payload)
+        data = load(LIBRARY_SCHEMA, payload)
         tenant = self.caller.tenant
         if self.db.get(Tenant, tenant) is None:
             raise errors.TenantNotFound(details={"tenant": tenant})
@@ -67,14 +70,14 @@ class CatalogService:
         self.db.add(library)
         commit_unique(self.db, errors.LibraryExists(details={"code": data["code"]}))
         self.publish("library_added", tenant, {"library": library.code, "name": library.name, "kind": library.kind})
-        return LibrarySchema().dump(library)
+        return LIBRARY_SCHEMA.dump(library)
 
     # --- works ---------------------------------------------------------------------------------------
 
     @rpc
     def add_work(self, payload):
         self.caller.require(CATALOGUERS)
-        work_ids, _added = self._save_works([load(WorkSchema(), payload)])
+        work_ids, _added = self._save_works([load(WORK_SCHEMA, payload)])
         return self._dump_work(self._work(work_ids[0]))
 
     @rpc
@@ -82,7 +85,7 @@ class CatalogService:
         """Add or update many records in one transaction; a record whose ``source_id`` was seen before
         updates that work. Answers counts and, for each rejected record, its position and the reasons."""
         self.caller.require(CATALOGUERS)
-        schema = WorkSchema()
+        schema = WORK_SCHEMA
         records, rejects = [], []
         for position, payload in enumerate(payloads):
             try:
@@ -125,7 +128,7 @@ class CatalogService:
 
     @rpc
     def search(self, query):
-        params = load(SearchQuerySchema(), query)
+        params = load(SEARCH_QUERY_SCHEMA, query)
         total, works = search(self.db, self.caller.tenant, params)
         return {"items": [self._dump_work(work) for work in works], "total": total,
                 "page": params["page"], "per_page": params["per_page"]}
@@ -135,7 +138,7 @@ class CatalogService:
     @rpc
     def add_item(self, payload):
         self.caller.require(CATALOGUERS)
-        item = self._new_item(load(ItemSchema(), payload))
+        item = self._new_item(load(ITEM_SCHEMA, payload))
         commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
         self._announce_items([item])
         return _dump_item(item)
@@ -144,27 +147,39 @@ class CatalogService:
     def add_items(self, payloads):
         """Add many copies in one transaction (bulk loads); answers counts and each rejected copy's reasons."""
         self.caller.require(CATALOGUERS)
-        schema = ItemSchema()
-        barcodes = [payload.get("barcode") for payload in payloads if isinstance(payload, dict)]
-        taken = set(self.db.scalars(
-            select(Item.barcode).where(Item.tenant == self.caller.tenant, Item.barcode.in_(barcodes))
-        ))
-        added, rejects = [], []
+        tenant = self.caller.tenant
+        records, rejects = [], []
         for position, payload in enumerate(payloads):
-            problems = schema.validate(payload)
-            if not problems and payload["barcode"] in taken:
-                problems = {"barcode": ["another item has this barcode"]}
-            if not problems:
-                try:
-                    added.append(self._new_item(schema.load(payload)))
-                    taken.add(payload["barcode"])
-                except (errors.WorkNotFound, errors.LibraryNotFound) as error:
-                    problems = {"item": [error.message]}
-            if problems:
-                rejects.append({"record": position, "reason": problems})
+            try:
+                records.append((position, ITEM_SCHEMA.load(payload)))
+            except ValidationError as error:
+                rejects.append({"record": position, "reason": error.normalized_messages()})
+        libraries = dict(self.db.execute(select(Library.code, Library.id).where(Library.tenant == tenant)).all())
+        works = set(self.db.scalars(select(Work.id).where(
+            Work.tenant == tenant, Work.id.in_({data["work_id"] for _position, data in records}))))
+        taken = set(self.db.scalars(select(Item.barcode).where(
+            Item.tenant == tenant, Item.barcode.in_([data["barcode"] for _position, data in records]))))
+        rows = []
+        for position, data in records:
+            problem = ("another item has this barcode" if data["barcode"] in taken
+                       else "no such work" if data["work_id"] not in works
+                       else "no such library" if data["library"] not in libraries else None)
+            if problem:
+                rejects.append({"record": position, "reason": {"item": [problem]}})
+                continue
+            taken.add(data["barcode"])
+            rows.append({"tenant": tenant, "barcode": data["barcode"], "work_id": data["work_id"],
+                         "library_id": libraries[data["library"]], "call_number": data.get("call_number"),
+                         "shelf_location": data.get("shelf_location"), "on_loan": False})
+        if rows:
+            self.db.execute(insert(Item.__table__), rows)
         self.db.commit()
-        self._announce_items(added)
-        return {"added": len(added), "rejected": len(rejects), "errors": rejects}
+        if rows:
+            codes = {library_id: code for code, library_id in libraries.items()}
+            self.publish("items_added", tenant, {"items": [
+                {"item_barcode": row["barcode"], "work_id": row["work_id"], "library": codes[row["library_id"]]}
+                for row in rows]})
+        return {"added": len(rows), "rejected": len(rejects), "errors": sorted(rejects, key=lambda r: r["record"])}
 
     def _new_item(self, data):
         item = Item(
@@ -203,7 +218,7 @@ class CatalogService:
         self._apply_loan_event(body, on_loan=False)
 
     def _apply_loan_event(self, body, on_loan):
-        event = read_event(body, LOAN_EVENT_VERSION, LoanStatusEventSchema())
+        event = read_event(body, LOAN_EVENT_VERSION, LOAN_STATUS_EVENT_SCHEMA)
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
         item = self.db.scalar(
@@ -237,13 +252,13 @@ class CatalogService:
         return item
 
     def _dump_work(self, work):
-        dumped = WorkSchema().dump(work)
+        dumped = WORK_SCHEMA.dump(work)
         dumped["availability"] = availability(work.items)
         return dumped
 
 
 def _dump_item(item):
-    dumped = ItemSchema().dump(item)
+    dumped = ITEM_SCHEMA.dump(item)
     dumped.update(
         library=item.library.code, title=item.work.title, work_id=item.work_id,
         status="on_loan" if item.on_loan else "available",
