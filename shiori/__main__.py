@@ -6,6 +6,7 @@
   python -m shiori import --format F FILE   bulk-import bibliographic records into a running catalogue
   python -m shiori verify-access-record     check that no entry of the access record was changed or removed
   python -m shiori rewrap-data-keys         move every patron's data key to the newest master key
+  python -m shiori retention [--dry-run]    delete (or count) patrons unused for the retention period
 """
 import argparse
 import os
@@ -29,32 +30,32 @@ def main(argv=None):
     verifying = commands.add_parser("verify-access-record", help="check the access record's hash chain")
     verifying.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
     commands.add_parser("rewrap-data-keys", help="re-wrap data keys under the newest master key (online)")
+    retention = commands.add_parser("retention", help="delete patrons unused for the retention period")
+    retention.add_argument("--dry-run", action="store_true", help="only count them")
+    retention.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
     args = parser.parse_args(argv)
 
     if args.command == "serve":
         from shiori.serve import serve
         serve(args.service)
         return 0
-    if args.command == "bootstrap":
-        quiet_eventlet_deprecation()
-        import eventlet
-        eventlet.monkey_patch()
-        from shiori.bootstrap import bootstrap
-        bootstrap()
-        return 0
-    if args.command in ("import", "verify-access-record", "rewrap-data-keys"):
-        quiet_eventlet_deprecation()
-        import eventlet
-        eventlet.monkey_patch()
-        from shiori import bootstrap
-        if args.command == "import":
-            return bootstrap.import_records(args.file, args.format, args.tenant)
-        if args.command == "rewrap-data-keys":
-            return bootstrap.rewrap_data_keys()
-        return bootstrap.verify_access_record(args.tenant)
-    from shiori.launcher import run
-    return run()
+    if args.command == "run":
+        from shiori.launcher import run
+        return run()
+    # The rest talk to the running services over RPC.
+    quiet_eventlet_deprecation()
+    import eventlet
+    eventlet.monkey_patch()
+    from shiori import commands
 
+    operations = {
+        "bootstrap": lambda: commands.bootstrap() or 0,
+        "import": lambda: commands.import_records(args.file, args.format, args.tenant),
+        "verify-access-record": lambda: commands.verify_access_record(args.tenant),
+        "rewrap-data-keys": commands.rewrap_data_keys,
+        "retention": lambda: commands.apply_retention(args.tenant, args.dry_run),
+    }
+    return operations[args.command]()
 
 if __name__ == "__main__":
     sys.exit(main())

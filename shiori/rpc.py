@@ -74,6 +74,11 @@ class CallerContext:
     def route(self):
         return self.data.get("route")
 
+    def act_as(self, tenant, actor, role):
+        """For work no request started (timers): act for ``tenant`` as ``actor``, and have the calls and
+        events this worker makes carry that identity."""
+        self.data.update(tenant=tenant, actor=actor, role=role)
+
     def require(self, roles):
         """Refuse the call unless the caller has one of ``roles``."""
         if self.role not in roles:

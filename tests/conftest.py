@@ -26,7 +26,7 @@ from nameko.runners import ServiceRunner  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from shiori.bootstrap import operator_context  # noqa: E402
+from shiori.commands import operator_context  # noqa: E402
 from shiori.config import load_config  # noqa: E402
 from services.patrons.vault import new_master_key_spec  # noqa: E402
 from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402

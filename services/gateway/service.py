@@ -52,6 +52,11 @@ class GatewayService(CatalogueRoutes):
         """The logged-in patron's current loans, with titles."""
         return page_of(self.loans.patron_loans(self.caller.patron_id), request.args.to_dict())
 
+    @route("GET", "/api/v1/me/export", roles=(PATRON,))
+    def my_export(self, request):
+        """Everything the system holds about the logged-in patron, as JSON (開示請求)."""
+        return self.patrons.export_patron(self.caller.patron_id)
+
     @route("GET", "/api/v1/me/access-log", roles=(PATRON,))
     def my_access_log(self, request):
         """Who (by role and staff id) read or changed the logged-in patron's record, and when."""
@@ -126,6 +131,11 @@ class GatewayService(CatalogueRoutes):
     def patron_loans(self, request, patron_id):
         """A patron's current loans, with titles."""
         return page_of(self.loans.patron_loans(patron_id), request.args.to_dict())
+
+    @route("GET", f"/api/v1/patrons/<{ID}:patron_id>/export")
+    def export_patron(self, request, patron_id):
+        """Everything the system holds about a patron, as JSON, for a disclosure request (開示請求)."""
+        return self.patrons.export_patron(patron_id)
 
     # --- catalogue --------------------------------------------------------------------------------
 

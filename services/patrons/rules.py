@@ -43,11 +43,12 @@ def phone_digits(phone):
     return "".join(char for char in phone if char.isdigit())
 
 
-def card_expiry(registered_on: date, validity_years: int) -> date:
+def years_after(day: date, years: int) -> date:
+    """The same day ``years`` later (or earlier, when negative): a card's expiry, a retention cut-off."""
     try:
-        return registered_on.replace(year=registered_on.year + validity_years)
-    except ValueError:  # registered on 29 February
-        return registered_on.replace(year=registered_on.year + validity_years, day=28)
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
 
 
 def borrowing_refusal(status, expires_on: date, today: date):

@@ -4,11 +4,13 @@ This service enforces who may see whom itself (``rules.Scope``), from the caller
 with every call, so that a mistake in the gateway alone cannot leak a resident's data.
 """
 import hashlib
+import logging
 from datetime import date, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
+from nameko.timer import timer
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -18,7 +20,9 @@ from services.patrons.access_record import AccessEntry
 from services.patrons.models import (
     SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, StaffAccount,
 )
-from services.patrons.rules import Scope, Throttle, borrowing_refusal, card_expiry, new_card_number, phone_digits
+from services.patrons.rules import (
+    Scope, Throttle, borrowing_refusal, new_card_number, phone_digits, years_after,
+)
 from services.patrons.vault import Vault
 from services.patrons.schemas import (
     PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardUsedEventSchema, PatronLookupSchema,
@@ -29,9 +33,10 @@ from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, TooManyAttempts, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
-from shiori.roles import ADMIN, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, WHOLE_TENANT
+from shiori.roles import ADMIN, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, WHOLE_TENANT
 from shiori.rpc import Caller, ServiceRpc, rpc
 
+log = logging.getLogger(__name__)
 EVENT_VERSION = 1
 ADDRESS_FACTOR = 10
 password_hasher = PasswordHasher()
@@ -67,7 +72,7 @@ class PatronsService:
         patron = Patron(
             tenant=tenant, key_ref=self.vault.new_key(), home_library=data["home_library"],
             category=data["category"], registered_on=today, total_uses=0, status="active",
-            expires_on=card_expiry(today, int(self.config["CARD_VALIDITY_YEARS"])),
+            expires_on=years_after(today, int(self.config["CARD_VALIDITY_YEARS"])),
             pin_hash=password_hasher.hash(pin) if pin else None,
         )
         self._seal(patron, data)
@@ -139,12 +144,65 @@ class PatronsService:
 
     @rpc
     def delete_patron(self, patron_id):
+        """Delete a patron on request (refused while items are on loan): the record everywhere, and the key
+        that opened every copy of it."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         patron = self._patron(patron_id)
         loans_out = self.loans.count_patron_loans(patron.id)
         if loans_out:
             raise errors.PatronHasLoans(details={"loans": loans_out})
-        tenant = patron.tenant
+        self._erase(patron)
+
+    @rpc
+    def export_patron(self, patron_id):
+        """Everything the system holds about a patron (開示請求): the record, current loans and the access
+        record's entries about them."""
+        patron = self._patron(patron_id)
+        entries = self.db.scalars(select(AccessEntry).where(
+            AccessEntry.tenant == patron.tenant, AccessEntry.patron_id == patron.id).order_by(AccessEntry.seq))
+        export = {
+            "patron": self._dump(patron),
+            "loans": self.loans.patron_loans(patron.id),
+            "access_record": AccessEntrySchema(many=True).dump(entries),
+        }
+        access_record.record(self.db, self.caller, "export", [patron.id], PERSONAL_FIELDS)
+        self.db.commit()
+        return export
+
+    @rpc
+    def apply_retention(self, dry_run=True):
+        """Delete the tenant's patrons unused for the retention period (none while items are on loan);
+        with ``dry_run`` only count them."""
+        self.caller.require(WHOLE_TENANT)
+        return self._retention(dry_run)
+
+    @timer(interval=3600)
+    def retention_timer(self):
+        """The scheduled pass: every tenant, as the system."""
+        for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
+            self.caller.act_as(tenant, "system:retention", OPERATOR)
+            outcome = self._retention(dry_run=False)
+            if outcome["deleted"]:
+                log.info("retention deleted %d patrons of %s", outcome["deleted"], tenant)
+
+    def _retention(self, dry_run):
+        years = int(self.config["RETENTION_YEARS"])
+        if years <= 0:
+            return {"retention_years": 0, "due": 0, "kept_with_loans": 0, "deleted": 0}
+        cutoff = years_after(library_today(), -years)  # last use (or registration) before this day
+        due = self.db.scalars(select(Patron).where(
+            Patron.tenant == self.caller.tenant,
+            func.coalesce(Patron.last_used_on, Patron.registered_on) < cutoff)).all()
+        with_loans = set(self.loans.patrons_with_loans([patron.id for patron in due])) if due else set()
+        erasable = [patron for patron in due if patron.id not in with_loans]
+        if not dry_run:
+            for patron in erasable:
+                self._erase(patron)
+        return {"retention_years": years, "due": len(due), "kept_with_loans": len(with_loans),
+                "deleted": 0 if dry_run else len(erasable)}
+
+    def _erase(self, patron):
+        patron_id, tenant = patron.id, patron.tenant
         # The key first: once it is gone the record is unreadable everywhere, backups included, even if
         # deleting the row itself were to fail (a retry then completes it).
         self.vault.shred(patron.key_ref)
@@ -333,6 +391,10 @@ class PatronsService:
     def _patron(self, patron_id):
         patron = self.db.get(Patron, patron_id)
         if not self._visible(patron):  # another tenant's, another school's, or none: all look the same
+            if patron is not None and patron.tenant == self.caller.tenant:
+                # a look at a patron outside the caller's scope is itself recorded, in the patron's tenant
+                access_record.record(self.db, self.caller, "denied", [patron.id], PERSONAL_FIELDS)
+                self.db.commit()
             raise errors.PatronNotFound(details={"patron_id": patron_id})
         return patron
 

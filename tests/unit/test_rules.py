@@ -7,7 +7,7 @@ import pytest
 from services.catalog.rules import availability, escape_like, normalize_isbn
 from services.loans.rules import checkin_action, due_date
 from services.patrons.rules import (
-    borrowing_refusal, card_expiry, card_number_is_valid, luhn_check_digit, new_card_number,
+    borrowing_refusal, card_number_is_valid, luhn_check_digit, new_card_number, years_after,
 )
 
 
@@ -32,9 +32,10 @@ def test_every_single_digit_error_is_caught():
                 assert not card_number_is_valid(card[:position] + digit + card[position + 1:])
 
 
-def test_card_expiry_handles_leap_days():
-    assert card_expiry(date(2024, 2, 29), 3) == date(2027, 2, 28)
-    assert card_expiry(date(2026, 4, 1), 3) == date(2029, 4, 1)
+def test_years_after_handles_leap_days_both_ways():
+    assert years_after(date(2024, 2, 29), 3) == date(2027, 2, 28)
+    assert years_after(date(2026, 4, 1), 3) == date(2029, 4, 1)
+    assert years_after(date(2028, 2, 29), -5) == date(2023, 2, 28)
 
 
 def test_who_may_borrow():

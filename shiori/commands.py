@@ -1,9 +1,12 @@
 """Operators' commands against running services: the first run of a tenant (the tenant itself, its first
 admin account and, unless SHIORI_DEMO=0, demo data; safe to run again, and an admin password is shown only
 when it was created), and bulk imports of bibliographic records."""
+import json
 import os
 import secrets
+import sys
 import time
+from contextlib import contextmanager
 from itertools import cycle
 
 from shiori.roles import OPERATOR
@@ -34,13 +37,21 @@ def operator_context(tenant):
     return {"tenant": tenant, "actor": "operator", "role": OPERATOR}
 
 
-def bootstrap(environ=None, out=print):
+@contextmanager
+def operator_rpc(tenant, timeout, environ=None):
+    """RPC to the running services as the operator of ``tenant``."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
     environ = os.environ if environ is None else environ
-    tenant = environ.get("SHIORI_TENANT", "kaizu")
     config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
-    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=120) as rpc:
+    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=timeout) as rpc:
+        yield rpc
+
+
+def bootstrap(environ=None, out=print):
+    environ = os.environ if environ is None else environ
+    tenant = environ.get("SHIORI_TENANT", "kaizu")
+    with operator_rpc(tenant, 120, environ) as rpc:
         wait_for(rpc, ("catalog", "patrons"))
         rpc.catalog.ensure_tenant({"code": tenant, "name": environ.get("SHIORI_TENANT_NAME", "海津市")})
         ensure_admin(rpc, environ, out)
@@ -110,22 +121,14 @@ def load_demo(rpc, out):
 
 def import_records(stream, file_format, tenant, environ=None):
     """Import a file into the tenant's catalogue, showing progress on stderr; answers the exit status."""
-    import json
-    import sys
-
-    from nameko.standalone.rpc import ClusterRpcProxy
-
     from services.catalog.imports import import_file
-
-    environ = os.environ if environ is None else environ
-    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
 
     def progress(summary, rate):
         done = summary["added"] + summary["updated"] + summary["rejected"]
         print(f"\r{done:,} records: {summary['added']:,} added, {summary['updated']:,} updated, "
               f"{summary['rejected']:,} rejected ({rate:,.0f} records/s)", end="", file=sys.stderr, flush=True)
 
-    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=300) as rpc:
+    with operator_rpc(tenant, 300, environ) as rpc:
         wait_for(rpc, ("catalog",))
         summary = import_file(stream, file_format, rpc.catalog.import_works, progress)
     print(file=sys.stderr)
@@ -135,13 +138,7 @@ def import_records(stream, file_format, tenant, environ=None):
 
 def verify_access_record(tenant, environ=None):
     """Check the tenant's access record; exit status 0 when intact, 1 when an entry was changed or removed."""
-    import json
-
-    from nameko.standalone.rpc import ClusterRpcProxy
-
-    environ = os.environ if environ is None else environ
-    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
-    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=600) as rpc:
+    with operator_rpc(tenant, 600, environ) as rpc:
         result = rpc.patrons.verify_access_record()
     print(json.dumps(result))
     return 0 if result["intact"] else 1
@@ -151,15 +148,9 @@ def rewrap_data_keys(environ=None):
     """After a new master key was put first in SHIORI_PATRONS_MASTER_KEYS and the patrons service restarted:
     re-wrap every data key under it, in batches, while the service keeps serving. The old master key can
     leave the configuration once this reports none remaining."""
-    import sys
-
-    from nameko.standalone.rpc import ClusterRpcProxy
-
     environ = os.environ if environ is None else environ
-    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
     done = 0
-    with ClusterRpcProxy(config, context_data=operator_context(environ.get("SHIORI_TENANT", "kaizu")),
-                         timeout=300) as rpc:
+    with operator_rpc(environ.get("SHIORI_TENANT", "kaizu"), 300, environ) as rpc:
         while True:
             result = rpc.patrons.rewrap_data_keys(1000)
             done += result["rewrapped"]
@@ -169,3 +160,10 @@ def rewrap_data_keys(environ=None):
             if result["rewrapped"] == 0:
                 print("some data keys are under a master key the service does not have", file=sys.stderr)
                 return 1
+
+
+def apply_retention(tenant, dry_run, environ=None):
+    """Delete (or, dry, count) the tenant's patrons unused for the retention period; prints the counts."""
+    with operator_rpc(tenant, 600, environ) as rpc:
+        print(json.dumps(rpc.patrons.apply_retention(dry_run)))
+    return 0
