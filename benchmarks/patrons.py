@@ -253,8 +253,11 @@ class SqliteDatabases:
     def describe(self):
         return {"engine": "sqlite", "folder": str(self.folder)}
 
-    def size(self, url):
-        path = Path(url.removeprefix("sqlite:///"))
+    def size(self, engine):
+        """The database file, after folding the write-ahead log into it."""
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        path = Path(engine.url.database)
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
     def close(self):
@@ -296,14 +299,12 @@ class PostgresDatabases:
     def describe(self):
         return {"engine": "postgresql", "server": f"{self.host}:{self.port}", "version": getattr(self, "version", None)}
 
-    def size(self, url):
-        connection = self._admin()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_database_size(%s)", (url.rsplit("/", 1)[1],))
-                return cursor.fetchone()[0]
-        finally:
-            connection.close()
+    def size(self, engine):
+        """The tables with their indexes and TOAST (not the ~7 MB every empty database has)."""
+        with engine.connect() as connection:
+            return int(connection.scalar(text(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'")))
 
     def close(self):
         if not self.created:
@@ -380,8 +381,8 @@ class Variant:
                 "access_entries": db.scalar(select(func.count()).select_from(AccessEntry)),
                 "access_chain": verify(db, TENANT),
                 "name_stored_as_plaintext": sealed is not None and _is_text(sealed),
-                "patrons_db_bytes": databases.size(self.urls["patrons"]),
-                "keys_db_bytes": databases.size(self.urls["keys"]),
+                "patrons_db_bytes": databases.size(self.patrons_engine),
+                "keys_db_bytes": databases.size(self.keys_engine),
             }
 
     def dispose(self):

@@ -24,6 +24,9 @@ from shiori.roles import PUBLIC, STAFF_ROLES
 log = logging.getLogger(__name__)
 # One line per request with the route's pattern, never the path or query (they can hold ids and card numbers).
 access_log = logging.getLogger("shiori.access")
+# Refused credentials and roles, for whoever watches the service: route and address, never a token or name.
+security_log = logging.getLogger("shiori.security")
+REFUSALS = ("NOT_AUTHENTICATED", "INVALID_CREDENTIALS", "FORBIDDEN", "TOO_MANY_ATTEMPTS")
 
 # Path parameters for database ids. Their range is checked in Route rather than by werkzeug's converter,
 # whose range failures answer 404 or 405 depending on the order of the rules.
@@ -109,6 +112,10 @@ class Route(HttpRequestHandler):
         response = self._respond(request)
         access_log.info("%s %s %s %.1fms", request.method, self.url, response.status_code,
                         (time.monotonic() - started) * 1000)
+        if response.status_code in (401, 403, 429) and response.is_json:
+            code = response.get_json()["error"]["code"]
+            if code in REFUSALS:
+                security_log.warning("refused %s: %s %s from %s", code, request.method, self.url, request.remote_addr)
         return response
 
     def _respond(self, request):

@@ -170,3 +170,14 @@ def test_repeated_failures_lock_the_account_for_a_while(system, staff):
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM login_failures"))
         engine.dispose()
+
+
+def test_refusals_are_logged_without_credentials(system, caplog):
+    caplog.set_level("WARNING", logger="shiori.security")
+    forged = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzdGFmZjoxIn0.c2lnbmF0dXJl"
+    requests.get(f"{system.url}/api/v1/patrons/1", headers={"Authorization": forged}, timeout=10)
+    requests.post(f"{system.url}/api/v1/auth/token", json={"username": "nobody", "password": "guess-1"}, timeout=10)
+    refusals = [record.getMessage() for record in caplog.records if record.name == "shiori.security"]
+    assert any("NOT_AUTHENTICATED: GET /api/v1/patrons/<int:patron_id> from 127.0.0.1" in line for line in refusals)
+    assert any("INVALID_CREDENTIALS: POST /api/v1/auth/token" in line for line in refusals)
+    assert not [line for line in refusals if "guess-1" in line or "c2lnbmF0dXJl" in line or "nobody" in line]
