@@ -12,6 +12,8 @@ from services.catalog.rules import escape_like, normalize_isbn
 from services.catalog.text import fold, grams, query_grams, reading, words
 
 FIELD_SEPARATOR = "\x1f"  # never part of folded text, so no match spans two fields
+CANDIDATE_CAP = 20_000  # ids one word may bring from an index
+RESULT_CAP = 5_000  # matches counted and ranked
 WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "published_year", "ndc", "ddc", "subjects",
                "source_id")
 
@@ -107,13 +109,19 @@ class Cataloguer:
 
 
 def _candidates(gram_table, key_column, word):
-    """Ids whose indexed text holds every bigram of ``word`` (or, for one character, that character)."""
+    """Ids whose indexed text holds every bigram of ``word`` (or, for one character, that character), at
+    most CANDIDATE_CAP of them: a common character (の) would otherwise bring half the catalogue."""
     query = query_grams(word)
-    if query[0] == "range":
-        return select(key_column).where(gram_table.gram.between(query[1], query[2])).distinct()
+    if query[0] == "range":  # repeats are harmless in IN (...), and without DISTINCT the LIMIT stops early
+        return _capped(select(key_column).where(gram_table.gram.between(query[1], query[2])))
     codes = query[1]
-    return select(key_column).where(gram_table.gram.in_(codes)).group_by(key_column).having(
-        func.count() == len(codes))
+    return _capped(select(key_column).where(gram_table.gram.in_(codes)).group_by(key_column).having(
+        func.count() == len(codes)))
+
+
+def _capped(statement):
+    # As a subquery of its own: SQLite takes no LIMIT on a member of a UNION.
+    return select(statement.limit(CANDIDATE_CAP).subquery())
 
 
 def _contains(word):
@@ -126,13 +134,13 @@ def _title_candidates(tenant, word):
 
 def _people_candidates(tenant, word):
     people = _candidates(PersonGram, PersonGram.person_id, word)
-    return select(Contributor.work_id).where(Contributor.person_id.in_(people))
+    return _capped(select(Contributor.work_id).where(Contributor.person_id.in_(people)))
 
 
 def _publisher_candidates(tenant, word):
     publishers = select(Publisher.id).where(Publisher.tenant == tenant,
                                             Publisher.folded.like(_contains(word), escape="\\"))
-    return select(Work.id).where(Work.publisher_id.in_(publishers))
+    return _capped(select(Work.id).where(Work.publisher_id.in_(publishers)))
 
 
 def _title_check(tenant, word):
@@ -157,10 +165,11 @@ FIELDS = {
 
 def matching(tenant, word, fields):
     """Works where ``word`` is in one of ``fields``: candidates from the indexes, as one set of ids (so the
-    database looks works up by key instead of scanning them), then confirmed against the folded text."""
+    database looks works up by key instead of scanning them), then confirmed against the folded text.
+    Answers the condition and the candidate set (to tell whether it was capped)."""
     candidates = [FIELDS[field][0](tenant, word) for field in fields]
     ids = candidates[0] if len(candidates) == 1 else union(*candidates)
-    return and_(Work.id.in_(ids), or_(*(FIELDS[field][1](tenant, word) for field in fields)))
+    return and_(Work.id.in_(ids), or_(*(FIELDS[field][1](tenant, word) for field in fields))), ids
 
 
 def rank(word):
@@ -176,15 +185,20 @@ def rank(word):
 
 
 def search(session, tenant, params):
-    """(total, works of the asked page) for validated search parameters (schemas.SearchQuerySchema)."""
-    conditions = [Work.tenant == tenant]
-    ranks = []
+    """(total, works of the asked page, more) for validated search parameters (schemas.SearchQuerySchema).
+    ``more`` says the query is broader than the caps: the total counts, and the ranking orders, only the
+    first matches found (Japanese OPACs likewise ask to narrow such a query rather than scan for seconds)."""
+    conditions, candidate_sets, ranks = [Work.tenant == tenant], [], []
     for word in words(params.get("q", "")):
-        conditions.append(matching(tenant, word, ("title", "author", "publisher")))
+        condition, candidates = matching(tenant, word, ("title", "author", "publisher"))
+        conditions.append(condition)
+        candidate_sets.append(candidates)
         ranks.append(rank(word))
     for field in FIELDS:
         for word in words(params.get(field, "")):
-            conditions.append(matching(tenant, word, (field,)))
+            condition, candidates = matching(tenant, word, (field,))
+            conditions.append(condition)
+            candidate_sets.append(candidates)
             if field == "title":
                 ranks.append(rank(word))
     if "isbn" in params:
@@ -199,12 +213,18 @@ def search(session, tenant, params):
             copies = copies.where(Item.on_loan.is_(False))
         conditions.append(Work.id.in_(copies))
 
-    matched = select(Work.id).where(*conditions)
-    total = session.scalar(select(func.count()).select_from(matched.subquery()))
+    total = session.scalar(select(func.count()).select_from(
+        select(Work.id).where(*conditions).limit(RESULT_CAP + 1).subquery()))
+    more = total > RESULT_CAP or any(
+        session.scalar(select(func.count()).select_from(candidates.subquery())) >= CANDIDATE_CAP
+        for candidates in candidate_sets)
+    if total > RESULT_CAP:
+        conditions = [Work.id.in_(select(Work.id).where(*conditions).limit(RESULT_CAP))]
+        total = RESULT_CAP
     page, per_page = params["page"], params["per_page"]
     works = session.scalars(
         select(Work).where(*conditions)
         .order_by(*([sum(ranks[1:], ranks[0])] if ranks else []), func.length(Work.title), Work.id)
         .limit(per_page).offset((page - 1) * per_page)
     ).all()
-    return total, works
+    return total, works, more

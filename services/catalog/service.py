@@ -129,8 +129,8 @@ class CatalogService:
     @rpc
     def search(self, query):
         params = load(SEARCH_QUERY_SCHEMA, query)
-        total, works = search(self.db, self.caller.tenant, params)
-        return {"items": [self._dump_work(work) for work in works], "total": total,
+        total, works, more = search(self.db, self.caller.tenant, params)
+        return {"items": [self._dump_work(work) for work in works], "total": total, "more": more,
                 "page": params["page"], "per_page": params["per_page"]}
 
     # --- items -----------------------------------------------------------------------------------------
