@@ -181,3 +181,33 @@ def test_refusals_are_logged_without_credentials(system, caplog):
     assert any("NOT_AUTHENTICATED: GET /api/v1/patrons/<int:patron_id> from 127.0.0.1" in line for line in refusals)
     assert any("INVALID_CREDENTIALS: POST /api/v1/auth/token" in line for line in refusals)
     assert not [line for line in refusals if "guess-1" in line or "c2lnbmF0dXJl" in line or "nobody" in line]
+
+
+def test_the_services_enforce_scope_even_when_called_directly(system, staff, school):
+    """A bug in the gateway alone must not leak: the services check the identity that comes with a call."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from services.patrons.errors import PatronNotFound
+    from shiori.errors import Forbidden
+
+    pupil = register_patron(staff, home_library=school, category="child")
+    city = register_patron(staff)
+
+    def as_caller(**identity):
+        return ClusterRpcProxy({"AMQP_URI": system.amqp_uri}, timeout=10,
+                               context_data={"tenant": "testcity", **identity})
+
+    with as_caller(actor="staff:99", role="librarian", libraries="main") as rpc:
+        with pytest.raises(PatronNotFound):
+            rpc.patrons.get_patron(pupil["id"])
+        assert rpc.patrons.get_patron(city["id"])["id"] == city["id"]
+    with as_caller(actor="public", role="public") as rpc:
+        with pytest.raises(PatronNotFound):
+            rpc.patrons.get_patron(city["id"])
+        with pytest.raises(Forbidden):
+            rpc.catalog.add_work({"title": "公開の役では書けない"})
+        with pytest.raises(Forbidden):
+            rpc.loans.checkout({"card_number": city["card_number"], "item_barcode": "X", "library": "main"})
+    with as_caller(actor="patron:%d" % city["id"], role="patron") as rpc:
+        with pytest.raises(PatronNotFound):
+            rpc.loans.patron_loans(pupil["id"])
