@@ -5,15 +5,17 @@ titles (``title_grams``) and of people (``person_grams``) in step, in bulk, in t
 Reading: ``search`` finds candidates through the grams, checks each against the folded text (grams only say
 that the pieces are there, not that they are adjacent), ranks and pages them.
 """
-from sqlalchemy import and_, case, delete, func, insert, or_, select, union, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 
 from services.catalog.models import Contributor, Item, Library, Person, PersonGram, Publisher, TitleGram, Work
 from services.catalog.rules import escape_like, normalize_isbn
 from services.catalog.text import fold, grams, query_grams, reading, words
 
 FIELD_SEPARATOR = "\x1f"  # never part of folded text, so no match spans two fields
-CANDIDATE_CAP = 20_000  # ids one word may bring from an index
+# Ids one word may bring from one index: three sources stay under SQLite's 32,766 bound parameters.
+CANDIDATE_CAP = 10_000
 RESULT_CAP = 5_000  # matches counted and ranked
+PROBE_LIMIT = 5_000  # postings counted to find a word's rarest bigram
 WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "published_year", "ndc", "ddc", "subjects",
                "source_id")
 
@@ -108,15 +110,23 @@ class Cataloguer:
             self.publishers.update((publisher.name, publisher) for publisher in new)
 
 
-def _candidates(gram_table, key_column, word):
-    """Ids whose indexed text holds every bigram of ``word`` (or, for one character, that character), at
-    most CANDIDATE_CAP of them: a common character (の) would otherwise bring half the catalogue."""
+def _candidates(session, gram_table, key_column, word):
+    """Ids whose indexed text may hold ``word``, at most CANDIDATE_CAP of them (a common character such as
+    の would otherwise bring half the catalogue). For two characters or more, the ids come from the word's
+    rarest bigram alone: intersecting a common bigram's long list (もの) costs more than confirming the few
+    candidates of a rare one against the text, which every candidate is anyway."""
     query = query_grams(word)
     if query[0] == "range":  # repeats are harmless in IN (...), and without DISTINCT the LIMIT stops early
         return _capped(select(key_column).where(gram_table.gram.between(query[1], query[2])))
-    codes = query[1]
-    return _capped(select(key_column).where(gram_table.gram.in_(codes)).group_by(key_column).having(
-        func.count() == len(codes)))
+    return _capped(select(key_column).where(gram_table.gram == _rarest(session, gram_table, query[1])))
+
+
+def _rarest(session, gram_table, codes):
+    """The code with the fewest postings, each counted only up to PROBE_LIMIT (through the index)."""
+    def postings(code):
+        return session.scalar(select(func.count()).select_from(
+            select(gram_table.gram).where(gram_table.gram == code).limit(PROBE_LIMIT).subquery()))
+    return min(codes, key=postings)
 
 
 def _capped(statement):
@@ -128,16 +138,16 @@ def _contains(word):
     return f"%{escape_like(word)}%"
 
 
-def _title_candidates(tenant, word):
-    return _candidates(TitleGram, TitleGram.work_id, word)
+def _title_candidates(session, tenant, word):
+    return _candidates(session, TitleGram, TitleGram.work_id, word)
 
 
-def _people_candidates(tenant, word):
-    people = _candidates(PersonGram, PersonGram.person_id, word)
+def _people_candidates(session, tenant, word):
+    people = _candidates(session, PersonGram, PersonGram.person_id, word)
     return _capped(select(Contributor.work_id).where(Contributor.person_id.in_(people)))
 
 
-def _publisher_candidates(tenant, word):
+def _publisher_candidates(session, tenant, word):
     publishers = select(Publisher.id).where(Publisher.tenant == tenant,
                                             Publisher.folded.like(_contains(word), escape="\\"))
     return _capped(select(Work.id).where(Work.publisher_id.in_(publishers)))
@@ -163,13 +173,16 @@ FIELDS = {
 }
 
 
-def matching(tenant, word, fields):
-    """Works where ``word`` is in one of ``fields``: candidates from the indexes, as one set of ids (so the
-    database looks works up by key instead of scanning them), then confirmed against the folded text.
-    Answers the condition and the candidate set (to tell whether it was capped)."""
-    candidates = [FIELDS[field][0](tenant, word) for field in fields]
-    ids = candidates[0] if len(candidates) == 1 else union(*candidates)
-    return and_(Work.id.in_(ids), or_(*(FIELDS[field][1](tenant, word) for field in fields))), ids
+def matching(session, tenant, word, fields):
+    """Where ``word`` may be among ``fields``: the candidate ids from the indexes, fetched first (a list of
+    keys the database then looks works up by, a plan no planner can turn into a scan of every work), whether
+    a source was capped, and the condition that confirms a candidate against the folded text."""
+    ids, capped = set(), False
+    for field in fields:
+        found = session.scalars(FIELDS[field][0](session, tenant, word)).all()
+        ids.update(found)
+        capped = capped or len(found) >= CANDIDATE_CAP
+    return ids, capped, or_(*(FIELDS[field][1](tenant, word) for field in fields))
 
 
 def rank(word):
@@ -188,19 +201,18 @@ def search(session, tenant, params):
     """(total, works of the asked page, more) for validated search parameters (schemas.SearchQuerySchema).
     ``more`` says the query is broader than the caps: the total counts, and the ranking orders, only the
     first matches found (Japanese OPACs likewise ask to narrow such a query rather than scan for seconds)."""
-    conditions, candidate_sets, ranks = [Work.tenant == tenant], [], []
-    for word in words(params.get("q", "")):
-        condition, candidates = matching(tenant, word, ("title", "author", "publisher"))
-        conditions.append(condition)
-        candidate_sets.append(candidates)
-        ranks.append(rank(word))
-    for field in FIELDS:
-        for word in words(params.get(field, "")):
-            condition, candidates = matching(tenant, word, (field,))
-            conditions.append(condition)
-            candidate_sets.append(candidates)
-            if field == "title":
-                ranks.append(rank(word))
+    conditions, ranks, ids, more = [Work.tenant == tenant], [], None, False
+    asked = [(word, ("title", "author", "publisher"), True) for word in words(params.get("q", ""))]
+    asked += [(word, (field,), field == "title") for field in FIELDS for word in words(params.get(field, ""))]
+    for word, fields, ranked in asked:
+        word_ids, capped, confirmed = matching(session, tenant, word, fields)
+        ids = word_ids if ids is None else ids & word_ids  # every word must match
+        more = more or capped
+        conditions.append(confirmed)
+        if ranked:
+            ranks.append(rank(word))
+    if ids is not None:
+        conditions.append(Work.id.in_(sorted(ids)))
     if "isbn" in params:
         conditions.append(Work.isbn == (normalize_isbn(params["isbn"]) or ""))
     if "ndc" in params:
@@ -213,11 +225,11 @@ def search(session, tenant, params):
             copies = copies.where(Item.on_loan.is_(False))
         conditions.append(Work.id.in_(copies))
 
+    if ids is not None and not ids:
+        return 0, [], more
     total = session.scalar(select(func.count()).select_from(
         select(Work.id).where(*conditions).limit(RESULT_CAP + 1).subquery()))
-    more = total > RESULT_CAP or any(
-        session.scalar(select(func.count()).select_from(candidates.subquery())) >= CANDIDATE_CAP
-        for candidates in candidate_sets)
+    more = more or total > RESULT_CAP
     if total > RESULT_CAP:
         conditions = [Work.id.in_(select(Work.id).where(*conditions).limit(RESULT_CAP))]
         total = RESULT_CAP
