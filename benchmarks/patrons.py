@@ -35,6 +35,7 @@ import random  # noqa: E402
 import secrets  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -584,6 +585,18 @@ def print_logins(login, raw):
 # --- main --------------------------------------------------------------------------------------------
 
 
+def code_version():
+    """The commit measured, and whether the patrons service or the shared code had uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "services/patrons", "shiori"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.split("\n")
+        return {"commit": commit or None, "uncommitted": [line[3:] for line in dirty if line.strip()]}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
@@ -613,6 +626,7 @@ def main(argv=None):
     variants = []
     started = time.perf_counter()
     loads = {}
+    started_at = datetime.now(timezone.utc).isoformat()
     try:
         idle = Load()
         time.sleep(1)
@@ -641,7 +655,7 @@ def main(argv=None):
         results = {
             "benchmark": "patrons", "database": databases.describe(), "patrons": args.patrons,
             "calls_per_operation": args.calls, "rounds": args.rounds, "warmup_calls": WARMUP_CALLS,
-            "started_at": datetime.now(timezone.utc).isoformat(),
+            "started_at": started_at, "code": code_version(),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
                         "cpus": os.cpu_count(), "sqlalchemy": version("SQLAlchemy"),
                         "cryptography": version("cryptography"), "nameko": version("nameko")},
