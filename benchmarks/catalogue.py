@@ -66,7 +66,6 @@ LIBRARIES = (
 )
 # Who the benchmark calls as: the vendor's operator role, which bulk loads use (shiori/roles.py).
 RPC_CONTEXT = {"tenant": TENANT, "actor": "bench", "role": "operator"}
-SEARCH_TIMEOUT = 180  # the HTTP client's; the gateway gives up after --rpc-timeout
 DEFAULT_RPC_TIMEOUT = 5.0  # what the services use when SHIORI_RPC_TIMEOUT is not set
 KANJI = re.compile(r"[\u4e00-\u9fff]")
 KANJI_RUN = re.compile(r"[\u4e00-\u9fff]{2,4}")
@@ -310,9 +309,10 @@ def postgres_sizes(databases):
                 sizes[table] = {"total": mib(total), "table": mib(heap), "indexes": mib(indexes)}
             cursor.execute("SELECT pg_database_size(current_database())")
             sizes["database"] = mib(cursor.fetchone()[0])
-            cursor.execute("SELECT relname, n_live_tup FROM pg_stat_user_tables WHERE relname IN "
-                           "('works', 'title_grams', 'person_grams', 'people', 'contributors', 'items')")
-            sizes["rows"] = dict(cursor.fetchall())
+            sizes["rows"] = {}
+            for table in ("works", "title_grams", "person_grams", "people", "contributors", "items"):
+                cursor.execute(f"SELECT COUNT(*) FROM {table}")
+                sizes["rows"][table] = cursor.fetchone()[0]
         return sizes
     finally:
         connection.close()
@@ -506,16 +506,17 @@ class Import:
         return result
 
 
-def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout):
-    """Warm-up (each distinct query once, its total noted), then per class ``per_class`` sequential requests
-    cycling through the class's queries, for at most ``class_seconds``."""
+def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout, results, samples):
+    """Warm-up (each distinct query once, its total noted, into ``samples``), then per class ``per_class``
+    sequential requests cycling through the class's queries, for at most ``class_seconds`` (into ``results``).
+    The HTTP client waits longer than the gateway, so a slow search is never abandoned while it still runs."""
     session = http_session()
     url = base_url + "/api/v1/search"
 
     def ask(params):
         began = time.perf_counter()
         try:
-            response = session.get(url, params=dict(params, per_page=20), timeout=SEARCH_TIMEOUT)
+            response = session.get(url, params=dict(params, per_page=20), timeout=rpc_timeout + 30)
         except requests.RequestException as error:
             return time.perf_counter() - began, None, repr(error)[:200]
         elapsed = time.perf_counter() - began
@@ -523,7 +524,6 @@ def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout):
             return elapsed, None, f"{response.status_code}: {response.text[:200]}"
         return elapsed, response.json(), None
 
-    samples = {}
     say("warm-up: each query once ...")
     for name, queries in mix.items():
         samples[name] = []
@@ -536,10 +536,12 @@ def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout):
                 entry["total"] = body["total"]
                 entry["returned"] = len(body["items"])
                 entry["first"] = body["items"][0]["title"] if body["items"] else None
+                if "more" in body:
+                    entry["more"] = body["more"]
             else:
                 entry["error"] = error
             samples[name].append(entry)
-    results, everything = {}, []
+    everything = []
     for name, queries in mix.items():
         latencies, failures, slow = [], [], 0
         began = time.monotonic()
@@ -568,7 +570,6 @@ def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout):
             f"hits {summary['hits_min']}..{summary['hits_max']}")
     results["overall"] = latency_summary(everything)
     session.close()
-    return results, samples
 
 
 # --- reporting --------------------------------------------------------------------------------------
@@ -577,7 +578,8 @@ def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout):
 def print_table(report):
     imp, size = report.get("import") or {}, report.get("index") or {}
     say("")
-    say(f"== catalogue benchmark, {report['database']}, {report['works']:,} works, {report['cpus']} CPUs ==")
+    say(f"== catalogue benchmark, {report['database']}, {report['works']:,} works, {report['cpus']} CPUs, "
+        f"code {report['code']['commit']}{' (+ local changes)' if report['code']['services_changed_since'] else ''} ==")
     if imp:
         say(f"import: {imp['works']:,} works in {imp['import_works_seconds']} s of import_works "
             f"= {imp['works_per_s']} works/s (last 10%: {imp['works_per_s_last_10pct']}/s; wall incl. copies "
@@ -621,6 +623,20 @@ def print_table(report):
             f"{report['rpc_timeout']} s)")
 
 
+def code_version():
+    """The commit measured, and whether the working tree differed from it (others may be editing)."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    changed = git("status", "--porcelain", "--", "services", "shiori")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "services_changed_since": bool(changed)}
+
+
 def fmt(value, width=8):
     return f"{'-':>{width}}" if value is None else f"{value:>{width}.1f}"
 
@@ -637,9 +653,9 @@ def parse_args(argv=None):
                         help="stop a query class after this long even if --queries are not done (default 300)")
     parser.add_argument("--copy-share", type=float, default=0.2, help="share of works with one copy (default 0.2)")
     parser.add_argument("--seed", type=int, default=20240501)
-    parser.add_argument("--rpc-timeout", type=float, default=60.0,
-                        help="SHIORI_RPC_TIMEOUT for the system (default 60, so slow searches are measured, not "
-                             "cut at the services' default of 5 s; those over 5 s are counted)")
+    parser.add_argument("--rpc-timeout", type=float, default=600.0,
+                        help="SHIORI_RPC_TIMEOUT for the system (default 600, so slow searches are measured, not "
+                             "cut at the services' default of 5 s, and never overlap; those over 5 s are counted)")
     parser.add_argument("--pg-analyze", choices=("auto", "off"), default="auto",
                         help="auto (default): ANALYZE after the import, and during it as autovacuum would if the "
                              "server has autovacuum off; off: never")
@@ -683,7 +699,7 @@ def main(argv=None):
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "batch_size": BATCH_SIZE, "copy_share": args.copy_share, "seed": args.seed,
-        "queries_per_class": args.queries, "rpc_timeout": args.rpc_timeout,
+        "queries_per_class": args.queries, "rpc_timeout": args.rpc_timeout, "code": code_version(),
     }
     exit_code = 0
     try:
@@ -752,11 +768,13 @@ def main(argv=None):
 
         mix = query_mix(catalogue, isbn_samples, args.seed)
         report["query_mix"] = {name: [label for label, _params in queries] for name, queries in mix.items()}
-        report["search"], report["search_samples"] = run_queries(
-            base_url, mix, args.queries, args.class_seconds, stopping, args.rpc_timeout)
+        report["search"], report["search_samples"] = {}, {}
+        run_queries(base_url, mix, args.queries, args.class_seconds, stopping, args.rpc_timeout,
+                    report["search"], report["search_samples"])
         say("totals of a few queries (warm-up pass):")
         for name, entries in report["search_samples"].items():
             shown = "; ".join(f"{entry['query']} -> {entry.get('total', entry.get('error'))}"
+                              + (" (more)" if entry.get("more") else "")
                               + (f" (「{entry['first'][:24]}」…)" if entry.get("first") else "")
                               for entry in entries[:3])
             say(f"  {name:<14} {shown}")

@@ -149,7 +149,7 @@ def test_odd_search_queries_get_an_answer_or_a_400(system, query):
     response = requests.get(f"{system.url}/api/v1/search?q={query}", timeout=10)
     assert response.status_code in (200, 400), response.text
     if response.status_code == 200:
-        assert set(response.json()) == {"items", "total", "page", "per_page"}
+        assert set(response.json()) == {"items", "total", "more", "page", "per_page"}
     else:
         assert "q" in response.json()["error"]["details"]
 
