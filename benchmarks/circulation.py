@@ -41,6 +41,7 @@ import requests  # noqa: E402
 from nameko.rpc import rpc  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from figures import latency_summary  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -83,25 +84,6 @@ def say(message=""):
     print(message, flush=True)
 
 
-def percentile(sorted_values, fraction):
-    """Linear interpolation between closest ranks; None for no data."""
-    if not sorted_values:
-        return None
-    position = (len(sorted_values) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
-def latency_summary(seconds):
-    values = sorted(seconds)
-    ms = lambda v: None if v is None else round(v * 1000, 2)  # noqa: E731
-    return {
-        "count": len(values),
-        "p50_ms": ms(percentile(values, 0.50)), "p95_ms": ms(percentile(values, 0.95)),
-        "p99_ms": ms(percentile(values, 0.99)), "max_ms": ms(values[-1] if values else None),
-        "mean_ms": ms(sum(values) / len(values) if values else None),
-    }
 
 
 def fmt(value, width=8):

@@ -63,6 +63,7 @@ from services.patrons.service import PatronsService  # noqa: E402
 from services.patrons.vault import DataKey, KeyRing, KeysBase, PatronVault, new_master_key_spec  # noqa: E402
 from shiori.db import create_schema, make_engine  # noqa: E402
 from shiori.rpc import CallerContext  # noqa: E402
+from figures import latency_summary  # noqa: E402
 
 LOCALHOST = "127.0.0.1"
 RESULTS_DIR = HERE / "results"
@@ -143,25 +144,6 @@ def patched(target, name, value):
 # --- figures -----------------------------------------------------------------------------------------
 
 
-def percentile(sorted_values, fraction):
-    """Linear interpolation between closest ranks (as benchmarks/circulation.py); None for no data."""
-    if not sorted_values:
-        return None
-    position = (len(sorted_values) - 1) * fraction
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
-def latency_summary(seconds):
-    values = sorted(seconds)
-    ms = lambda v: None if v is None else round(v * 1000, 3)  # noqa: E731
-    return {
-        "count": len(values),
-        "p50_ms": ms(percentile(values, 0.50)), "p95_ms": ms(percentile(values, 0.95)),
-        "p99_ms": ms(percentile(values, 0.99)), "max_ms": ms(values[-1] if values else None),
-        "mean_ms": ms(sum(values) / len(values) if values else None),
-    }
 
 
 def overhead(slow, fast):
@@ -493,7 +475,7 @@ def measure_logins(variant, seconds):
                            {"u": STAFF["username"]})
     return {
         "logins": len(latencies), "seconds": round(wall, 2), "logins_per_second": round(len(latencies) / wall, 2),
-        "ms_per_login": round(1000 * wall / len(latencies), 2), "latency": latency_summary(latencies),
+        "ms_per_login": round(1000 * wall / len(latencies), 2), "latency": latency_summary(latencies, digits=3),
         "cpu_ms_per_login": round(1000 * cpu / len(latencies), 2),
         "stored_hash_parameters": _parameters(argon2.extract_parameters(stored)),
     }
@@ -517,7 +499,7 @@ def measure_argon2(seconds):
             operation()
             latencies.append(time.perf_counter() - start)
         cpu = time.process_time() - cpu_start
-        result[name] = {"calls": len(latencies), "latency": latency_summary(latencies),
+        result[name] = {"calls": len(latencies), "latency": latency_summary(latencies, digits=3),
                         "cpu_ms_per_call": round(1000 * cpu / len(latencies), 2),
                         "per_second": round(len(latencies) / (time.perf_counter() - wall_start), 2)}
     return result
@@ -664,7 +646,7 @@ def main(argv=None):
         for variant in variants:
             results["variants"][variant.key] = {
                 "label": variant.label, "encryption": variant.encrypt, "access_record": variant.record,
-                "latency": {operation: latency_summary(variant.latencies[operation]) for operation in OPERATIONS},
+                "latency": {operation: latency_summary(variant.latencies[operation], digits=3) for operation in OPERATIONS},
                 "checks": variant.checks(databases),
             }
         latency = {key: results["variants"][key]["latency"] for key in results["variants"]}
