@@ -50,9 +50,10 @@ import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from circulation import (  # noqa: E402
-    LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, free_port, http_session,
-    latency_summary, local_only, machine_cpu, say, with_vhost,
+    LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, free_port, http_session, local_only,
+    machine_cpu, say, with_vhost,
 )
+from figures import latency_summary  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
 from services.catalog.rules import _isbn13_check  # noqa: E402
 from services.catalog.text import fold, reading  # noqa: E402
