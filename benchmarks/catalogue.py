@@ -28,12 +28,9 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
 import sqlite3  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
@@ -51,7 +48,7 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from circulation import (  # noqa: E402
     LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, free_port, http_session, local_only,
-    machine_cpu, say, with_vhost,
+    machine_cpu, release, say, stop_main_on_signals, with_vhost, write_report,
 )
 from figures import latency_summary  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
@@ -683,18 +680,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    stopping = threading.Event()
-    main_greenlet = eventlet.getcurrent()
-
-    def on_signal(signum, _frame):
-        if stopping.is_set():
-            say(f"(signal {signum} again: still cleaning up, please wait)")
-            return
-        stopping.set()
-        eventlet.hubs.get_hub().schedule_call_global(0, main_greenlet.throw, Stop(f"signal {signum}"))
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping = stop_main_on_signals()
 
     data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-catalogue-"))
     vhost, databases, system, importing = Vhost(), None, None, None
@@ -815,25 +801,12 @@ def main(argv=None):
                 say(f"warnings/errors in the service logs: {counts}")
                 for line in samples:
                     say(f"  {line}")
-        if databases is not None:
-            try:
-                databases.drop()
-            except Exception as error:  # noqa: BLE001
-                say(f"could not drop databases {databases.created}: {error}")
-        vhost.delete()
-        if args.keep_data:
-            say(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        release(databases, vhost, data_dir, args.keep_data)
 
     if report.get("import"):
         print_table(report)
         output = Path(args.output) if args.output else RESULTS_DIR / f"catalogue-{args.database}-{args.works}.json"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        report["complete"] = exit_code == 0
-        output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        say(f"results written to {output}")
+        write_report(report, output, complete=exit_code == 0)
     return exit_code
 
 

@@ -160,12 +160,7 @@ class PostgresDatabases:
         self.created = []
 
     def _connect(self):
-        import psycopg2
-
-        connection = psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname="postgres",
-                                      connect_timeout=10)
-        connection.autocommit = True
-        return connection
+        return postgres_admin(self.host, self.port, self.user)
 
     def create(self):
         connection = self._connect()
@@ -674,8 +669,9 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def stop_main_on_signals():
+    """SIGINT and SIGTERM make the calling (main) green thread raise Stop, so its cleanup runs; a second
+    signal only says that cleanup is under way. Answers the event that is set once a signal came."""
     stopping = threading.Event()
     main_greenlet = eventlet.getcurrent()
 
@@ -689,6 +685,43 @@ def main(argv=None):
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return stopping
+
+
+def release(databases, vhost, data_dir, keep_data):
+    """Drop the throwaway databases and vhost, and remove the data directory unless asked to keep it."""
+    if databases is not None:
+        try:
+            databases.drop()
+        except Exception as error:  # noqa: BLE001 - whatever failed, the rest must still be cleaned up
+            say(f"could not drop databases {databases.created}: {error}")
+    vhost.delete()
+    if keep_data:
+        say(f"kept {data_dir}")
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def write_report(report, output, complete):
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["complete"] = complete
+    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    say(f"results written to {output}")
+
+
+def postgres_admin(host, port, user):
+    """An autocommit connection to the server's postgres database, for creating and dropping databases."""
+    import psycopg2
+
+    connection = psycopg2.connect(host=host, port=port, user=user, dbname="postgres", connect_timeout=10)
+    connection.autocommit = True
+    return connection
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    stopping = stop_main_on_signals()
 
     data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-"))
     vhost, databases, system = Vhost(), None, None
@@ -793,25 +826,12 @@ def main(argv=None):
                 say(f"warnings/errors in the service logs: {counts}")
                 for line in samples:
                     say(f"  {line}")
-        if databases is not None:
-            try:
-                databases.drop()
-            except Exception as error:  # noqa: BLE001
-                say(f"could not drop databases {databases.created}: {error}")
-        vhost.delete()
-        if args.keep_data:
-            say(f"kept {data_dir}")
-        else:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        release(databases, vhost, data_dir, args.keep_data)
 
     if report["levels"]:
         print_table(report)
         output = Path(args.output) if args.output else RESULTS_DIR / f"circulation-{args.database}.json"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        report["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        report["complete"] = exit_code == 0
-        output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        say(f"results written to {output}")
+        write_report(report, output, complete=exit_code == 0)
     return exit_code
 
 

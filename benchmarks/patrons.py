@@ -63,6 +63,7 @@ from services.patrons.service import PatronsService  # noqa: E402
 from services.patrons.vault import DataKey, KeyRing, KeysBase, PatronVault, new_master_key_spec  # noqa: E402
 from shiori.db import create_schema, make_engine  # noqa: E402
 from shiori.rpc import CallerContext  # noqa: E402
+from circulation import machine_cpu, postgres_admin, say  # noqa: E402
 from figures import latency_summary  # noqa: E402
 
 LOCALHOST = "127.0.0.1"
@@ -155,19 +156,6 @@ def overhead(slow, fast):
     return result
 
 
-def say(message=""):
-    print(message, flush=True)
-
-
-def machine_cpu():
-    """(busy, total) jiffies of all CPUs together, from /proc/stat (as benchmarks/circulation.py), or None."""
-    try:
-        values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values) - idle, sum(values)
-
 
 class Load:
     """How busy the machine was during a phase, and how much of that was this process."""
@@ -256,12 +244,7 @@ class PostgresDatabases:
         self.created = []
 
     def _admin(self):
-        import psycopg2
-
-        connection = psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname="postgres",
-                                      connect_timeout=10)
-        connection.autocommit = True
-        return connection
+        return postgres_admin(self.host, self.port, self.user)
 
     def urls(self, variant):
         urls = {}
