@@ -3,7 +3,6 @@
 This service enforces who may see whom itself (``rules.Scope``), from the caller's identity that travels
 with every call, so that a mistake in the gateway alone cannot leak a resident's data.
 """
-import hashlib
 import logging
 from datetime import date, timedelta
 
@@ -319,7 +318,8 @@ class PatronsService:
     def authenticate_patron(self, payload):
         """Card number and PIN: the patron's own log-in. Unknown card, no PIN set and wrong PIN look alike."""
         credentials = load(PatronCredentialsSchema(), payload)
-        card_key = hashlib.sha256(f"{self.caller.tenant}:{credentials['card_number']}".encode()).hexdigest()[:40]
+        # Keyed, like the card look-up: a plain hash of a 12-digit number could be reversed by trying them all.
+        card_key = self.vault.lookup_hash(self.caller.tenant, "card", credentials["card_number"])[:40]
         keys = [f"card:{card_key}", f"address:{self.caller.address}"]
         self._refuse_if_throttled(keys)
         patron = self.db.scalar(select(Patron).where(
