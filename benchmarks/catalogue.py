@@ -300,7 +300,7 @@ def postgres_sizes(databases):
     try:
         with connection.cursor() as cursor:
             sizes = {}
-            for table in ("works", "title_grams", "person_grams", "people", "contributors", "publishers", "items"):
+            for table in ("works", "work_grams", "people", "contributors", "publishers", "items"):
                 cursor.execute("SELECT pg_total_relation_size(%s), pg_relation_size(%s), pg_indexes_size(%s)",
                                (table, table, table))
                 total, heap, indexes = cursor.fetchone()
@@ -308,7 +308,7 @@ def postgres_sizes(databases):
             cursor.execute("SELECT pg_database_size(current_database())")
             sizes["database"] = mib(cursor.fetchone()[0])
             sizes["rows"] = {}
-            for table in ("works", "title_grams", "person_grams", "people", "contributors", "items"):
+            for table in ("works", "people", "contributors", "items"):
                 cursor.execute(f"SELECT COUNT(*) FROM {table}")
                 sizes["rows"][table] = cursor.fetchone()[0]
         return sizes
@@ -369,7 +369,7 @@ def sqlite_rows(data_dir):
     connection = sqlite3.connect(f"file:{data_dir / 'catalog.db'}?mode=ro", uri=True, timeout=30)
     try:
         return {table: connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for table in ("works", "title_grams", "person_grams", "people", "contributors", "items")}
+                for table in ("works", "work_grams", "people", "contributors", "items")}
     finally:
         connection.close()
 
@@ -601,7 +601,7 @@ def print_table(report):
             say(f"index: catalog.db {size['catalog.db']} MiB + WAL {size['catalog.db-wal']} MiB  ({objects})")
         else:
             tables = ", ".join(f"{table} {size[table]['total']}" for table in
-                               ("works", "title_grams", "person_grams", "people", "contributors", "items"))
+                               ("works", "work_grams", "people", "contributors", "items"))
             say(f"index (MiB, with indexes): {tables}; database {size['database']} MiB")
     rows = report.get("rows")
     if rows:

@@ -1,23 +1,35 @@
 """The catalogue's search index and search query, on the catalogue's own tables (SQLite and PostgreSQL alike).
 
-Writing: ``Cataloguer`` saves work records with their people and publisher, and keeps the bigram index of
-titles (``title_grams``) and of people (``person_grams``) in step, in bulk, in the caller's transaction.
-Reading: ``search`` finds candidates through the grams, checks each against the folded text (grams only say
-that the pieces are there, not that they are adjacent), ranks and pages them.
-"""
-from sqlalchemy import case, delete, func, insert, or_, select, update
+The index is a gram inverted index (services/catalog/text.py) over each work's title forms, its people's
+names and readings, and its publisher, each field's grams told apart by a tag. On PostgreSQL the grams are an
+array on the work under a GIN index, which intersects the grams of every word of a query itself; SQLite has
+no such index, so there they are rows of ``work_grams`` and a word's rarest gram leads. Either way a
+candidate is then checked against the folded text (grams only say that the pieces are there), so the index
+decides speed, never the answer.
 
-from services.catalog.models import Contributor, Item, Library, Person, PersonGram, Publisher, TitleGram, Work
+Writing: ``Cataloguer`` saves work records with their people and publisher and keeps the index in step, in
+bulk, in the caller's transaction. Reading: ``search`` finds, ranks and pages the matches.
+"""
+from sqlalchemy import BigInteger, case, delete, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from services.catalog.models import Contributor, Item, Library, Person, Publisher, Work, WorkGram
 from services.catalog.rules import escape_like, normalize_isbn
 from services.catalog.text import fold, grams, query_grams, reading, words
 
 FIELD_SEPARATOR = "\x1f"  # never part of folded text, so no match spans two fields
-# Ids one word may bring from one index: three sources stay under SQLite's 32,766 bound parameters.
-CANDIDATE_CAP = 10_000
-RESULT_CAP = 5_000  # matches counted and ranked
-PROBE_LIMIT = 5_000  # postings counted to find a word's rarest bigram
+FIELDS = ("title", "author", "publisher")
+_TAG_SHIFT = 42  # gram codes fit below 2**42; the field's tag goes above
+RESULT_CAP = 5_000  # matches ranked together; a broader query answers "more" and asks to be narrowed
+EXACT_CAP = 100  # works whose whole title is a word, ranked first even beyond RESULT_CAP
+PROBE_LIMIT = 5_000  # postings counted to find a word's rarest gram (SQLite)
 WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "published_year", "ndc", "ddc", "subjects",
                "source_id")
+
+
+def tagged(field, codes):
+    tag = FIELDS.index(field) << _TAG_SHIFT
+    return {tag | code for code in codes}
 
 
 class Cataloguer:
@@ -37,28 +49,30 @@ class Cataloguer:
         self._meet_people({author["name"] for record in records for author in record.get("authors", [])})
         self._meet_publishers({record["publisher"] for record in records if record.get("publisher")})
         rows = [self._row(record) for record in records]
+        index = gram_index(self.session)
+        gram_sets = [self._grams(row, record) for row, record in zip(rows, records)]
+        index.attach(rows, gram_sets)
         new = [position for position in range(len(records)) if position not in existing]
         ids = dict(existing)
         if new:
+            # Core, not the ORM's bulk insert: that one splits the rows into a statement per set of non-null
+            # columns, a few rows each.
+            works = Work.__table__
             inserted = self.session.execute(
-                insert(Work).returning(Work.id, sort_by_parameter_order=True), [rows[p] for p in new])
+                insert(works).returning(works.c.id, sort_by_parameter_order=True), [rows[p] for p in new])
             ids.update(zip(new, inserted.scalars()))
         if existing:
             self.session.execute(update(Work), [dict(rows[p], id=work_id) for p, work_id in existing.items()])
             updated = list(existing.values())
             self.session.execute(delete(Contributor).where(Contributor.work_id.in_(updated)))
-            self.session.execute(delete(TitleGram).where(TitleGram.work_id.in_(updated)))
         credits = [
             {"work_id": ids[position], "person_id": self.people[author["name"]].id, "position": rank, "role": author["role"]}
             for position, record in enumerate(records) for rank, author in enumerate(record.get("authors", []))
         ]
         if credits:
             self.session.execute(insert(Contributor.__table__), credits)
-        # (PostgreSQL's COPY would be faster, but psycopg2 refuses it under eventlet's wait callback.)
-        gram_rows = [{"gram": gram, "work_id": ids[position]} for position, row in enumerate(rows)
-                     for gram in grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"])]
-        if gram_rows:
-            self.session.execute(insert(TitleGram.__table__), gram_rows)
+        index.write(self.session, [ids[position] for position in range(len(records))], gram_sets,
+                    list(existing.values()))
         return [ids[position] for position in range(len(records))]
 
     def _row(self, record):
@@ -77,6 +91,14 @@ class Cataloguer:
                                                                                          person.reading_folded))
         return row
 
+    def _grams(self, row, record):
+        people = [self.people[author["name"]] for author in record.get("authors", [])]
+        publisher = self.publishers[record["publisher"]] if record.get("publisher") else None
+        return (tagged("title", grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"]))
+                | tagged("author", set().union(*(grams(person.folded) | grams(person.reading_folded)
+                                                 for person in people)))
+                | tagged("publisher", grams(publisher.folded) if publisher else set()))
+
     def _meet_people(self, names):
         missing = names - self.people.keys()
         if not missing:
@@ -88,10 +110,6 @@ class Cataloguer:
         if new:
             self.session.add_all(new)
             self.session.flush()
-            self.session.execute(insert(PersonGram.__table__), [
-                {"gram": gram, "person_id": person.id}
-                for person in new for gram in grams(person.folded) | grams(person.reading_folded)
-            ])
             self.people.update((person.name, person) for person in new)
 
     def _meet_publishers(self, names):
@@ -110,86 +128,67 @@ class Cataloguer:
             self.publishers.update((publisher.name, publisher) for publisher in new)
 
 
-def _candidates(session, gram_table, key_column, word):
-    """Ids whose indexed text may hold ``word``, at most CANDIDATE_CAP of them (a common character such as
-    の would otherwise bring half the catalogue). For two characters or more, the ids come from the word's
-    rarest bigram alone: intersecting a common bigram's long list (もの) costs more than confirming the few
-    candidates of a rare one against the text, which every candidate is anyway."""
-    query = query_grams(word)
-    if query[0] == "range":  # repeats are harmless in IN (...), and without DISTINCT the LIMIT stops early
-        return _capped(select(key_column).where(gram_table.gram.between(query[1], query[2])))
-    return _capped(select(key_column).where(gram_table.gram == _rarest(session, gram_table, query[1])))
+class ArrayIndex:
+    """PostgreSQL: the grams ride on the work's row, under a GIN index that intersects them itself."""
+
+    def attach(self, rows, gram_sets):
+        for row, gram_set in zip(rows, gram_sets):
+            row["grams"] = sorted(gram_set)
+
+    def write(self, session, work_ids, gram_sets, updated):
+        pass  # written with the rows
+
+    def holding(self, session, gram_sets):
+        """Works holding all the grams of at least one of ``gram_sets``."""
+        # The first matches found stand for a broad query's pool on every page: the same scan must find them.
+        session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+        grams_array = type_coerce(Work.grams, ARRAY(BigInteger))  # the column's PostgreSQL variant
+        return or_(*(grams_array.contains(sorted(gram_set)) for gram_set in gram_sets))
 
 
-def _rarest(session, gram_table, codes):
-    """The code with the fewest postings, each counted only up to PROBE_LIMIT (through the index)."""
-    def postings(code):
-        return session.scalar(select(func.count()).select_from(
-            select(gram_table.gram).where(gram_table.gram == code).limit(PROBE_LIMIT).subquery()))
-    return min(codes, key=postings)
+class PostingIndex:
+    """SQLite: a row per gram and work; a word's rarest gram leads, the text check does the rest."""
+
+    def attach(self, rows, gram_sets):
+        pass  # written once the works have ids
+
+    def write(self, session, work_ids, gram_sets, updated):
+        if updated:
+            session.execute(delete(WorkGram).where(WorkGram.work_id.in_(updated)))
+        postings = [{"gram": gram, "work_id": work_id} for work_id, gram_set in zip(work_ids, gram_sets)
+                    for gram in gram_set]
+        if postings:
+            session.execute(insert(WorkGram.__table__), postings)
+
+    def holding(self, session, gram_sets):
+        def postings(gram):  # counted only up to PROBE_LIMIT, through the index
+            return session.scalar(select(func.count()).select_from(
+                select(WorkGram.gram).where(WorkGram.gram == gram).limit(PROBE_LIMIT).subquery()))
+        rarest = [min(gram_set, key=postings) for gram_set in gram_sets]
+        return Work.id.in_(select(WorkGram.work_id).where(WorkGram.gram.in_(rarest)))
 
 
-def _capped(statement):
-    # As a subquery of its own: SQLite takes no LIMIT on a member of a UNION.
-    return select(statement.limit(CANDIDATE_CAP).subquery())
+def gram_index(session):
+    return ArrayIndex() if session.get_bind().dialect.name == "postgresql" else PostingIndex()
 
 
 def _contains(word):
     return f"%{escape_like(word)}%"
 
 
-def _title_candidates(session, tenant, word):
-    return _candidates(session, TitleGram, TitleGram.work_id, word)
-
-
-def _people_candidates(session, tenant, word):
-    people = _candidates(session, PersonGram, PersonGram.person_id, word)
-    return _capped(select(Contributor.work_id).where(Contributor.person_id.in_(people)))
-
-
-def _publisher_candidates(session, tenant, word):
-    publishers = select(Publisher.id).where(Publisher.tenant == tenant,
-                                            Publisher.folded.like(_contains(word), escape="\\"))
-    return _capped(select(Work.id).where(Work.publisher_id.in_(publishers)))
-
-
-def _title_check(tenant, word):
-    return Work.title_key.like(_contains(word), escape="\\")
-
-
-def _people_check(tenant, word):
-    return Work.people_key.like(_contains(word), escape="\\")
-
-
-def _publisher_check(tenant, word):
-    return Work.publisher_id.in_(select(Publisher.id).where(
-        Publisher.tenant == tenant, Publisher.folded.like(_contains(word), escape="\\")))
-
-
-FIELDS = {
-    "title": (_title_candidates, _title_check),
-    "author": (_people_candidates, _people_check),
-    "publisher": (_publisher_candidates, _publisher_check),
+CHECKS = {
+    "title": lambda tenant, word: Work.title_key.like(_contains(word), escape="\\"),
+    "author": lambda tenant, word: Work.people_key.like(_contains(word), escape="\\"),
+    "publisher": lambda tenant, word: Work.publisher_id.in_(select(Publisher.id).where(
+        Publisher.tenant == tenant, Publisher.folded.like(_contains(word), escape="\\"))),
 }
-
-
-def matching(session, tenant, word, fields):
-    """Where ``word`` may be among ``fields``: the candidate ids from the indexes, fetched first (a list of
-    keys the database then looks works up by, a plan no planner can turn into a scan of every work), whether
-    a source was capped, and the condition that confirms a candidate against the folded text."""
-    ids, capped = set(), False
-    for field in fields:
-        found = session.scalars(FIELDS[field][0](session, tenant, word)).all()
-        ids.update(found)
-        capped = capped or len(found) >= CANDIDATE_CAP
-    return ids, capped, or_(*(FIELDS[field][1](tenant, word) for field in fields))
 
 
 def rank(word):
     """0 exact title, 1 title prefix, 2 title substring, 3 a person's name, 4 anything else (publisher)."""
     prefix = f"{escape_like(word)}%"
     return case(
-        (or_(Work.title_folded == word, Work.reading_folded == word), 0),
+        (_exact(word), 0),
         (or_(Work.title_folded.like(prefix, escape="\\"), Work.reading_folded.like(prefix, escape="\\")), 1),
         (Work.title_key.like(_contains(word), escape="\\"), 2),
         (Work.people_key.like(_contains(word), escape="\\"), 3),
@@ -197,22 +196,26 @@ def rank(word):
     )
 
 
+def _exact(word):
+    return or_(Work.title_folded == word, Work.reading_folded == word)
+
+
 def search(session, tenant, params):
     """(total, works of the asked page, more) for validated search parameters (schemas.SearchQuerySchema).
-    ``more`` says the query is broader than the caps: the total counts, and the ranking orders, only the
-    first matches found (Japanese OPACs likewise ask to narrow such a query rather than scan for seconds)."""
-    conditions, ranks, ids, more = [Work.tenant == tenant], [], None, False
-    asked = [(word, ("title", "author", "publisher"), True) for word in words(params.get("q", ""))]
+
+    Up to RESULT_CAP matches are ranked together and ``total`` counts them exactly. A broader query (の over
+    a large catalogue) answers ``more``: the first RESULT_CAP matches found, plus every work whose title is
+    one of the words, are ranked and counted, the rest is left unread, and the OPAC asks to narrow the
+    query (as Japanese OPACs do) instead of ranking a hundred thousand works for seconds."""
+    index = gram_index(session)
+    conditions, ranked = [Work.tenant == tenant], []
+    asked = [(word, FIELDS, True) for word in words(params.get("q", ""))]
     asked += [(word, (field,), field == "title") for field in FIELDS for word in words(params.get(field, ""))]
-    for word, fields, ranked in asked:
-        word_ids, capped, confirmed = matching(session, tenant, word, fields)
-        ids = word_ids if ids is None else ids & word_ids  # every word must match
-        more = more or capped
-        conditions.append(confirmed)
-        if ranked:
-            ranks.append(rank(word))
-    if ids is not None:
-        conditions.append(Work.id.in_(sorted(ids)))
+    for word, fields, ranks in asked:
+        conditions.append(index.holding(session, [tagged(field, query_grams(word)) for field in fields]))
+        conditions.append(or_(*(CHECKS[field](tenant, word) for field in fields)))
+        if ranks:
+            ranked.append(word)
     if "isbn" in params:
         conditions.append(Work.isbn == (normalize_isbn(params["isbn"]) or ""))
     if "ndc" in params:
@@ -225,18 +228,19 @@ def search(session, tenant, params):
             copies = copies.where(Item.on_loan.is_(False))
         conditions.append(Work.id.in_(copies))
 
-    if ids is not None and not ids:
+    found = session.scalars(select(Work.id).where(*conditions).limit(RESULT_CAP + 1)).all()
+    more = len(found) > RESULT_CAP
+    pool = set(found[:RESULT_CAP])
+    if more and ranked:
+        pool.update(session.scalars(
+            select(Work.id).where(*conditions, or_(*map(_exact, ranked))).limit(EXACT_CAP)))
+    if not pool:
         return 0, [], more
-    total = session.scalar(select(func.count()).select_from(
-        select(Work.id).where(*conditions).limit(RESULT_CAP + 1).subquery()))
-    more = more or total > RESULT_CAP
-    if total > RESULT_CAP:
-        conditions = [Work.id.in_(select(Work.id).where(*conditions).limit(RESULT_CAP))]
-        total = RESULT_CAP
     page, per_page = params["page"], params["per_page"]
+    ranks = [rank(word) for word in ranked]
     works = session.scalars(
-        select(Work).where(*conditions)
+        select(Work).where(Work.id.in_(sorted(pool)))
         .order_by(*([sum(ranks[1:], ranks[0])] if ranks else []), func.length(Work.title), Work.id)
         .limit(per_page).offset((page - 1) * per_page)
     ).all()
-    return total, works, more
+    return len(pool), works, more

@@ -5,9 +5,9 @@ lower-case Latin, katakana as hiragana (ネコ = ねこ), no spaces, middle dots
 Readings are generated with SudachiPy, a morphological analyser, and its core dictionary, so
 「なつめそうせき」 finds 夏目漱石 even when a record carries no reading.
 
-The index is a bigram inverted index: each folded text contributes its two-character grams, plus its last
-character alone, encoded as integers. A query of two or more characters needs all its bigrams; a query of
-one character is a range over the grams that begin with it. Both use an index on SQLite and PostgreSQL.
+The index is a bigram inverted index: each folded text contributes its two-character grams and each of its
+characters alone, encoded as integers. A query of two or more characters needs all its bigrams; a query of
+one character needs that character's gram. Both are index look-ups on SQLite and PostgreSQL.
 """
 import re
 import unicodedata
@@ -49,23 +49,20 @@ def reading(text):
 
 
 def gram_code(first, second=None):
-    """Two characters (or one, at the end of a text) as one integer."""
+    """Two characters (or one alone) as one integer below 2**42."""
     return (ord(first) << _CODE_BITS) | (ord(second) if second else 0)
 
 
 def grams(folded_text):
-    """The integer grams indexing ``folded_text``: each bigram, and the last character alone."""
-    if not folded_text:
-        return set()
+    """The integer grams indexing ``folded_text``: each bigram and each character."""
     codes = {gram_code(a, b) for a, b in zip(folded_text, folded_text[1:])}
-    codes.add(gram_code(folded_text[-1]))
+    codes.update(gram_code(char) for char in folded_text)
     return codes
 
 
 def query_grams(word):
-    """What a folded query word needs: ("all", codes) for two characters or more, or ("range", low, high)
-    for a single character (every gram that begins with it)."""
+    """The grams a text must hold to contain the folded query ``word`` (then checked against the text itself,
+    since grams do not say that the pieces are adjacent)."""
     if len(word) == 1:
-        low = gram_code(word)
-        return ("range", low, low | ((1 << _CODE_BITS) - 1))
-    return ("all", sorted({gram_code(a, b) for a, b in zip(word, word[1:])}))
+        return [gram_code(word)]
+    return sorted({gram_code(a, b) for a, b in zip(word, word[1:])})

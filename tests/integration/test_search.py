@@ -4,6 +4,11 @@ The catalogue here is a tenant of its own, so that exact expectations do not mee
 test goes through the gateway, the rest ask the catalogue service as the gateway does."""
 import pytest
 import requests
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from services.catalog.models import Tenant
+from services.catalog.search import Cataloguer, search as search_catalogue
 
 from support import add_copy, check_out, register_patron, unique, wait_until
 
@@ -128,6 +133,36 @@ def test_pages_are_stable_and_complete(system):
     ids = [hit["id"] for page in pages for hit in page["items"]]
     assert len(ids) == len(set(ids)) == 7
     assert [hit["id"] for hit in search(system, q=tag, per_page=3, page=2)["items"]] == ids[3:6]
+
+
+@pytest.fixture
+def small_cap(system, monkeypatch):
+    """A catalogue tenant of its own, searched in this process with RESULT_CAP 3, on the suite's database."""
+    monkeypatch.setattr("services.catalog.search.RESULT_CAP", 3)
+    engine = create_engine(system.database_urls["catalog"])
+    with Session(engine) as session:
+        tenant = unique("cap")
+        session.add(Tenant(code=tenant, name="上限市"))
+        session.flush()
+        yield lambda works: Cataloguer(session, tenant).save(works), \
+            lambda q: search_catalogue(session, tenant, {"q": q, "page": 1, "per_page": 20})
+        session.rollback()
+    engine.dispose()
+
+
+def test_words_are_intersected_whole_before_any_cap(small_cap):
+    save, find = small_cap
+    save([{"title": f"古代{n}"} for n in range(8)] + [{"title": f"古代の信仰{n}"} for n in range(3)])
+    total, works, more = find("古代 信仰")
+    assert (total, len(works), more) == (3, 3, False)
+
+
+def test_a_broad_query_says_more_and_still_ranks_the_exact_title_first(small_cap):
+    save, find = small_cap
+    save([{"title": f"の本{n}"} for n in range(6)] + [{"title": "の"}])
+    total, works, more = find("の")
+    assert more and works[0].title == "の"
+    assert total == len(works) == 4  # the first 3 found, and the exact title
 
 
 def test_another_tenants_catalogue_is_invisible(system, catalogue):
