@@ -4,6 +4,8 @@ A service raises a named error with a stable ``code``; nameko serialises it, and
 registered with nameko's deserialisation registry, the caller gets the same class back instead of a
 ``RemoteError``. The gateway turns codes into HTTP statuses in one table (services/gateway/errors.py).
 """
+import json
+
 from marshmallow import ValidationError
 from nameko.exceptions import deserialize_to_instance
 
@@ -17,8 +19,11 @@ class DomainError(Exception):
         deserialize_to_instance(cls)
 
     def __init__(self, message=None, details=None):
-        # Positional, JSON-safe arguments: nameko rebuilds the error as cls(*args) on the caller's side.
-        super().__init__(message or self.default_message, details or {})
+        # Positional arguments, because nameko rebuilds the error as cls(*args) on the caller's side; the
+        # details as JSON text, because on the way nameko turns every number in them into a string.
+        if isinstance(details, str):
+            details = json.loads(details)
+        super().__init__(message or self.default_message, json.dumps(details or {}, ensure_ascii=False, default=str))
 
     @property
     def message(self):
@@ -26,7 +31,7 @@ class DomainError(Exception):
 
     @property
     def details(self):
-        return self.args[1]
+        return json.loads(self.args[1])
 
     def __str__(self):
         return self.message

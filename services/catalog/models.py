@@ -164,6 +164,8 @@ class Item(Base):
     work_id: Mapped[int] = mapped_column(ForeignKey("works.id"), index=True)
     library_id: Mapped[int] = mapped_column(ForeignKey("libraries.id"), index=True)
     call_number: Mapped[str | None] = mapped_column(String(100))
+    # What loan rules apply (services/loans): book, magazine, av or reference (not for loan).
+    item_type: Mapped[str] = mapped_column(String(16), default="book")
     shelf_location: Mapped[str | None] = mapped_column(String(200))
     on_loan: Mapped[bool] = mapped_column(Boolean, default=False)
     due_date: Mapped[date | None] = mapped_column(Date)

@@ -60,11 +60,16 @@ class WorkSchema(Schema):
             raise ValidationError("not a valid ISBN-10 or ISBN-13")
 
 
+# A copy's kind, as loan rules tell them apart; a reference copy is never lent.
+ITEM_TYPES = ("book", "magazine", "av", "reference")
+
+
 class ItemSchema(Schema):
     barcode = fields.String(required=True, validate=BARCODE)
     work_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
     library = fields.String(required=True, validate=CODE)
     call_number = fields.String(allow_none=True, validate=validate.Length(max=100))
+    item_type = fields.String(load_default="book", validate=validate.OneOf(ITEM_TYPES))
     shelf_location = fields.String(allow_none=True, validate=validate.Length(max=200))
     title = fields.String(dump_only=True)
     status = fields.String(dump_only=True)
@@ -105,7 +110,8 @@ class ImportQuerySchema(Schema):
 
 
 class LoanStatusEventSchema(Schema):
-    """What the catalogue reads from ``loan_created`` / ``loan_returned`` (tolerant: ignores other fields)."""
+    """What the catalogue reads from ``loan_created``, ``loan_due_date_changed`` and ``loan_returned``
+    (tolerant: ignores other fields)."""
 
     class Meta:
         unknown = EXCLUDE
@@ -127,6 +133,7 @@ class WorksSavedSchema(Schema):
 
 class ItemAddedSchema(Schema):
     item_barcode = fields.String(required=True)
+    item_type = fields.String()  # added after version 1 first shipped: optional, so still version 1
     work_id = fields.Integer(required=True)
     library = fields.String(required=True)
 

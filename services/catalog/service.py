@@ -184,7 +184,7 @@ class CatalogService:
     def _new_item(self, data):
         item = Item(
             tenant=self.caller.tenant, barcode=data["barcode"], work=self._work(data["work_id"]),
-            library=self._library(data["library"]), call_number=data.get("call_number"),
+            library=self._library(data["library"]), call_number=data.get("call_number"), item_type=data["item_type"],
             shelf_location=data.get("shelf_location"), on_loan=False,
         )
         self.db.add(item)
@@ -193,7 +193,8 @@ class CatalogService:
     def _announce_items(self, items):
         if items:
             self.publish("items_added", self.caller.tenant, {"items": [
-                {"item_barcode": item.barcode, "work_id": item.work_id, "library": item.library.code}
+                {"item_barcode": item.barcode, "item_type": item.item_type, "work_id": item.work_id,
+                 "library": item.library.code}
                 for item in items]})
 
     @rpc
@@ -217,7 +218,12 @@ class CatalogService:
     def on_loan_returned(self, body):
         self._apply_loan_event(body, on_loan=False)
 
+    @subscribe("loans", "loan_due_date_changed")
+    def on_loan_due_date_changed(self, body):
+        self._apply_loan_event(body, on_loan=True)
+
     def _apply_loan_event(self, body, on_loan):
+        """A copy is out until its due date (lent, renewed, moved by a closure) or back on the shelf."""
         event = read_event(body, LOAN_EVENT_VERSION, LOAN_STATUS_EVENT_SCHEMA)
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return

@@ -10,7 +10,7 @@ from services.gateway.public import CatalogueRoutes
 from services.gateway.schemas import page_of
 from services.gateway.tokens import Tokens
 from shiori.errors import load
-from shiori.roles import ADMIN, PATRON
+from shiori.roles import ADMIN, PATRON, STAFF_ROLES
 from shiori.rpc import Caller, ServiceRpc
 
 
@@ -127,6 +127,21 @@ class GatewayService(CatalogueRoutes):
         self.patrons.delete_patron(patron_id)
         return json_response(204, None)
 
+    @route("POST", f"/api/v1/patrons/<{ID}:patron_id>/card-renewal")
+    def renew_card(self, request, patron_id):
+        """Renew a patron's card: valid for the card validity period from today."""
+        return self.patrons.renew_card(patron_id)
+
+    @route("POST", f"/api/v1/patrons/<{ID}:patron_id>/lost-card")
+    def replace_lost_card(self, request, patron_id):
+        """A card reported lost: the old number stops working, a new one is issued (loans stay)."""
+        return self.patrons.replace_lost_card(patron_id)
+
+    @route("PUT", f"/api/v1/patrons/<{ID}:patron_id>/status")
+    def set_card_status(self, request, patron_id):
+        """Suspend a patron (``{"status": "suspended"}``) or lift the suspension (``"active"``)."""
+        return self.patrons.set_card_status(patron_id, read_json(request))
+
     @route("GET", f"/api/v1/patrons/<{ID}:patron_id>/loans")
     def patron_loans(self, request, patron_id):
         """A patron's current loans, with titles."""
@@ -171,3 +186,56 @@ class GatewayService(CatalogueRoutes):
     def checkin(self, request):
         """Take a copy back: says whether to shelve it here or send it to its own library."""
         return self.loans.checkin(read_json(request))
+
+    @route("POST", f"/api/v1/loans/<{ID}:loan_id>/renew", roles=STAFF_ROLES + (PATRON,))
+    def renew(self, request, loan_id):
+        """Renew a loan: the new due date, or 409 with the reason (holds, limit, suspended, overdue)."""
+        return self.loans.renew(loan_id)
+
+    # --- loan rules and calendars -----------------------------------------------------------------
+
+    @route("GET", "/api/v1/loan-policies")
+    def list_policies(self, request):
+        """The tenant's loan rules and the default that applies where none matches."""
+        return self.loans.list_policies()
+
+    @route("POST", "/api/v1/loan-policies", roles=(ADMIN,))
+    def add_policy(self, request):
+        """Add a loan rule for a patron category × item type × library (a key left out matches any)."""
+        return 201, self.loans.add_policy(read_json(request))
+
+    @route("PATCH", f"/api/v1/loan-policies/<{ID}:policy_id>", roles=(ADMIN,))
+    def update_policy(self, request, policy_id):
+        """Change a loan rule."""
+        return self.loans.update_policy(policy_id, read_json(request))
+
+    @route("DELETE", f"/api/v1/loan-policies/<{ID}:policy_id>", roles=(ADMIN,))
+    def delete_policy(self, request, policy_id):
+        """Delete a loan rule."""
+        self.loans.delete_policy(policy_id)
+        return json_response(204, None)
+
+    @route("GET", "/api/v1/circulation-settings")
+    def circulation_settings(self, request):
+        """Renewal counting, grace before an overdue loan cannot be renewed, suspension after late returns."""
+        return self.loans.get_settings()
+
+    @route("PUT", "/api/v1/circulation-settings", roles=(ADMIN,))
+    def update_circulation_settings(self, request):
+        """Set the tenant's circulation settings."""
+        return self.loans.update_settings(read_json(request))
+
+    @route("GET", "/api/v1/libraries/<library>/calendar")
+    def library_calendar(self, request, library):
+        """A library's weekly closing days and closed periods."""
+        return self.loans.get_calendar(library)
+
+    @route("PUT", "/api/v1/libraries/<library>/calendar", roles=(ADMIN,))
+    def set_library_calendar(self, request, library):
+        """Replace a library's weekly closing days and closed periods (holidays, 蔵書点検)."""
+        return self.loans.set_calendar(library, read_json(request))
+
+    @route("POST", "/api/v1/closures", roles=(ADMIN,))
+    def close_unexpectedly(self, request):
+        """An unplanned closure: loans due in the period move to each library's next open day."""
+        return self.loans.close_unexpectedly(read_json(request))

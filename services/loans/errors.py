@@ -1,11 +1,62 @@
+"""The loans service's refusals. Messages are in Japanese: the desk reads them out to the patron."""
 from shiori.errors import DomainError
 
 
 class ItemAlreadyOnLoan(DomainError):
     code = "ITEM_ALREADY_ON_LOAN"
-    default_message = "this item is already on loan"
+    default_message = "この資料は貸出中です"
 
 
 class ItemNotOnLoan(DomainError):
     code = "ITEM_NOT_ON_LOAN"
-    default_message = "this item is not on loan"
+    default_message = "この資料は貸出されていません"
+
+
+class ItemNotForLoan(DomainError):
+    code = "ITEM_NOT_FOR_LOAN"
+    default_message = "この資料は館内利用のみで、貸出できません"
+
+
+class LoanNotFound(DomainError):
+    code = "LOAN_NOT_FOUND"
+    default_message = "この貸出は見つかりません"
+
+
+class LoanLimitReached(DomainError):
+    code = "LOAN_LIMIT_REACHED"
+    default_message = "貸出冊数の上限に達しています"
+
+
+class OverdueItems(DomainError):
+    code = "OVERDUE_ITEMS"
+    default_message = "返却期限を過ぎた資料があるため貸出できません"
+
+
+class BorrowingSuspended(DomainError):
+    code = "BORROWING_SUSPENDED"
+    default_message = "延滞による貸出停止期間中です"
+
+
+class LibraryClosed(DomainError):
+    code = "LIBRARY_CLOSED"
+    default_message = "この図書館は本日休館日です"
+
+
+class RenewalLimitReached(DomainError):
+    code = "RENEWAL_LIMIT_REACHED"
+    default_message = "延長回数の上限に達しています"
+
+
+class LoanOverdue(DomainError):
+    code = "LOAN_OVERDUE"
+    default_message = "返却期限を過ぎているため延長できません"
+
+
+class LoanPolicyNotFound(DomainError):
+    code = "LOAN_POLICY_NOT_FOUND"
+    default_message = "この貸出規則は見つかりません"
+
+
+class LoanPolicyExists(DomainError):
+    code = "LOAN_POLICY_EXISTS"
+    default_message = "同じ条件の貸出規則がすでにあります"

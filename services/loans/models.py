@@ -1,8 +1,9 @@
-"""The loans service's one table. A loan row is the only place that links a patron to a copy, and it is
-deleted, not flagged, at check-in."""
+"""The loans service's tables: loans, and the circulation rules of each tenant (loan policies, library
+calendars, settings). A loan row is the only place that links a patron to a copy, and it is deleted, not
+flagged, at check-in."""
 from datetime import date, datetime
 
-from sqlalchemy import Date, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, Integer, String, UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiori.db import UtcDateTime
@@ -25,10 +26,84 @@ class Loan(Base):
     patron_id: Mapped[int] = mapped_column(Integer, index=True)
     item_barcode: Mapped[str] = mapped_column(String(32))
     work_id: Mapped[int] = mapped_column(Integer)
+    item_type: Mapped[str] = mapped_column(String(16), default="book")
+    # The borrower's category when lent: which loan policy governs renewals.
+    patron_category: Mapped[str] = mapped_column(String(16), default="adult")
     library: Mapped[str] = mapped_column(String(32))
     loaned_on: Mapped[date] = mapped_column(Date)
-    due_date: Mapped[date] = mapped_column(Date)
+    due_date: Mapped[date] = mapped_column(Date, index=True)
+    renewals: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class LoanPolicy(Base):
+    """A loan rule for patron category × item type × library; an empty key matches any. The rule with the
+    most keys set wins (rules.governing_policy)."""
+
+    __tablename__ = "loan_policies"
+    __table_args__ = (UniqueConstraint("tenant", "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(32), index=True)
+    patron_category: Mapped[str | None] = mapped_column(String(16))
+    item_type: Mapped[str | None] = mapped_column(String(16))
+    library: Mapped[str | None] = mapped_column(String(32))
+    loan_days: Mapped[int] = mapped_column(Integer)
+    max_items: Mapped[int] = mapped_column(Integer)  # on loan at once, all types together
+    max_items_of_type: Mapped[int | None] = mapped_column(Integer)  # of this rule's item type
+    renewals: Mapped[int] = mapped_column(Integer)
+    max_holds: Mapped[int] = mapped_column(Integer)
+    # The three keys as one string ("child|*|main"): to a UNIQUE constraint every NULL differs, so one rule
+    # per combination is enforced on this.
+    scope: Mapped[str] = mapped_column(String(80))
+
+
+@event.listens_for(LoanPolicy, "before_insert")
+@event.listens_for(LoanPolicy, "before_update")
+def _set_scope(_mapper, _connection, policy):
+    policy.scope = "|".join(key or "*" for key in (policy.patron_category, policy.item_type, policy.library))
+
+
+class CirculationSettings(Base):
+    """A tenant's choices where Japanese libraries differ."""
+
+    __tablename__ = "circulation_settings"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    renew_from: Mapped[str] = mapped_column(String(16), default="today")  # or "due_date"
+    renewal_grace_days: Mapped[int] = mapped_column(Integer, default=0)
+    # After a late return, no borrowing for as many days as the copy was late.
+    suspend_for_late_days: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LibraryCalendar(Base):
+    """A library's weekly closing days (0 = Monday … 6 = Sunday) and closed periods (holidays, 蔵書点検,
+    unplanned closures) as [{"first": date, "last": date, "reason": str}]."""
+
+    __tablename__ = "library_calendars"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    library: Mapped[str] = mapped_column(String(32), primary_key=True)
+    closed_weekdays: Mapped[list] = mapped_column(JSON, default=list)
+    closures: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class Suspension(Base):
+    """No borrowing until ``until`` (inclusive), after a late return; deleted once it has passed."""
+
+    __tablename__ = "suspensions"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    until: Mapped[date] = mapped_column(Date)
+
+
+class DailyPass(Base):
+    """The days the overdue pass has run, so that a restart or a second replica does not run it twice."""
+
+    __tablename__ = "daily_passes"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):

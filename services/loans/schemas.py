@@ -3,7 +3,13 @@
 No event pairs a patron with a copy or work: ``loan_created`` and ``loan_returned`` carry the copy,
 ``patron_card_used`` the patron, so no consumer (or dead-letter queue) ever holds the link.
 """
-from marshmallow import Schema, fields, validate
+from datetime import timedelta
+
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+
+from services.catalog.schemas import ITEM_TYPES
+from services.loans.rules import LONGEST_CLOSURE_DAYS
+from services.patrons.schemas import CATEGORIES
 
 # Whether a barcode, card or library exists is for their owners to say; here only the size is checked.
 CODE = validate.Length(1, 32)
@@ -23,10 +29,64 @@ class CheckinSchema(Schema):
 class LoanSchema(Schema):
     loan_id = fields.Integer(attribute="id")
     item_barcode = fields.String()
+    item_type = fields.String()
     work_id = fields.Integer()
     library = fields.String()
     loaned_on = fields.Date()
     due_date = fields.Date()
+    renewals = fields.Integer()
+
+
+class LoanPolicySchema(Schema):
+    """A loan rule; a key left out (or null) matches any category, item type or library."""
+
+    id = fields.Integer(dump_only=True)
+    patron_category = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CATEGORIES))
+    item_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ITEM_TYPES))
+    library = fields.String(load_default=None, allow_none=True, validate=CODE)
+    loan_days = fields.Integer(required=True, strict=True, validate=validate.Range(1, 365))
+    max_items = fields.Integer(required=True, strict=True, validate=validate.Range(0, 1000))
+    max_items_of_type = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                       validate=validate.Range(0, 1000))
+    renewals = fields.Integer(required=True, strict=True, validate=validate.Range(0, 20))
+    max_holds = fields.Integer(required=True, strict=True, validate=validate.Range(0, 1000))
+
+
+class CirculationSettingsSchema(Schema):
+    renew_from = fields.String(required=True, validate=validate.OneOf(("today", "due_date")))
+    renewal_grace_days = fields.Integer(required=True, strict=True, validate=validate.Range(0, 365))
+    suspend_for_late_days = fields.Boolean(required=True)
+
+
+class ClosureSchema(Schema):
+    first = fields.Date(required=True)
+    last = fields.Date(required=True)
+    reason = fields.String(load_default="", validate=validate.Length(max=100))
+
+    @validates_schema
+    def check_period(self, data, **_kwargs):
+        if data["last"] < data["first"]:
+            raise ValidationError("ends before it begins", "last")
+        if data["last"] - data["first"] > timedelta(days=LONGEST_CLOSURE_DAYS):
+            raise ValidationError(f"longer than {LONGEST_CLOSURE_DAYS} days", "last")
+
+
+class CalendarSchema(Schema):
+    """A library's weekly closing days (0 = Monday … 6 = Sunday) and closed periods."""
+
+    closed_weekdays = fields.List(fields.Integer(strict=True, validate=validate.Range(0, 6)), load_default=list)
+    closures = fields.List(fields.Nested(ClosureSchema), load_default=list, validate=validate.Length(max=1000))
+
+    @validates("closed_weekdays")
+    def open_some_day(self, value, **_kwargs):
+        if len(set(value)) > 6:
+            raise ValidationError("a library must be open on at least one day of the week")
+
+
+class UnplannedClosureSchema(ClosureSchema):
+    """Libraries closed without notice (typhoon, earthquake, outage) for a period."""
+
+    libraries = fields.List(fields.String(validate=CODE), required=True, validate=validate.Length(1, 100))
 
 
 class LoanCreatedSchema(Schema):
@@ -52,8 +112,32 @@ class PatronCardUsedSchema(Schema):
     library = fields.String(required=True)
 
 
+class LoanDueDateChangedSchema(Schema):
+    loan_id = fields.Integer(required=True)
+    item_barcode = fields.String(required=True)
+    library = fields.String(required=True)
+    due_date = fields.Date(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(("renewal", "closure")))
+
+
+class LoansDueSoonSchema(Schema):
+    patron_id = fields.Integer(required=True)
+    items = fields.Integer(required=True)
+    due_date = fields.Date(required=True)
+
+
+class LoansOverdueSchema(Schema):
+    patron_id = fields.Integer(required=True)
+    items = fields.Integer(required=True)
+    oldest_due_date = fields.Date(required=True)
+    days_overdue = fields.Integer(required=True)
+
+
 PUBLISHED_EVENTS = {
     "loan_created": (1, LoanCreatedSchema()),
     "loan_returned": (1, LoanReturnedSchema()),
     "patron_card_used": (1, PatronCardUsedSchema()),
+    "loan_due_date_changed": (1, LoanDueDateChangedSchema()),
+    "loans_due_soon": (1, LoansDueSoonSchema()),
+    "loans_overdue": (1, LoansOverdueSchema()),
 }

@@ -11,9 +11,19 @@ class PatronHasLoans(DomainError):
     default_message = "the patron still has items on loan"
 
 
-class PatronBlocked(DomainError):
-    code = "PATRON_BLOCKED"
-    default_message = "this card cannot be used to borrow"
+class CardExpired(DomainError):
+    code = "CARD_EXPIRED"
+    default_message = "利用カードの有効期限が切れています。カウンターで更新してください"
+
+
+class PatronSuspended(DomainError):
+    code = "PATRON_SUSPENDED"
+    default_message = "この利用者は利用停止中です"
+
+
+class CardReportedLost(DomainError):
+    code = "CARD_REPORTED_LOST"
+    default_message = "このカードは紛失届が出されています。再発行されたカードをお使いください"
 
 
 class InvalidCredentials(DomainError):

@@ -53,6 +53,17 @@ class Patron(Base):
 SEALED_FIELDS = ("card_number", "name", "name_kana", "birth_date", "sex", "address", "alt_address", "phone", "email")
 
 
+class RetiredCard(Base):
+    """A card number reported lost (its keyed hash, nothing that leads to the patron), so that the desk is
+    told so when someone presents it."""
+
+    __tablename__ = "retired_cards"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    card_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    retired_on: Mapped[date] = mapped_column(Date)
+
+
 class StaffAccount(Base):
     __tablename__ = "staff_accounts"
 

@@ -5,6 +5,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from services.patrons import errors
 from shiori.roles import LIBRARIAN, PATRON, SCHOOL_LIBRARIAN, WHOLE_TENANT
 
 CARD_BODY_DIGITS = 11
@@ -51,12 +52,15 @@ def years_after(day: date, years: int) -> date:
         return day.replace(year=day.year + years, day=28)
 
 
+STATUSES = ("active", "suspended")
+
+
 def borrowing_refusal(status, expires_on: date, today: date):
-    """Why this card may not borrow today, or None when it may."""
-    if status != "active":
-        return f"the card is {status}"
+    """Why this card may not borrow today (a domain error to raise), or None when it may."""
+    if status == "suspended":
+        return errors.PatronSuspended(details={"status": status})
     if expires_on < today:
-        return "the card has expired"
+        return errors.CardExpired(details={"expires_on": expires_on.isoformat()})
     return None
 
 

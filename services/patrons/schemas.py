@@ -3,7 +3,7 @@ from datetime import date, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
-from services.patrons.rules import card_number_is_valid
+from services.patrons.rules import STATUSES, card_number_is_valid
 from shiori.roles import STAFF_ROLES
 
 SEXES = ("female", "male", "other", "unspecified")
@@ -56,6 +56,10 @@ class PatronSchema(Schema):
 # The personal fields of API.md, as the access record names them (the PIN is a credential, not among them).
 PERSONAL_FIELDS = tuple(name for name, field in PatronSchema().fields.items()
                         if not field.dump_only and not field.load_only)
+
+
+class CardStatusSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
 
 
 class PatronLookupSchema(Schema):

@@ -18,7 +18,7 @@ from services.catalog.errors import LibraryNotFound
 from services.patrons import access_record, errors
 from services.patrons.access_record import AccessEntry
 from services.patrons.models import (
-    SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, StaffAccount,
+    SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
 from services.patrons.rules import (
     Scope, Throttle, borrowing_refusal, new_card_number, phone_digits, years_after,
@@ -26,8 +26,8 @@ from services.patrons.rules import (
 from services.patrons.vault import Vault
 from services.patrons.schemas import (
     PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardUsedEventSchema, PatronLookupSchema,
-    CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema, PatronSchema,
-    StaffAccountChangeSchema, StaffAccountSchema,
+    CardStatusSchema, CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema,
+    PatronSchema, StaffAccountChangeSchema, StaffAccountSchema,
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
@@ -143,10 +143,7 @@ class PatronsService:
             if field in changes:
                 setattr(patron, field, changes.pop(field))
         self._seal(patron, changes)
-        access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
-        self.db.commit()
-        self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
-        return self._dump(patron)
+        return self._changed_card(patron, changed_fields)
 
     @rpc
     def delete_patron(self, patron_id):
@@ -226,13 +223,57 @@ class PatronsService:
     @rpc
     def borrower(self, card_number):
         """For a check-out: the card's patron, if the card may borrow today."""
-        patron = self._patron_by_card(load(PatronLookupSchema(), {"card_number": card_number})["card_number"])
+        card_number = load(PatronLookupSchema(), {"card_number": card_number})["card_number"]
+        patron = self._patron_by_card(card_number)
         if patron is None:
+            if self.db.get(RetiredCard, (self.caller.tenant,
+                                         self.vault.lookup_hash(self.caller.tenant, "card", card_number))):
+                raise errors.CardReportedLost(details={"card_number": card_number})
             raise errors.PatronNotFound("no patron has this card number", {"card_number": card_number})
+        return self._may_borrow(patron)
+
+    @rpc
+    def borrower_by_id(self, patron_id):
+        """For a renewal or a hold: the patron, if their card may borrow today."""
+        return self._may_borrow(self._patron(patron_id))
+
+    def _may_borrow(self, patron):
         refusal = borrowing_refusal(patron.status, patron.expires_on, library_today())
         if refusal:
-            raise errors.PatronBlocked(refusal, {"status": patron.status})
+            raise refusal
         return {"id": patron.id, "category": patron.category, "home_library": patron.home_library}
+
+    @rpc
+    def renew_card(self, patron_id):
+        """The desk renews an expired (or expiring) card: valid again for the card validity period from today."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
+        patron = self._patron(patron_id)
+        patron.expires_on = years_after(library_today(), int(self.config["CARD_VALIDITY_YEARS"]))
+        return self._changed_card(patron, ["expires_on"])
+
+    @rpc
+    def replace_lost_card(self, patron_id):
+        """A card reported lost: the old number stops working (the desk is told it was reported lost) and a
+        new one is issued; the patron, their loans and holds stay as they are."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
+        patron = self._patron(patron_id)
+        self.db.add(RetiredCard(tenant=patron.tenant, card_hash=patron.card_hash, retired_on=library_today()))
+        self._seal(patron, {"card_number": new_card_number()})
+        return self._changed_card(patron, ["card_number"])
+
+    @rpc
+    def set_card_status(self, patron_id, payload):
+        """Suspend a patron's borrowing (status "suspended") or lift it ("active")."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
+        patron = self._patron(patron_id)
+        patron.status = load(CardStatusSchema(), payload)["status"]
+        return self._changed_card(patron, ["status"])
+
+    def _changed_card(self, patron, changed_fields):
+        access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
+        self.db.commit()
+        self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
+        return self._dump(patron)
 
     @subscribe("loans", "patron_card_used")
     def on_card_used(self, body):

@@ -29,7 +29,7 @@ def test_errors_arrive_as_themselves_with_their_details(error):
 def test_error_responses_have_the_api_shape():
     response = gateway_errors.error_response(ItemAlreadyOnLoan(details={"item_barcode": "K1"}))
     assert response.status_code == 409
-    assert response.get_json() == {"error": {"code": "ITEM_ALREADY_ON_LOAN", "message": "this item is already on loan",
+    assert response.get_json() == {"error": {"code": "ITEM_ALREADY_ON_LOAN", "message": "この資料は貸出中です",
                                              "details": {"item_barcode": "K1"}}}
 
 

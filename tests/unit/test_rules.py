@@ -5,7 +5,9 @@ from types import SimpleNamespace
 import pytest
 
 from services.catalog.rules import availability, escape_like, normalize_isbn
-from services.loans.rules import checkin_action, due_date
+from services.loans.rules import (
+    Calendar, Policy, checkin_action, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
+)
 from services.patrons.rules import (
     borrowing_refusal, card_number_is_valid, luhn_check_digit, new_card_number, years_after,
 )
@@ -41,14 +43,76 @@ def test_years_after_handles_leap_days_both_ways():
 def test_who_may_borrow():
     today = date(2026, 11, 25)
     assert borrowing_refusal("active", date(2027, 1, 1), today) is None
-    assert borrowing_refusal("active", date(2026, 11, 24), today) == "the card has expired"
-    assert borrowing_refusal("suspended", date(2027, 1, 1), today) == "the card is suspended"
+    assert borrowing_refusal("active", date(2026, 11, 24), today).code == "CARD_EXPIRED"
+    assert borrowing_refusal("suspended", date(2027, 1, 1), today).code == "PATRON_SUSPENDED"
 
 
-def test_due_date_and_where_a_returned_copy_goes():
-    assert due_date(date(2026, 12, 25), 14) == date(2027, 1, 8)
+def test_where_a_returned_copy_goes():
     assert checkin_action("main", "main") == "shelve"
     assert checkin_action("main", "east") == "transit"
+
+
+# 海津市: closed on Mondays (0), New Year holidays, and a 蔵書点検 week in February.
+KAIZU_MAIN = Calendar([0], [{"first": "2026-12-28", "last": "2027-01-04", "reason": "年末年始"},
+                            {"first": "2027-02-15", "last": "2027-02-19", "reason": "蔵書点検"}])
+
+
+@pytest.mark.parametrize("start, days, expected", [
+    (date(2026, 11, 25), 14, date(2026, 12, 9)),    # a Wednesday: open
+    (date(2026, 11, 16), 14, date(2026, 12, 1)),    # would be Monday 30 Nov: Tuesday instead
+    (date(2026, 12, 14), 14, date(2027, 1, 5)),     # would be 28 Dec: after the New Year closure (and its Monday)
+    (date(2027, 2, 1), 14, date(2027, 2, 20)),      # would be in the 蔵書点検 week
+])
+def test_a_due_date_on_a_closed_day_moves_to_the_next_open_day(start, days, expected):
+    assert due_date(start, days, KAIZU_MAIN) == expected
+    assert due_date(start, days, Calendar()) == date.fromordinal(start.toordinal() + days)
+
+
+def test_a_library_never_open_is_an_error_not_a_date():
+    with pytest.raises(Exception) as refused:
+        Calendar([], [{"first": "2027-01-01", "last": "2028-12-31"}]).next_open(date(2027, 1, 1))
+    assert refused.value.code == "LIBRARY_CLOSED"
+
+
+def test_the_most_specific_loan_policy_wins():
+    def rule(category=None, item_type=None, library=None, loan_days=14):
+        return SimpleNamespace(patron_category=category, item_type=item_type, library=library, loan_days=loan_days,
+                               max_items=10, max_items_of_type=None, renewals=1, max_holds=10)
+    default = Policy(14, 10, None, 1, 10)
+    rules = [rule(loan_days=15), rule(item_type="av", loan_days=7), rule("child", "av", loan_days=10),
+             rule(library="hirata", loan_days=21), rule("child", library="hirata", loan_days=28)]
+    assert governing_policy([], "adult", "book", "main", default) == default
+    assert governing_policy(rules, "adult", "book", "main", default).loan_days == 15
+    assert governing_policy(rules, "adult", "av", "main", default).loan_days == 7
+    assert governing_policy(rules, "child", "av", "main", default).loan_days == 10
+    assert governing_policy(rules, "adult", "book", "hirata", default).loan_days == 21
+    assert governing_policy(rules, "adult", "av", "hirata", default).loan_days == 21  # library before item type
+    assert governing_policy(rules, "child", "av", "hirata", default).loan_days == 28  # two keys before one
+
+
+def test_renewals_count_from_today_or_from_the_due_date_and_are_refused_with_the_reason():
+    policy = Policy(14, 10, None, 2, 10)
+    loan = SimpleNamespace(due_date=date(2026, 12, 9), renewals=0)
+    today = date(2026, 12, 3)
+    assert renewed_due_date(loan, policy, "today", today, Calendar()) == date(2026, 12, 17)
+    assert renewed_due_date(loan, policy, "due_date", today, Calendar()) == date(2026, 12, 23)
+    assert renewed_due_date(loan, policy, "today", today, KAIZU_MAIN) == date(2026, 12, 17)
+    early = SimpleNamespace(due_date=date(2026, 12, 30), renewals=0)  # moved by a closure: never shortened
+    assert renewed_due_date(early, policy, "today", today, Calendar()) == date(2026, 12, 30)
+    assert renewal_refusal(loan, policy, 0, today) is None
+    assert renewal_refusal(SimpleNamespace(due_date=loan.due_date, renewals=2), policy, 0, today).code == \
+        "RENEWAL_LIMIT_REACHED"
+    assert renewal_refusal(loan, policy, 0, date(2026, 12, 10)).code == "LOAN_OVERDUE"
+    assert renewal_refusal(loan, policy, 3, date(2026, 12, 12)) is None  # within the grace
+    assert renewal_refusal(loan, policy, 3, date(2026, 12, 13)).code == "LOAN_OVERDUE"
+
+
+def test_days_the_check_in_library_was_closed_after_the_due_date_are_not_late():
+    assert days_late(date(2026, 12, 9), date(2026, 12, 9), KAIZU_MAIN) == 0
+    assert days_late(date(2026, 12, 9), date(2026, 12, 12), KAIZU_MAIN) == 3
+    assert days_late(date(2026, 12, 28), date(2027, 1, 5), KAIZU_MAIN) == 0  # closed from the due day to 4 Jan
+    assert days_late(date(2026, 12, 28), date(2027, 1, 6), KAIZU_MAIN) == 1
+    assert days_late(date(2026, 12, 28), date(2027, 1, 5), Calendar()) == 8
 
 
 @pytest.mark.parametrize("raw, expected", [

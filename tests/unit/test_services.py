@@ -9,7 +9,7 @@ from services.catalog.errors import ItemNotFound
 from services.catalog.models import Base as CatalogBase, Item, Library, Tenant, Work
 from services.catalog.service import CatalogService
 from services.loans.errors import ItemAlreadyOnLoan, ItemNotOnLoan
-from services.loans.models import Base as LoansBase, Loan
+from services.loans.models import Base as LoansBase, Loan, Suspension
 from services.loans.service import LoansService
 from services.patrons.errors import InvalidCredentials
 from services.patrons.models import Base as PatronsBase, Patron
@@ -28,7 +28,8 @@ PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_da
 @pytest.fixture
 def loans(sqlite_session):
     service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
-                             config={"LOAN_PERIOD_DAYS": 14})
+                             config={"LOAN_PERIOD_DAYS": 14, "MAX_ITEMS": 10, "RENEWALS": 1, "MAX_HOLDS": 10,
+                                     "DUE_SOON_DAYS": 2, "OVERDUE_REMINDER_EVERY_DAYS": 7})
     service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult"}
     service.catalog.item_for_circulation.call_async.return_value.result.return_value = ITEM
     service.catalog.item_for_circulation.return_value = ITEM
@@ -43,6 +44,34 @@ def test_checkout_lends_for_the_loan_period_and_tells_only_ids(loans):
     assert set(published) == {"loan_created", "patron_card_used"}
     assert "patron_id" not in published["loan_created"]
     assert published["patron_card_used"]["patron_id"] == 42 and "item_barcode" not in published["patron_card_used"]
+
+
+def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_reminders(loans, monkeypatch):
+    today = date(2026, 11, 25)
+    monkeypatch.setattr("services.loans.service.library_today", lambda: today)
+    for number, (patron_id, due) in enumerate([(1, today + timedelta(days=2)), (1, today + timedelta(days=2)),
+                                               (2, today - timedelta(days=1)), (3, today - timedelta(days=8)),
+                                               (3, today - timedelta(days=3)), (4, today - timedelta(days=3))]):
+        loans.db.add(Loan(tenant="kaizu", patron_id=patron_id, item_barcode=f"K{number}", work_id=number,
+                          library="main", loaned_on=due - timedelta(days=14), due_date=due,
+                          created_at=datetime.now(timezone.utc)))
+    loans.db.add_all([Suspension(tenant="kaizu", patron_id=5, until=today - timedelta(days=1)),
+                      Suspension(tenant="kaizu", patron_id=6, until=today)])
+    loans.db.commit()
+
+    loans.daily_pass()
+    published = [(args[0], args[2]) for args, _ in loans.publish.call_args_list]
+    assert published == [
+        ("loans_due_soon", {"patron_id": 1, "items": 2, "due_date": today + timedelta(days=2)}),
+        ("loans_overdue", {"patron_id": 2, "items": 1, "oldest_due_date": today - timedelta(days=1),
+                           "days_overdue": 1}),
+        ("loans_overdue", {"patron_id": 3, "items": 2, "oldest_due_date": today - timedelta(days=8),
+                           "days_overdue": 8}),
+    ]  # patron 4, three days overdue, was reminded on day 1 and will be again on day 8
+    assert [suspension.patron_id for suspension in loans.db.query(Suspension)] == [6]
+    loans.publish.reset_mock()
+    loans.daily_pass()
+    assert loans.publish.call_args_list == []
 
 
 def test_a_second_checkout_of_a_copy_is_refused_by_the_database(loans):
