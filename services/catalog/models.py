@@ -168,6 +168,8 @@ class Item(Base):
     item_type: Mapped[str] = mapped_column(String(16), default="book")
     shelf_location: Mapped[str | None] = mapped_column(String(200))
     on_loan: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When not on loan: available, on_hold_shelf (kept for a patron) or in_transit (copy_status_changed).
+    shelf_status: Mapped[str] = mapped_column(String(16), default="available")
     due_date: Mapped[date | None] = mapped_column(Date)
     # Time of the loan event last applied: an older event arriving late must not undo a newer one.
     loan_status_as_of: Mapped[datetime | None] = mapped_column(UtcDateTime)

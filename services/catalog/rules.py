@@ -33,6 +33,11 @@ def escape_like(text):
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def is_available(item):
+    """On the shelf for anyone to take now: neither lent nor kept for a hold nor travelling."""
+    return not item.on_loan and item.shelf_status == "available"
+
+
 def availability(items):
     """Per library: how many copies it holds and how many are on the shelf now."""
     per_library = {}
@@ -41,5 +46,5 @@ def availability(items):
             item.library.code, {"library": item.library.code, "name": item.library.name, "total": 0, "available": 0}
         )
         entry["total"] += 1
-        entry["available"] += 0 if item.on_loan else 1
+        entry["available"] += 1 if is_available(item) else 0
     return sorted(per_library.values(), key=lambda entry: entry["library"])

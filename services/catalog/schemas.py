@@ -120,6 +120,16 @@ class LoanStatusEventSchema(Schema):
     due_date = fields.Date(load_default=None)
 
 
+class CopyStatusEventSchema(Schema):
+    """What the catalogue reads from ``copy_status_changed`` (tolerant: ignores other fields)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    item_barcode = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("available", "on_hold_shelf", "in_transit")))
+
+
 class LibraryAddedSchema(Schema):
     library = fields.String(required=True)
     name = fields.String(required=True)

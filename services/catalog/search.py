@@ -225,7 +225,7 @@ def search(session, tenant, params):
         if "library" in params:
             copies = copies.where(Library.code == params["library"])
         if params.get("available"):
-            copies = copies.where(Item.on_loan.is_(False))
+            copies = copies.where(Item.on_loan.is_(False), Item.shelf_status == "available")
         conditions.append(Work.id.in_(copies))
 
     found = session.scalars(select(Work.id).where(*conditions).limit(RESULT_CAP + 1)).all()

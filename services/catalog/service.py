@@ -7,7 +7,8 @@ from services.catalog import errors
 from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant, Work
 from services.catalog.rules import availability
 from services.catalog.schemas import (
-    PUBLISHED_EVENTS, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchQuerySchema, TenantSchema, WorkSchema,
+    PUBLISHED_EVENTS, CopyStatusEventSchema, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchQuerySchema,
+    TenantSchema, WorkSchema,
 )
 from services.catalog.search import Cataloguer, search
 from shiori.db import Database, commit_unique
@@ -20,6 +21,7 @@ LOAN_EVENT_VERSION = 1
 # Schemas are built once: building one (with its nested schemas) costs more than dumping a record with it.
 TENANT_SCHEMA, LIBRARY_SCHEMA, WORK_SCHEMA = TenantSchema(), LibrarySchema(), WorkSchema()
 ITEM_SCHEMA, SEARCH_QUERY_SCHEMA, LOAN_STATUS_EVENT_SCHEMA = ItemSchema(), SearchQuerySchema(), LoanStatusEventSchema()
+COPY_STATUS_EVENT_SCHEMA = CopyStatusEventSchema()
 CATALOGUERS = STAFF_ROLES + WHOLE_TENANT
 
 
@@ -222,15 +224,33 @@ class CatalogService:
     def on_loan_due_date_changed(self, body):
         self._apply_loan_event(body, on_loan=True)
 
+    @subscribe("loans", "copy_status_changed")
+    def on_copy_status_changed(self, body):
+        """Back on the shelf, kept on the hold shelf, or travelling (the loans service decides which)."""
+        event = read_event(body, LOAN_EVENT_VERSION, COPY_STATUS_EVENT_SCHEMA)
+        if event is None or not first_delivery(self.db, ProcessedEvent, event):
+            return
+        item = self._newer_than_last_event(event)
+        if item is not None:
+            item.shelf_status = event["data"]["status"]
+            item.loan_status_as_of = event["occurred_at"]
+        self.db.commit()
+
+    def _newer_than_last_event(self, event):
+        """The event's copy, unless a newer event about it has been applied already."""
+        item = self.db.scalar(
+            select(Item).where(Item.tenant == event["tenant"], Item.barcode == event["data"]["item_barcode"]))
+        if item is not None and (item.loan_status_as_of is None or item.loan_status_as_of <= event["occurred_at"]):
+            return item
+        return None
+
     def _apply_loan_event(self, body, on_loan):
         """A copy is out until its due date (lent, renewed, moved by a closure) or back on the shelf."""
         event = read_event(body, LOAN_EVENT_VERSION, LOAN_STATUS_EVENT_SCHEMA)
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
-        item = self.db.scalar(
-            select(Item).where(Item.tenant == event["tenant"], Item.barcode == event["data"]["item_barcode"])
-        )
-        if item is not None and (item.loan_status_as_of is None or item.loan_status_as_of <= event["occurred_at"]):
+        item = self._newer_than_last_event(event)
+        if item is not None:
             item.on_loan = on_loan
             item.due_date = event["data"]["due_date"] if on_loan else None
             item.loan_status_as_of = event["occurred_at"]
@@ -267,7 +287,7 @@ def _dump_item(item):
     dumped = ITEM_SCHEMA.dump(item)
     dumped.update(
         library=item.library.code, title=item.work.title, work_id=item.work_id,
-        status="on_loan" if item.on_loan else "available",
+        status="on_loan" if item.on_loan else item.shelf_status,
         due_date=item.due_date.isoformat() if item.due_date else None,
     )
     return dumped

@@ -52,6 +52,11 @@ class GatewayService(CatalogueRoutes):
         """The logged-in patron's current loans, with titles."""
         return page_of(self.loans.patron_loans(self.caller.patron_id), request.args.to_dict())
 
+    @route("GET", "/api/v1/me/holds", roles=(PATRON,))
+    def my_holds(self, request):
+        """The logged-in patron's holds, with titles and queue positions."""
+        return page_of(self.loans.patron_holds(self.caller.patron_id), request.args.to_dict())
+
     @route("GET", "/api/v1/me/export", roles=(PATRON,))
     def my_export(self, request):
         """Everything the system holds about the logged-in patron, as JSON (開示請求)."""
@@ -147,6 +152,11 @@ class GatewayService(CatalogueRoutes):
         """A patron's current loans, with titles."""
         return page_of(self.loans.patron_loans(patron_id), request.args.to_dict())
 
+    @route("GET", f"/api/v1/patrons/<{ID}:patron_id>/holds")
+    def patron_holds(self, request, patron_id):
+        """A patron's holds, with titles and queue positions."""
+        return page_of(self.loans.patron_holds(patron_id), request.args.to_dict())
+
     @route("GET", f"/api/v1/patrons/<{ID}:patron_id>/export")
     def export_patron(self, request, patron_id):
         """Everything the system holds about a patron, as JSON, for a disclosure request (開示請求)."""
@@ -186,6 +196,22 @@ class GatewayService(CatalogueRoutes):
     def checkin(self, request):
         """Take a copy back: says whether to shelve it here or send it to its own library."""
         return self.loans.checkin(read_json(request))
+
+    @route("POST", "/api/v1/holds", roles=STAFF_ROLES + (PATRON,))
+    def place_hold(self, request):
+        """Hold a work (``work_id``) or a series in reading order (``works``) for pickup at a library."""
+        return 201, self.loans.place_hold(read_json(request))
+
+    @route("DELETE", f"/api/v1/holds/<{ID}:hold_id>", roles=STAFF_ROLES + (PATRON,))
+    def cancel_hold(self, request, hold_id):
+        """Cancel a hold; a copy it kept passes to the next in the queue."""
+        self.loans.cancel_hold(hold_id)
+        return json_response(204, None)
+
+    @route("GET", "/api/v1/libraries/<library>/hold-shelf")
+    def hold_shelf(self, request, library):
+        """A library's hold shelf (copies kept for patrons, until when) and the copies to send elsewhere."""
+        return self.loans.hold_shelf(library)
 
     @route("POST", f"/api/v1/loans/<{ID}:loan_id>/renew", roles=STAFF_ROLES + (PATRON,))
     def renew(self, request, loan_id):

@@ -60,3 +60,38 @@ class LoanPolicyNotFound(DomainError):
 class LoanPolicyExists(DomainError):
     code = "LOAN_POLICY_EXISTS"
     default_message = "同じ条件の貸出規則がすでにあります"
+
+
+class ItemHeldForAnotherPatron(DomainError):
+    code = "ITEM_HELD_FOR_ANOTHER_PATRON"
+    default_message = "この資料は他の利用者の予約資料のため貸出できません"
+
+
+class HoldsWaiting(DomainError):
+    code = "HOLDS_WAITING"
+    default_message = "この資料には予約が入っているため延長できません"
+
+
+class HoldNotFound(DomainError):
+    code = "HOLD_NOT_FOUND"
+    default_message = "この予約は見つかりません"
+
+
+class HoldExists(DomainError):
+    code = "HOLD_EXISTS"
+    default_message = "この資料はすでに予約されています"
+
+
+class HoldLimitReached(DomainError):
+    code = "HOLD_LIMIT_REACHED"
+    default_message = "予約件数の上限に達しています"
+
+
+class WrongPickupLibrary(DomainError):
+    code = "WRONG_PICKUP_LIBRARY"
+    default_message = "この図書館は受取館に指定できません"
+
+
+class WorkAlreadyOnLoan(DomainError):
+    code = "WORK_ALREADY_ON_LOAN"
+    default_message = "この資料はすでに借りています"

@@ -36,6 +36,47 @@ class Loan(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class Hold(Base):
+    """A title-level hold (予約) on a work, in a FIFO queue per work (by id). Like a loan, the row is the only
+    place that links the patron to the work, and it is deleted when the hold ends: lent, cancelled, lapsed
+    or not picked up.
+
+    ``status``: ``pending`` (a later volume of a series hold, not yet in the queue), ``waiting``,
+    ``in_transit`` (a copy is reserved and on its way to the pickup library) or ``ready`` (on the hold
+    shelf until ``ready_until``)."""
+
+    __tablename__ = "holds"
+    __table_args__ = (UniqueConstraint("tenant", "patron_id", "work_id", name="one_hold_per_work"),
+                      UniqueConstraint("tenant", "item_barcode", name="one_hold_per_copy"),
+                      {"sqlite_autoincrement": True})
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(32))
+    patron_id: Mapped[int] = mapped_column(Integer, index=True)
+    work_id: Mapped[int] = mapped_column(Integer, index=True)
+    pickup_library: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    item_barcode: Mapped[str | None] = mapped_column(String(32))
+    ready_until: Mapped[date | None] = mapped_column(Date)
+    not_needed_after: Mapped[date | None] = mapped_column(Date)
+    # 順番予約: volumes of a series, each active only once the one before has been lent to the patron.
+    series: Mapped[str | None] = mapped_column(String(36), index=True)
+    series_position: Mapped[int | None] = mapped_column(Integer)
+    placed_on: Mapped[date] = mapped_column(Date)
+
+
+class Transit(Base):
+    """A copy on its way between libraries (to a hold's pickup library, or home), until checked in there."""
+
+    __tablename__ = "transits"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    item_barcode: Mapped[str] = mapped_column(String(32), primary_key=True)
+    from_library: Mapped[str] = mapped_column(String(32))
+    to_library: Mapped[str] = mapped_column(String(32), index=True)
+    since: Mapped[date] = mapped_column(Date)
+
+
 class LoanPolicy(Base):
     """A loan rule for patron category × item type × library; an empty key matches any. The rule with the
     most keys set wins (rules.governing_policy)."""

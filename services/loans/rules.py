@@ -84,8 +84,3 @@ def days_late(due, returned_on, checkin_calendar):
     """How late a return is. Days the check-in library was closed right after the due date do not count:
     returning on its first open day is on time."""
     return max(0, (returned_on - checkin_calendar.next_open(due)).days)
-
-
-def checkin_action(owning_library, desk_library):
-    """What the desk does with a returned copy: shelve it here, or send it home to its own library."""
-    return "shelve" if owning_library == desk_library else "transit"

@@ -37,6 +37,37 @@ class LoanSchema(Schema):
     renewals = fields.Integer()
 
 
+class HoldRequestSchema(Schema):
+    """A hold on one work, or a series hold (順番予約) on several volumes in reading order. Staff name the
+    patron by card number; a patron holds for themself."""
+
+    work_id = fields.Integer(strict=True, validate=validate.Range(min=1))
+    works = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)), validate=validate.Length(2, 20))
+    pickup_library = fields.String(required=True, validate=CODE)
+    card_number = fields.String(validate=CODE)
+    not_needed_after = fields.Date()
+
+    @validates_schema
+    def one_work_or_a_series(self, data, **_kwargs):
+        if ("work_id" in data) == ("works" in data):
+            raise ValidationError("give either work_id or works (a series, in reading order)", "work_id")
+        if "works" in data and len(set(data["works"])) != len(data["works"]):
+            raise ValidationError("a volume appears twice", "works")
+
+
+class HoldSchema(Schema):
+    hold_id = fields.Integer(attribute="id")
+    work_id = fields.Integer()
+    pickup_library = fields.String()
+    status = fields.String()
+    item_barcode = fields.String()
+    ready_until = fields.Date()
+    not_needed_after = fields.Date()
+    series = fields.String()
+    series_position = fields.Integer()
+    placed_on = fields.Date()
+
+
 class LoanPolicySchema(Schema):
     """A loan rule; a key left out (or null) matches any category, item type or library."""
 
@@ -133,6 +164,29 @@ class LoansOverdueSchema(Schema):
     days_overdue = fields.Integer(required=True)
 
 
+class HoldPlacedSchema(Schema):
+    """For statistics: which work and where, and the patron's category, never who."""
+
+    work_id = fields.Integer(required=True)
+    pickup_library = fields.String(required=True)
+    patron_category = fields.String(required=True)
+    placed_on = fields.Date(required=True)
+
+
+class HoldReadySchema(Schema):
+    """For the notice to the patron: which library and until when, never which work."""
+
+    patron_id = fields.Integer(required=True)
+    pickup_library = fields.String(required=True)
+    ready_until = fields.Date(required=True)
+
+
+class CopyStatusChangedSchema(Schema):
+    item_barcode = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(("available", "on_hold_shelf", "in_transit")))
+    library = fields.String(required=True)  # where it is shelved or held, or where it travels to
+
+
 PUBLISHED_EVENTS = {
     "loan_created": (1, LoanCreatedSchema()),
     "loan_returned": (1, LoanReturnedSchema()),
@@ -140,4 +194,7 @@ PUBLISHED_EVENTS = {
     "loan_due_date_changed": (1, LoanDueDateChangedSchema()),
     "loans_due_soon": (1, LoansDueSoonSchema()),
     "loans_overdue": (1, LoansOverdueSchema()),
+    "hold_placed": (1, HoldPlacedSchema()),
+    "hold_ready": (1, HoldReadySchema()),
+    "copy_status_changed": (1, CopyStatusChangedSchema()),
 }

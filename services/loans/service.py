@@ -1,27 +1,30 @@
-"""Loans: check-out, check-in and renewal under each tenant's loan rules and library calendars, a patron's
-current loans, and the daily overdue pass."""
+"""Loans: check-out, check-in and renewal under each tenant's loan rules and library calendars, holds and
+copies in transit, a patron's current loans and holds, and the daily pass."""
 import logging
+import uuid
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from services.catalog.errors import WorkNotFound
 from services.loans import errors
+from services.loans.holds import HoldQueues
 from services.loans.models import (
-    Base, CirculationSettings, DailyPass, LibraryCalendar, Loan, LoanPolicy, Suspension,
+    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, Suspension, Transit,
 )
 from services.loans.rules import (
-    Calendar, Policy, checkin_action, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
+    Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
 )
 from services.loans.schemas import (
-    PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, LoanPolicySchema,
-    LoanSchema, UnplannedClosureSchema,
+    PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, HoldRequestSchema,
+    HoldSchema, LoanPolicySchema, LoanSchema, UnplannedClosureSchema,
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, checkpoint, commit_unique
-from shiori.errors import Forbidden, load
+from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher
 from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, WHOLE_TENANT, may_serve_at
 from shiori.rpc import Caller, ServiceRpc, rpc
@@ -55,7 +58,7 @@ class LoansService:
         borrower_reply = self.patrons.borrower.call_async(data["card_number"])
         item_reply = self.catalog.item_for_circulation.call_async(data["item_barcode"], data["library"])
         borrower, item = borrower_reply.result(), item_reply.result()
-        item_type = item.get("item_type", "book")
+        item_type = item["item_type"]
         if item_type == "reference":
             raise errors.ItemNotForLoan(details={"item_barcode": item["barcode"]})
 
@@ -66,13 +69,25 @@ class LoansService:
         self._check_standing(borrower["id"], today)
         policy = self._policy(borrower["category"], item_type, data["library"])
         self._check_limits(borrower["id"], item_type, policy)
+        reserved = self.db.scalar(select(Hold).where(Hold.tenant == self.caller.tenant,
+                                                     Hold.item_barcode == item["barcode"]))
+        if reserved is not None and reserved.patron_id != borrower["id"]:
+            raise errors.ItemHeldForAnotherPatron(details={"item_barcode": item["barcode"]})
+        own_hold = reserved or self.db.scalar(select(Hold).where(
+            Hold.tenant == self.caller.tenant, Hold.patron_id == borrower["id"], Hold.work_id == item["work_id"],
+            Hold.item_barcode.is_(None)))
 
         loan = Loan(
             tenant=self.caller.tenant, patron_id=borrower["id"], item_barcode=item["barcode"], item_type=item_type,
             patron_category=borrower["category"], work_id=item["work_id"], library=data["library"],
             loaned_on=today, due_date=due_date(today, policy.loan_days, calendar), renewals=0, created_at=now(),
         )
-        self.db.add(loan)
+        if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
+            self._queues().fulfil(own_hold)
+        transit = self.db.get(Transit, (self.caller.tenant, item["barcode"]))
+        if transit is not None:  # lent from here, so it travels no more
+            self.db.delete(transit)
+        self.db.add(loan)  # last: a second loan of the copy is refused at the commit, which undoes the rest
         commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
 
         self.publish("loan_created", loan.tenant, {
@@ -88,27 +103,32 @@ class LoansService:
         data = load(CheckinSchema(), payload)
         self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
-        loan = self.db.scalar(
-            select(Loan).where(Loan.tenant == self.caller.tenant, Loan.item_barcode == item["barcode"])
-        )
-        if loan is None:
-            raise errors.ItemNotOnLoan(details={"item_barcode": item["barcode"]})
-        today = library_today()
-        late = days_late(loan.due_date, today, self._calendar(data["library"]))
-        if late and self._settings()["suspend_for_late_days"]:
-            self._suspend(loan.patron_id, today + timedelta(days=late))
-        returned = {"loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id,
-                    "library": data["library"], "returned_on": today}
-        # Deleted, not flagged: once returned, nothing links the patron to this copy (PRIVACY.md 2).
-        self.db.delete(loan)
+        tenant, barcode, today = self.caller.tenant, item["barcode"], library_today()
+        loan = self.db.scalar(select(Loan).where(Loan.tenant == tenant, Loan.item_barcode == barcode))
+        queues = self._queues()
+        # A copy neither lent nor travelling is checked in to serve a hold (taken from the shelf for it).
+        if loan is None and self.db.get(Transit, (tenant, barcode)) is None and \
+                queues.first_waiting(item["work_id"]) is None:
+            raise errors.ItemNotOnLoan(details={"item_barcode": barcode})
+        late, returned = 0, None
+        if loan is not None:
+            late = days_late(loan.due_date, today, self._calendar(data["library"]))
+            if late and self._settings()["suspend_for_late_days"]:
+                self._suspend(loan.patron_id, today + timedelta(days=late))
+            returned = {"loan_id": loan.id, "item_barcode": barcode, "work_id": loan.work_id,
+                        "library": data["library"], "returned_on": today}
+            # Deleted, not flagged: once returned, nothing links the patron to this copy (PRIVACY.md 2).
+            self.db.delete(loan)
+        routing = queues.route_copy(barcode, item["work_id"], item["library"], data["library"], today)
+        answer = {"item_barcode": barcode, "title": item["title"], "action": routing.action,
+                  "destination": routing.destination, "library": data["library"], "days_late": late,
+                  "hold": self._hold_slip(routing.hold)}
         self.db.commit()
         checkpoint(self.db)
-        self.publish("loan_returned", self.caller.tenant, returned)
-        action = checkin_action(item["library"], data["library"])
-        return {
-            "item_barcode": item["barcode"], "title": item["title"], "action": action,
-            "destination": item["library"], "library": data["library"], "days_late": late,
-        }
+        if returned:
+            self.publish("loan_returned", tenant, returned)
+        self._publish_all(tenant, routing.events)
+        return answer
 
     @rpc
     def renew(self, loan_id):
@@ -122,11 +142,130 @@ class LoansService:
         refusal = renewal_refusal(loan, policy, settings["renewal_grace_days"], today)
         if refusal:
             raise refusal
+        waiting = self.db.scalar(select(func.count()).select_from(Hold).where(
+            Hold.tenant == self.caller.tenant, Hold.work_id == loan.work_id, Hold.status == "waiting"))
+        if waiting:
+            raise errors.HoldsWaiting(details={"holds": waiting})
         loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, self._calendar(loan.library))
         loan.renewals += 1
         self.db.commit()
         self._announce_due_date(loan, "renewal")
         return LoanSchema().dump(loan)
+
+    # --- holds (予約) ----------------------------------------------------------------------------------
+
+    @rpc
+    def place_hold(self, payload):
+        """A hold on a work (or a series, in reading order) for pickup at a library; answers the holds with
+        their queue positions."""
+        data = load(HoldRequestSchema(), payload)
+        if self.caller.role == PATRON:
+            borrower = self.patrons.borrower_by_id(self.caller.patron_id)
+        elif "card_number" in data:
+            borrower = self.patrons.borrower(data["card_number"])
+        else:
+            raise InvalidInput(details={"card_number": ["staff name the patron by card number"]})
+        today = library_today()
+        if data.get("not_needed_after") and data["not_needed_after"] < today:
+            raise InvalidInput(details={"not_needed_after": ["is in the past"]})
+        work_ids = data.get("works") or [data["work_id"]]
+        pickup = self.catalog.get_library(data["pickup_library"])
+        if pickup["kind"] == "school":
+            raise errors.WrongPickupLibrary(details={"pickup_library": pickup["code"]})
+        titles = self.catalog.describe_works(work_ids)
+        missing = [work_id for work_id in work_ids if str(work_id) not in titles]
+        if missing:
+            raise WorkNotFound(details={"work_ids": missing})
+        self._check_hold_limits(borrower, work_ids, pickup["code"])
+
+        series = str(uuid.uuid4()) if len(work_ids) > 1 else None
+        holds = [Hold(tenant=self.caller.tenant, patron_id=borrower["id"], work_id=work_id,
+                      pickup_library=pickup["code"], status="waiting" if position == 0 else "pending",
+                      not_needed_after=data.get("not_needed_after"), series=series,
+                      series_position=position + 1 if series else None, placed_on=today)
+                 for position, work_id in enumerate(work_ids)]
+        self.db.add_all(holds)
+        commit_unique(self.db, errors.HoldExists(details={"work_ids": work_ids}))
+        for hold in holds:
+            self.publish("hold_placed", hold.tenant, {"work_id": hold.work_id, "pickup_library": hold.pickup_library,
+                                                      "patron_category": borrower["category"], "placed_on": today})
+        return [self._dump_hold(hold, titles) for hold in holds]
+
+    def _check_hold_limits(self, borrower, work_ids, pickup_library):
+        tenant, patron_id = self.caller.tenant, borrower["id"]
+        borrowed = self.db.scalars(select(Loan.work_id).where(
+            Loan.tenant == tenant, Loan.patron_id == patron_id, Loan.work_id.in_(work_ids))).all()
+        if borrowed:
+            raise errors.WorkAlreadyOnLoan(details={"work_ids": sorted(set(borrowed))})
+        policy = self._policy(borrower["category"], None, pickup_library)
+        held = self.db.scalar(select(func.count()).select_from(Hold).where(Hold.tenant == tenant,
+                                                                           Hold.patron_id == patron_id))
+        if held + len(work_ids) > policy.max_holds:
+            raise errors.HoldLimitReached(f"予約は{policy.max_holds}件までです",
+                                          {"max_holds": policy.max_holds, "holds": held})
+
+    @rpc
+    def cancel_hold(self, hold_id):
+        """Cancel a hold at any time (the patron their own, or staff). A copy it held passes on."""
+        hold = self.db.get(Hold, hold_id)
+        if hold is None or hold.tenant != self.caller.tenant or (
+                self.caller.role == PATRON and hold.patron_id != self.caller.patron_id):
+            raise errors.HoldNotFound(details={"hold_id": hold_id})
+        if self.caller.role != PATRON:
+            self.patrons.ensure_visible(hold.patron_id)
+        self._end_holds([hold], library_today())
+
+    @rpc
+    def patron_holds(self, patron_id):
+        """A patron's holds with titles and queue positions, if the caller may see that patron."""
+        self.patrons.ensure_visible(patron_id)
+        holds = self.db.scalars(select(Hold).where(Hold.tenant == self.caller.tenant, Hold.patron_id == patron_id)
+                                .order_by(Hold.id)).all()
+        titles = self.catalog.describe_works(sorted({hold.work_id for hold in holds})) if holds else {}
+        return [self._dump_hold(hold, titles) for hold in holds]
+
+    @rpc
+    def hold_shelf(self, library):
+        """For a library's desk: holds waiting on its shelf (pickup window), and copies to send elsewhere."""
+        self._check_desk(library)
+        ready = self.db.scalars(select(Hold).where(
+            Hold.tenant == self.caller.tenant, Hold.pickup_library == library, Hold.status == "ready")
+            .order_by(Hold.ready_until, Hold.id)).all()
+        sending = self.db.scalars(select(Transit).where(
+            Transit.tenant == self.caller.tenant, Transit.from_library == library).order_by(Transit.since)).all()
+        return {"on_shelf": [self._hold_slip(hold) for hold in ready],
+                "to_send": [{"item_barcode": transit.item_barcode, "to_library": transit.to_library,
+                             "since": transit.since.isoformat()} for transit in sending]}
+
+    def _end_holds(self, holds, today):
+        """End holds (cancelled, lapsed, not picked up) and pass on the copies they held, then announce."""
+        queues, events = self._queues(), []
+        for hold in holds:
+            routing = queues.end(hold, today, lambda barcode: self.catalog.get_item(barcode)["library"])
+            if routing is not None:
+                events += routing.events
+        self.db.commit()
+        checkpoint(self.db)
+        self._publish_all(self.caller.tenant, events)
+
+    def _queues(self):
+        return HoldQueues(self.db, self.caller.tenant, self._calendar, int(self.config["PICKUP_DAYS"]))
+
+    def _dump_hold(self, hold, titles):
+        title = titles.get(str(hold.work_id), {}).get("title")
+        return dict(HoldSchema().dump(hold), position=self._queues().position(hold), title=title)
+
+    @staticmethod
+    def _hold_slip(hold):
+        """What the desk writes on the slip of a copy for the hold shelf."""
+        if hold is None:
+            return None
+        return {"hold_id": hold.id, "patron_id": hold.patron_id, "pickup_library": hold.pickup_library,
+                "ready_until": hold.ready_until.isoformat() if hold.ready_until else None}
+
+    def _publish_all(self, tenant, events):
+        for event_type, data in events:
+            self.publish(event_type, tenant, data)
 
     def _check_standing(self, patron_id, today):
         """Overdue copies or a suspension after a late return stop borrowing."""
@@ -332,8 +471,18 @@ class LoansService:
     @timer(interval=600)
     def daily_pass(self):
         """Once a day, at the first tick after midnight library time (a second replica, or this one after a
-        restart, finds the day taken): drop suspensions that have run out, and tell each patron's reminders
-        to the notices: copies due soon, and overdue ones (on their first day overdue, then every few days)."""
+        restart, finds the day taken): drop suspensions that have run out, end holds that lapsed or were
+        not picked up (their copies pass on), and tell each patron's reminders to the notices: copies due
+        soon, and overdue ones (on their first day overdue, then every few days)."""
+        self._daily_pass()
+
+    @rpc
+    def run_daily_pass(self):
+        """Operators: run today's pass now, unless it has run today."""
+        self.caller.require((OPERATOR,))
+        self._daily_pass()
+
+    def _daily_pass(self):
         today = library_today()
         self.db.add(DailyPass(day=today))
         try:
@@ -343,6 +492,13 @@ class LoansService:
             return
         self.db.execute(delete(Suspension).where(Suspension.until < today))
         self.db.commit()
+        ended = self.db.scalars(select(Hold).where(or_(
+            and_(Hold.status.in_(("waiting", "pending")), Hold.not_needed_after < today),
+            and_(Hold.status == "ready", Hold.ready_until < today),
+        )).order_by(Hold.tenant, Hold.id)).all()
+        for tenant in sorted({hold.tenant for hold in ended}):
+            self.caller.act_as(tenant, "system:daily-pass", OPERATOR)
+            self._end_holds([hold for hold in ended if hold.tenant == tenant], today)
         soon = today + timedelta(days=int(self.config["DUE_SOON_DAYS"]))
         for tenant, patron_id, items in self.db.execute(
             select(Loan.tenant, Loan.patron_id, func.count()).where(Loan.due_date == soon)

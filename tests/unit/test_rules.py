@@ -6,7 +6,7 @@ import pytest
 
 from services.catalog.rules import availability, escape_like, normalize_isbn
 from services.loans.rules import (
-    Calendar, Policy, checkin_action, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
+    Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
 )
 from services.patrons.rules import (
     borrowing_refusal, card_number_is_valid, luhn_check_digit, new_card_number, years_after,
@@ -45,11 +45,6 @@ def test_who_may_borrow():
     assert borrowing_refusal("active", date(2027, 1, 1), today) is None
     assert borrowing_refusal("active", date(2026, 11, 24), today).code == "CARD_EXPIRED"
     assert borrowing_refusal("suspended", date(2027, 1, 1), today).code == "PATRON_SUSPENDED"
-
-
-def test_where_a_returned_copy_goes():
-    assert checkin_action("main", "main") == "shelve"
-    assert checkin_action("main", "east") == "transit"
 
 
 # 海津市: closed on Mondays (0), New Year holidays, and a 蔵書点検 week in February.
@@ -137,11 +132,13 @@ def test_like_patterns_take_metacharacters_literally():
 def test_availability_counts_copies_per_library():
     main = SimpleNamespace(code="main", name="本館")
     east = SimpleNamespace(code="east", name="東分館")
-    items = [SimpleNamespace(library=main, on_loan=False), SimpleNamespace(library=main, on_loan=True),
-             SimpleNamespace(library=east, on_loan=True)]
+    def copy(library, on_loan=False, shelf_status="available"):
+        return SimpleNamespace(library=library, on_loan=on_loan, shelf_status=shelf_status)
+    items = [copy(main), copy(main, on_loan=True), copy(main, shelf_status="on_hold_shelf"),
+             copy(east, on_loan=True), copy(east, shelf_status="in_transit")]
     assert availability(items) == [
-        {"library": "east", "name": "東分館", "total": 1, "available": 0},
-        {"library": "main", "name": "本館", "total": 2, "available": 1},
+        {"library": "east", "name": "東分館", "total": 2, "available": 0},
+        {"library": "main", "name": "本館", "total": 3, "available": 1},
     ]
 
 

@@ -15,12 +15,13 @@ from services.patrons.errors import InvalidCredentials
 from services.patrons.models import Base as PatronsBase, Patron
 from services.patrons.service import PatronsService
 from services.patrons.vault import KeyRing, KeysBase, PatronVault, new_master_key_spec
+from shiori.config import load_config
 from shiori.errors import InvalidInput
 from shiori.events import envelope
 from shiori.rpc import CallerContext
 
 CALLER = CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"})
-ITEM = {"barcode": "K1", "work_id": 5, "library": "main", "title": "坊っちゃん", "desk_library": "main"}
+ITEM = {"barcode": "K1", "work_id": 5, "library": "main", "title": "坊っちゃん", "desk_library": "main", "item_type": "book"}
 PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_date": "1985-04-12", "address": "海津市",
           "phone": "0584-00-0001", "home_library": "main", "category": "adult"}
 
@@ -28,8 +29,7 @@ PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_da
 @pytest.fixture
 def loans(sqlite_session):
     service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
-                             config={"LOAN_PERIOD_DAYS": 14, "MAX_ITEMS": 10, "RENEWALS": 1, "MAX_HOLDS": 10,
-                                     "DUE_SOON_DAYS": 2, "OVERDUE_REMINDER_EVERY_DAYS": 7})
+                             config=load_config("loans", environ={}))  # the defaults of config.yml
     service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult"}
     service.catalog.item_for_circulation.call_async.return_value.result.return_value = ITEM
     service.catalog.item_for_circulation.return_value = ITEM
