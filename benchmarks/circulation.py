@@ -149,9 +149,9 @@ class Vhost:
 
 
 class PostgresDatabases:
-    """Three throwaway databases on 127.0.0.1:5432, one per service."""
+    """Throwaway databases on 127.0.0.1:5432, one per service."""
 
-    SERVICES = ("patrons", "loans", "catalog")
+    SERVICES = ("patrons", "loans", "catalog", "statistics", "notices")
 
     def __init__(self, host=LOCALHOST, port=5432, user="postgres"):
         self.host, self.port, self.user = host, port, user

@@ -4,7 +4,7 @@ import logging
 import signal
 import warnings
 
-SERVICE_NAMES = ("patrons", "loans", "catalog", "gateway", "opac")
+SERVICE_NAMES = ("patrons", "loans", "catalog", "statistics", "notices", "gateway", "opac")
 
 
 def quiet_eventlet_deprecation():

@@ -13,6 +13,8 @@ import eventlet  # noqa: E402
 eventlet.monkey_patch()  # before anything imports sockets, kombu or database drivers
 
 import base64  # noqa: E402
+import email  # noqa: E402
+import email.policy  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
@@ -131,6 +133,8 @@ DATABASES = {
     "patron_keys": "SHIORI_PATRONS_KEYS_DATABASE_URL",
     "loans": "SHIORI_LOANS_DATABASE_URL",
     "catalog": "SHIORI_CATALOG_DATABASE_URL",
+    "statistics": "SHIORI_STATISTICS_DATABASE_URL",
+    "notices": "SHIORI_NOTICES_DATABASE_URL",
 }
 
 
@@ -154,10 +158,49 @@ def patron_keys(database_urls):
     }
 
 
+class MailCatcher:
+    """An aiosmtpd handler that keeps every message it receives, parsed."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, _server, _session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address):
+        return [message for message in self.messages if message["To"] == address]
+
+
+class SmtpServer:
+    """A real SMTP server in this process (aiosmtpd) on a fixed port, which a test may stop and start again."""
+
+    def __init__(self):
+        self.port, self.handler, self.controller = free_port(), MailCatcher(), None
+
+    def start(self):
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    """Where the notices service sends its mail."""
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
 class RunningSystem:
     """Every service in this process, each in its own container with its own configuration."""
 
-    def __init__(self, amqp_uri, database_urls, keys):
+    def __init__(self, amqp_uri, database_urls, keys, smtp_port):
         self.amqp_uri = amqp_uri
         self.database_urls = database_urls
         self.port = free_port()
@@ -171,6 +214,8 @@ class RunningSystem:
             "SHIORI_TOKEN_SECRET": "test-secret-" + "x" * 40,
             "SHIORI_RPC_TIMEOUT": str(RPC_TIMEOUT),
             "SHIORI_TENANT": TENANT,
+            "SHIORI_SMTP_PORT": str(smtp_port),
+            "SHIORI_NOTICE_RETRY_FIRST_SECONDS": "1",
             **{DATABASES[name]: url for name, url in database_urls.items()},
         }
         self.keys = keys
@@ -196,10 +241,10 @@ class RunningSystem:
 
 
 @pytest.fixture(scope="module")
-def system(amqp_uri, database_urls, patron_keys):
+def system(amqp_uri, database_urls, patron_keys, smtp_server):
     """Per test module, so that no in-process service still consumes from the broker when a module (the
     end-to-end tests) starts the system as processes on the same broker."""
-    running = RunningSystem(amqp_uri, database_urls, patron_keys)
+    running = RunningSystem(amqp_uri, database_urls, patron_keys, smtp_server.port)
     for name in SERVICE_NAMES:
         running.start(name)
     with running.rpc() as rpc:

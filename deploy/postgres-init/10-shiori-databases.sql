@@ -6,3 +6,5 @@ CREATE DATABASE patrons;
 CREATE DATABASE patron_keys;
 CREATE DATABASE loans;
 CREATE DATABASE catalog;
+CREATE DATABASE statistics;
+CREATE DATABASE notices;

@@ -33,6 +33,11 @@ def escape_like(text):
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def ndc_class(ndc):
+    """The NDC main class (類), its first digit, for statistics; None without a classification."""
+    return ndc[0] if ndc and ndc[0].isdigit() else None
+
+
 def is_available(item):
     """On the shelf for anyone to take now: neither lent nor kept for a hold nor travelling."""
     return not item.on_loan and item.shelf_status == "available"

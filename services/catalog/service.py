@@ -5,7 +5,7 @@ from sqlalchemy import insert, select
 
 from services.catalog import errors
 from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant, Work
-from services.catalog.rules import availability
+from services.catalog.rules import availability, ndc_class
 from services.catalog.schemas import (
     PUBLISHED_EVENTS, CopyStatusEventSchema, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchQuerySchema,
     TenantSchema, WorkSchema,
@@ -286,7 +286,7 @@ class CatalogService:
 def _dump_item(item):
     dumped = ITEM_SCHEMA.dump(item)
     dumped.update(
-        library=item.library.code, title=item.work.title, work_id=item.work_id,
+        library=item.library.code, title=item.work.title, work_id=item.work_id, ndc_class=ndc_class(item.work.ndc),
         status="on_loan" if item.on_loan else item.shelf_status,
         due_date=item.due_date.isoformat() if item.due_date else None,
     )

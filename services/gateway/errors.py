@@ -6,6 +6,7 @@ from werkzeug.wrappers import Response
 # Importing the services' error modules registers their errors, so they arrive here as themselves.
 from services.catalog import errors as catalog_errors  # noqa: F401
 from services.loans import errors as loans_errors  # noqa: F401
+from services.notices import errors as notices_errors  # noqa: F401
 from services.patrons import errors as patrons_errors  # noqa: F401
 from shiori.errors import DomainError, TooManyAttempts
 
@@ -40,6 +41,7 @@ STATUS_BY_CODE = {
     "LOAN_OVERDUE": 409,
     "LOAN_POLICY_EXISTS": 409,
     "HOLD_NOT_FOUND": 404,
+    "NOTICE_NOT_FOUND": 404,
     "ITEM_HELD_FOR_ANOTHER_PATRON": 409,
     "HOLDS_WAITING": 409,
     "HOLD_EXISTS": 409,

@@ -12,6 +12,13 @@ class PageSchema(Schema):
     per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
 
+class StatisticsFormatSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
 def page_of(items, query):
     """One page of a list a service answered whole, in the API's list shape."""
     params = load(PageSchema(), query)

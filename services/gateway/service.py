@@ -1,13 +1,18 @@
 """The HTTP gateway: the one entry for staff clients (and the public catalogue's routes). It checks HTTP-level input
 (JSON, media type, size, path ids) and who is calling, asks the owning service over RPC (which validates
 the payload with its own schema), and answers in the API's shape."""
+import base64
+import csv
+import io
+
+from werkzeug.wrappers import Response
 
 from services.catalog.imports import import_file
 from services.catalog.schemas import ImportQuerySchema
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
-from services.gateway.schemas import page_of
+from services.gateway.schemas import StatisticsFormatSchema, page_of
 from services.gateway.tokens import Tokens
 from shiori.errors import load
 from shiori.roles import ADMIN, PATRON, STAFF_ROLES
@@ -16,13 +21,15 @@ from shiori.rpc import Caller, ServiceRpc
 
 class GatewayService(CatalogueRoutes):
     name = "gateway"
-    backing_services = ("patrons", "loans", "catalog")
+    backing_services = ("patrons", "loans", "catalog", "statistics", "notices")
 
     tokens = Tokens()
     caller = Caller()
     patrons = ServiceRpc("patrons")
     loans = ServiceRpc("loans")
     catalog = ServiceRpc("catalog")
+    statistics = ServiceRpc("statistics")
+    notices = ServiceRpc("notices")
 
     @route("POST", "/api/v1/auth/token", public=True)
     def staff_token(self, request):
@@ -265,3 +272,55 @@ class GatewayService(CatalogueRoutes):
     def close_unexpectedly(self, request):
         """An unplanned closure: loans due in the period move to each library's next open day."""
         return self.loans.close_unexpectedly(read_json(request))
+
+    # --- statistics --------------------------------------------------------------------------------
+
+    @route("GET", "/api/v1/statistics")
+    def statistics_counts(self, request):
+        """Anonymous daily counts (check-outs, check-ins, renewals, holds placed, registrations) for a period:
+        ?from=&to=&group_by=day,library,patron_category,age_band,item_type,ndc_class&library=&format=json|csv"""
+        output = load(StatisticsFormatSchema(), request.args.to_dict())["format"]
+        counts = self.statistics.aggregates(request.args.to_dict())
+        if output == "json":
+            return counts
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=counts["group_by"] + ["measure", "count"], lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(counts["rows"])
+        return Response(text.getvalue(), mimetype="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="statistics-{counts["from"]}-{counts["to"]}.csv"'})
+
+    @route("GET", "/api/v1/statistics/checkouts.png")
+    def checkouts_chart(self, request):
+        """A chart of daily check-outs per library over a period (?from=&to=)."""
+        return Response(base64.b64decode(self.statistics.checkouts_chart(request.args.to_dict())),
+                        mimetype="image/png")
+
+    # --- notices -----------------------------------------------------------------------------------
+
+    @route("GET", "/api/v1/notices/phone-list")
+    def phone_list(self, request):
+        """Patrons to phone (no e-mail address): the notice, with their name and phone number."""
+        return page_of(self.notices.phone_list(), request.args.to_dict())
+
+    @route("DELETE", f"/api/v1/notices/<{ID}:notice_id>")
+    def notice_phoned(self, request, notice_id):
+        """The patron has been phoned: the notice is done."""
+        self.notices.done(notice_id)
+        return json_response(204, None)
+
+    @route("GET", "/api/v1/notices/pending")
+    def pending_notices(self, request):
+        """E-mail notices not sent yet, with their attempts and the last failure."""
+        return page_of(self.notices.pending(), request.args.to_dict())
+
+    @route("GET", "/api/v1/notice-settings")
+    def notice_settings(self, request):
+        """Whether notices name the titles, and the tenant's wording of each kind."""
+        return self.notices.get_settings()
+
+    @route("PUT", "/api/v1/notice-settings", roles=(ADMIN,))
+    def update_notice_settings(self, request):
+        """Set whether notices name the titles, and the wording (Japanese templates with $name, $library,
+        $items, $date, $titles)."""
+        return self.notices.update_settings(read_json(request))

@@ -27,8 +27,11 @@ class Loan(Base):
     item_barcode: Mapped[str] = mapped_column(String(32))
     work_id: Mapped[int] = mapped_column(Integer)
     item_type: Mapped[str] = mapped_column(String(16), default="book")
-    # The borrower's category when lent: which loan policy governs renewals.
+    # The borrower's category when lent: which loan policy governs renewals. With the age band and the NDC
+    # class, what statistics count (coarse: none of them tells who borrowed).
     patron_category: Mapped[str] = mapped_column(String(16), default="adult")
+    age_band: Mapped[str | None] = mapped_column(String(8))
+    ndc_class: Mapped[str | None] = mapped_column(String(1))
     library: Mapped[str] = mapped_column(String(32))
     loaned_on: Mapped[date] = mapped_column(Date)
     due_date: Mapped[date] = mapped_column(Date, index=True)

@@ -120,7 +120,16 @@ class UnplannedClosureSchema(ClosureSchema):
     libraries = fields.List(fields.String(validate=CODE), required=True, validate=validate.Length(1, 100))
 
 
-class LoanCreatedSchema(Schema):
+class CountedSchema(Schema):
+    """What statistics count by; added within version 1, so optional."""
+
+    patron_category = fields.String()
+    age_band = fields.String(allow_none=True)
+    item_type = fields.String()
+    ndc_class = fields.String(allow_none=True)
+
+
+class LoanCreatedSchema(CountedSchema):
     loan_id = fields.Integer(required=True)
     item_barcode = fields.String(required=True)
     work_id = fields.Integer(required=True)
@@ -129,7 +138,7 @@ class LoanCreatedSchema(Schema):
     due_date = fields.Date(required=True)
 
 
-class LoanReturnedSchema(Schema):
+class LoanReturnedSchema(CountedSchema):
     loan_id = fields.Integer(required=True)
     item_barcode = fields.String(required=True)
     work_id = fields.Integer(required=True)
@@ -143,12 +152,13 @@ class PatronCardUsedSchema(Schema):
     library = fields.String(required=True)
 
 
-class LoanDueDateChangedSchema(Schema):
+class LoanDueDateChangedSchema(CountedSchema):
     loan_id = fields.Integer(required=True)
     item_barcode = fields.String(required=True)
     library = fields.String(required=True)
     due_date = fields.Date(required=True)
     reason = fields.String(required=True, validate=validate.OneOf(("renewal", "closure")))
+    changed_on = fields.Date()
 
 
 class LoansDueSoonSchema(Schema):
@@ -170,6 +180,7 @@ class HoldPlacedSchema(Schema):
     work_id = fields.Integer(required=True)
     pickup_library = fields.String(required=True)
     patron_category = fields.String(required=True)
+    age_band = fields.String(allow_none=True)
     placed_on = fields.Date(required=True)
 
 

@@ -33,6 +33,12 @@ log = logging.getLogger(__name__)
 DEFAULT_SETTINGS = {"renew_from": "today", "renewal_grace_days": 0, "suspend_for_late_days": False}
 
 
+def counted(loan):
+    """What statistics count a loan by: coarse enough that none of it tells who borrowed."""
+    return {"patron_category": loan.patron_category, "age_band": loan.age_band, "item_type": loan.item_type,
+            "ndc_class": loan.ndc_class}
+
+
 class LoansService:
     name = "loans"
 
@@ -79,7 +85,8 @@ class LoansService:
 
         loan = Loan(
             tenant=self.caller.tenant, patron_id=borrower["id"], item_barcode=item["barcode"], item_type=item_type,
-            patron_category=borrower["category"], work_id=item["work_id"], library=data["library"],
+            patron_category=borrower["category"], age_band=borrower["age_band"], ndc_class=item["ndc_class"],
+            work_id=item["work_id"], library=data["library"],
             loaned_on=today, due_date=due_date(today, policy.loan_days, calendar), renewals=0, created_at=now(),
         )
         if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
@@ -92,7 +99,7 @@ class LoansService:
 
         self.publish("loan_created", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id,
-            "library": loan.library, "loaned_on": loan.loaned_on, "due_date": loan.due_date,
+            "library": loan.library, "loaned_on": loan.loaned_on, "due_date": loan.due_date, **counted(loan),
         })
         self.publish("patron_card_used", loan.tenant,
                      {"patron_id": borrower["id"], "used_on": today, "library": loan.library})
@@ -116,7 +123,7 @@ class LoansService:
             if late and self._settings()["suspend_for_late_days"]:
                 self._suspend(loan.patron_id, today + timedelta(days=late))
             returned = {"loan_id": loan.id, "item_barcode": barcode, "work_id": loan.work_id,
-                        "library": data["library"], "returned_on": today}
+                        "library": data["library"], "returned_on": today, **counted(loan)}
             # Deleted, not flagged: once returned, nothing links the patron to this copy (PRIVACY.md 2).
             self.db.delete(loan)
         routing = queues.route_copy(barcode, item["work_id"], item["library"], data["library"], today)
@@ -188,7 +195,8 @@ class LoansService:
         commit_unique(self.db, errors.HoldExists(details={"work_ids": work_ids}))
         for hold in holds:
             self.publish("hold_placed", hold.tenant, {"work_id": hold.work_id, "pickup_library": hold.pickup_library,
-                                                      "patron_category": borrower["category"], "placed_on": today})
+                                                      "patron_category": borrower["category"],
+                                                      "age_band": borrower["age_band"], "placed_on": today})
         return [self._dump_hold(hold, titles) for hold in holds]
 
     def _check_hold_limits(self, borrower, work_ids, pickup_library):
@@ -314,7 +322,7 @@ class LoansService:
     def _announce_due_date(self, loan, reason):
         self.publish("loan_due_date_changed", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "library": loan.library,
-            "due_date": loan.due_date, "reason": reason})
+            "due_date": loan.due_date, "reason": reason, "changed_on": library_today(), **counted(loan)})
 
     # --- a patron's loans --------------------------------------------------------------------------
 

@@ -53,6 +53,15 @@ def years_after(day: date, years: int) -> date:
 
 
 STATUSES = ("active", "suspended")
+# Age bands for statistics (the national surveys count children, young adults and adults apart): a birth
+# date becomes a band at the moment of an event, and only the band travels.
+AGE_BANDS = ((6, "0-5"), (13, "6-12"), (16, "13-15"), (19, "16-18"), (30, "19-29"), (40, "30-39"),
+             (50, "40-49"), (60, "50-59"), (70, "60-69"))
+
+
+def age_band(birth_date: date, today: date):
+    age = today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))
+    return next((band for below, band in AGE_BANDS if age < below), "70+")
 
 
 def borrowing_refusal(status, expires_on: date, today: date):

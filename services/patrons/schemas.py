@@ -147,6 +147,13 @@ class PatronRegisteredSchema(PatronEventSchema):
     category = fields.String(required=True)
 
 
+class CardRegisteredSchema(Schema):
+    home_library = fields.String(required=True)
+    category = fields.String(required=True)
+    age_band = fields.String(required=True)
+    registered_on = fields.Date(required=True)
+
+
 class PatronUpdatedSchema(PatronEventSchema):
     changed_fields = fields.List(fields.String(), required=True)
 
@@ -173,6 +180,7 @@ class CardUsedEventSchema(Schema):
 
 PUBLISHED_EVENTS = {
     "patron_registered": (1, PatronRegisteredSchema()),
+    "card_registered": (1, CardRegisteredSchema()),
     "patron_updated": (1, PatronUpdatedSchema()),
     "patron_deleted": (1, PatronEventSchema()),
 }

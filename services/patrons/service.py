@@ -21,7 +21,7 @@ from services.patrons.models import (
     SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
 from services.patrons.rules import (
-    Scope, Throttle, borrowing_refusal, new_card_number, phone_digits, years_after,
+    Scope, Throttle, age_band, borrowing_refusal, new_card_number, phone_digits, years_after,
 )
 from services.patrons.vault import Vault
 from services.patrons.schemas import (
@@ -97,6 +97,10 @@ class PatronsService:
         self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
+        # The same fact without the patron, for consumers that must never hold a patron id (statistics).
+        self.publish("card_registered", patron.tenant, {
+            "home_library": patron.home_library, "category": patron.category,
+            "age_band": age_band(data["birth_date"], today), "registered_on": today})
         return self._dump(patron)
 
     @rpc
@@ -241,7 +245,26 @@ class PatronsService:
         refusal = borrowing_refusal(patron.status, patron.expires_on, library_today())
         if refusal:
             raise refusal
-        return {"id": patron.id, "category": patron.category, "home_library": patron.home_library}
+        birth_date = date.fromisoformat(self.vault.open(patron.key_ref, "birth_date", patron.birth_date_sealed))
+        return {"id": patron.id, "category": patron.category, "home_library": patron.home_library,
+                "age_band": age_band(birth_date, library_today())}
+
+    @rpc
+    def contacts(self, patron_ids, fields):
+        """Name and e-mail (for a notice) or name and phone (for the desk to call), with the home library, of
+        patrons the caller may see; each read is recorded like any other. Patrons gone or out of sight are
+        left out."""
+        allowed = {("name", "email"), ("name", "phone")}
+        if tuple(fields) not in allowed:
+            raise InvalidInput(details={"fields": [f"one of {sorted(allowed)}"]})
+        patrons = [patron for patron in self.db.scalars(select(Patron).where(
+            Patron.tenant == self.caller.tenant, Patron.id.in_(list(patron_ids)))) if self._visible(patron)]
+        if patrons:
+            access_record.record(self.db, self.caller, "read", [patron.id for patron in patrons], list(fields))
+            self.db.commit()
+        return {str(patron.id): {"home_library": patron.home_library, **{
+            field: self.vault.open(patron.key_ref, field, getattr(patron, f"{field}_sealed")) for field in fields}}
+            for patron in patrons}
 
     @rpc
     def renew_card(self, patron_id):

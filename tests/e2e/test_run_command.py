@@ -87,7 +87,7 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
         url = first.wait_until_ready()
         password = re.search(r"created staff account 'admin' with password: (\S+)", first.output).group(1)
         services = processes_using(data_dir)
-        assert len(services) >= 6  # the launcher and its five services
+        assert len(services) >= 8  # the launcher and its seven services
 
         assert requests.get(f"{url}/health", timeout=10).json()["status"] == "ok"
         hits = requests.get(f"{url}/api/v1/search", params={"q": "坊っちゃん"}, timeout=10).json()
@@ -108,7 +108,8 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
     finally:
         assert first.stop() == 0
     assert processes_using(data_dir) == []
-    assert sorted(path.name for path in data_dir.glob("*.db")) == ["catalog.db", "loans.db", "patron-keys.db", "patrons.db"]
+    assert sorted(path.name for path in data_dir.glob("*.db")) == [
+        "catalog.db", "loans.db", "notices.db", "patron-keys.db", "patrons.db", "statistics.db"]
     assert {path.name for path in data_dir.iterdir() if path.stat().st_mode & 0o077 == 0} >= {
         "token-secret", "master-keys", "lookup-key"}  # secrets readable by their owner only
 

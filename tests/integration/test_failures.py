@@ -26,7 +26,7 @@ def test_a_stopped_service_gives_a_quick_503_and_loses_nothing(system, staff):
         health = requests.get(f"{system.url}/health", timeout=RPC_TIMEOUT + 5)
         assert health.status_code == 503
         assert health.json()["error"]["details"]["services"] == {
-            "patrons": "ok", "loans": "unavailable", "catalog": "ok"}
+            "patrons": "ok", "loans": "unavailable", "catalog": "ok", "statistics": "ok", "notices": "ok"}
         time.sleep(0.5)  # past the request's time-to-live in the queue
     finally:
         system.start("loans")
@@ -43,4 +43,5 @@ def test_a_stopped_service_gives_a_quick_503_and_loses_nothing(system, staff):
 def test_health_reports_every_service(system):
     response = requests.get(f"{system.url}/health", timeout=10)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "services": {"patrons": "ok", "loans": "ok", "catalog": "ok"}}
+    assert response.json() == {"status": "ok", "services": {"patrons": "ok", "loans": "ok", "catalog": "ok",
+                                                            "statistics": "ok", "notices": "ok"}}

@@ -9,7 +9,7 @@ from services.loans.rules import (
     Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
 )
 from services.patrons.rules import (
-    borrowing_refusal, card_number_is_valid, luhn_check_digit, new_card_number, years_after,
+    age_band, borrowing_refusal, card_number_is_valid, luhn_check_digit, new_card_number, years_after,
 )
 
 
@@ -175,3 +175,11 @@ def test_failed_log_ins_are_counted_within_a_window_then_blocked():
     assert throttle.retry_after(blocked, start + timedelta(minutes=13)) == 0
     # failures older than the window start the count again
     assert throttle.after_failure(2, start, start + timedelta(minutes=20)) == (1, start + timedelta(minutes=20), None)
+
+
+@pytest.mark.parametrize("birth_date, band", [
+    (date(2020, 11, 26), "0-5"), (date(2020, 11, 25), "6-12"), (date(2013, 11, 26), "6-12"),
+    (date(2010, 4, 2), "16-18"), (date(1996, 11, 25), "30-39"), (date(1956, 11, 25), "70+"),
+])
+def test_statistics_see_an_age_band_never_a_birth_date(birth_date, band):
+    assert age_band(birth_date, date(2026, 11, 25)) == band

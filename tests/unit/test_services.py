@@ -21,7 +21,8 @@ from shiori.events import envelope
 from shiori.rpc import CallerContext
 
 CALLER = CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"})
-ITEM = {"barcode": "K1", "work_id": 5, "library": "main", "title": "坊っちゃん", "desk_library": "main", "item_type": "book"}
+ITEM = {"barcode": "K1", "work_id": 5, "library": "main", "title": "坊っちゃん", "desk_library": "main",
+        "item_type": "book", "ndc_class": "9"}
 PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_date": "1985-04-12", "address": "海津市",
           "phone": "0584-00-0001", "home_library": "main", "category": "adult"}
 
@@ -30,7 +31,8 @@ PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_da
 def loans(sqlite_session):
     service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
                              config=load_config("loans", environ={}))  # the defaults of config.yml
-    service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult"}
+    service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult",
+                                                                            "age_band": "30-39"}
     service.catalog.item_for_circulation.call_async.return_value.result.return_value = ITEM
     service.catalog.item_for_circulation.return_value = ITEM
     return service

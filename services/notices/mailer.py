@@ -1,0 +1,31 @@
+"""Sending e-mail over SMTP, as configured (host, port, none/STARTTLS/TLS, credentials)."""
+import smtplib
+import ssl
+
+from nameko.extensions import DependencyProvider
+
+
+class Mailer(DependencyProvider):
+    """Hands each worker a function that sends one ``email.message.EmailMessage``; any failure raises."""
+
+    def setup(self):
+        config = self.container.config
+        self.settings = {key: config.get(key) for key in (
+            "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP_PASSWORD", "SMTP_TIMEOUT")}
+
+    def get_dependency(self, worker_ctx):
+        return self.send
+
+    def send(self, message):
+        settings = self.settings
+        host, port, timeout = settings["SMTP_HOST"], int(settings["SMTP_PORT"]), float(settings["SMTP_TIMEOUT"])
+        if settings["SMTP_SECURITY"] == "tls":
+            client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(host, port, timeout=timeout)
+        with client:
+            if settings["SMTP_SECURITY"] == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if settings["SMTP_USER"]:
+                client.login(settings["SMTP_USER"], settings["SMTP_PASSWORD"] or "")
+            client.send_message(message)
