@@ -45,6 +45,7 @@ test: venv
 bench: venv
 	scripts/ensure-broker
 	$(PY) benchmarks/circulation.py $(BENCH_ARGS)
+	$(PY) benchmarks/loan_scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var/

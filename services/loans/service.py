@@ -163,8 +163,8 @@ class LoansService:
 
     @rpc
     def place_hold(self, payload):
-        """A hold on a work (or a series, in reading order) for pickup at a library; answers the holds with
-        their queue positions."""
+        """A hold on a work for pickup at a library, answered with its queue position (API.md); or a series
+        hold on several works in reading order, answered as {series, holds}."""
         data = load(HoldRequestSchema(), payload)
         if self.caller.role == PATRON:
             borrower = self.patrons.borrower_by_id(self.caller.patron_id)
@@ -197,7 +197,8 @@ class LoansService:
             self.publish("hold_placed", hold.tenant, {"work_id": hold.work_id, "pickup_library": hold.pickup_library,
                                                       "patron_category": borrower["category"],
                                                       "age_band": borrower["age_band"], "placed_on": today})
-        return [self._dump_hold(hold, titles) for hold in holds]
+        dumped = [self._dump_hold(hold, titles) for hold in holds]
+        return {"series": series, "holds": dumped} if series else dumped[0]
 
     def _check_hold_limits(self, borrower, work_ids, pickup_library):
         tenant, patron_id = self.caller.tenant, borrower["id"]
