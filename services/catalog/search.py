@@ -10,7 +10,7 @@ decides speed, never the answer.
 Writing: ``Cataloguer`` saves work records with their people and publisher and keeps the index in step, in
 bulk, in the caller's transaction. Reading: ``search`` finds, ranks and pages the matches.
 """
-from sqlalchemy import BigInteger, case, delete, func, insert, or_, select, text, type_coerce, update
+from sqlalchemy import BigInteger, case, delete, func, insert, or_, select, text, type_coerce, union, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from services.catalog.models import Contributor, Item, Library, Person, Publisher, Work, WorkGram
@@ -184,20 +184,25 @@ CHECKS = {
 }
 
 
-def rank(word):
-    """0 exact title, 1 title prefix, 2 title substring, 3 a person's name, 4 anything else (publisher)."""
+def rank(word, works):
+    """0 exact title, 1 title prefix, 2 title substring, 3 a person's name, 4 anything else (publisher);
+    ``works`` has the columns of RANKED_COLUMNS (the table, or the pool of matches)."""
     prefix = f"{escape_like(word)}%"
     return case(
-        (_exact(word), 0),
-        (or_(Work.title_folded.like(prefix, escape="\\"), Work.reading_folded.like(prefix, escape="\\")), 1),
-        (Work.title_key.like(_contains(word), escape="\\"), 2),
-        (Work.people_key.like(_contains(word), escape="\\"), 3),
+        (_exact(word, works), 0),
+        (or_(works.title_folded.like(prefix, escape="\\"), works.reading_folded.like(prefix, escape="\\")), 1),
+        (works.title_key.like(_contains(word), escape="\\"), 2),
+        (works.people_key.like(_contains(word), escape="\\"), 3),
         else_=4,
     )
 
 
-def _exact(word):
-    return or_(Work.title_folded == word, Work.reading_folded == word)
+def _exact(word, works=Work):
+    return or_(works.title_folded == word, works.reading_folded == word)
+
+
+# What ranking reads of a match: carried along with it, so that no work is read twice.
+RANKED_COLUMNS = (Work.id, Work.title, Work.title_folded, Work.reading_folded, Work.title_key, Work.people_key)
 
 
 def search(session, tenant, params):
@@ -228,19 +233,26 @@ def search(session, tenant, params):
             copies = copies.where(Item.on_loan.is_(False), Item.shelf_status == "available")
         conditions.append(Work.id.in_(copies))
 
-    found = session.scalars(select(Work.id).where(*conditions).limit(RESULT_CAP + 1)).all()
-    more = len(found) > RESULT_CAP
-    pool = set(found[:RESULT_CAP])
-    if more and ranked:
-        pool.update(session.scalars(
-            select(Work.id).where(*conditions, or_(*map(_exact, ranked))).limit(EXACT_CAP)))
-    if not pool:
-        return 0, [], more
+    # One statement: the first matches found (numbered, to tell whether there were more) and the exact
+    # titles make the pool, which is counted, ranked and cut to the page where it lies.
+    found = select(*RANKED_COLUMNS, func.row_number().over().label("n")).where(*conditions) \
+        .limit(RESULT_CAP + 1).cte("found")
+    parts = [select(*(found.c[column.key] for column in RANKED_COLUMNS)).where(found.c.n <= RESULT_CAP)]
+    if ranked:  # as a subquery: SQLite takes no LIMIT on a member of a UNION
+        exact = select(*RANKED_COLUMNS).where(*conditions, or_(*(_exact(word) for word in ranked))).limit(EXACT_CAP)
+        parts.append(select(exact.subquery()))
+    pool = union(*parts).subquery("pool")
+    ranks = [rank(word, pool.c) for word in ranked]
+    summary = (func.count().over().label("total"), select(func.count()).select_from(found).scalar_subquery())
     page, per_page = params["page"], params["per_page"]
-    ranks = [rank(word) for word in ranked]
-    works = session.scalars(
-        select(Work).where(Work.id.in_(sorted(pool)))
-        .order_by(*([sum(ranks[1:], ranks[0])] if ranks else []), func.length(Work.title), Work.id)
+    rows = session.execute(
+        select(pool.c.id, *summary).order_by(*([sum(ranks[1:], ranks[0])] if ranks else []),
+                                             func.length(pool.c.title), pool.c.id)
         .limit(per_page).offset((page - 1) * per_page)
     ).all()
-    return len(pool), works, more
+    if rows:
+        total, seen = rows[0][1], rows[0][2]
+    else:  # no match, or a page past the end
+        total, seen = session.execute(select(func.count(), summary[1]).select_from(pool)).one()
+    by_id = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_([row[0] for row in rows])))}
+    return total, [by_id[row[0]] for row in rows], seen > RESULT_CAP
