@@ -13,8 +13,6 @@ import eventlet  # noqa: E402
 eventlet.monkey_patch()  # before anything imports sockets, kombu or database drivers
 
 import base64  # noqa: E402
-import email  # noqa: E402
-import email.policy  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
@@ -32,7 +30,7 @@ from shiori.commands import operator_context  # noqa: E402
 from shiori.config import load_config  # noqa: E402
 from services.patrons.vault import new_master_key_spec  # noqa: E402
 from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
-from support import RPC_TIMEOUT  # noqa: E402
+from support import RPC_TIMEOUT, MailCatcher, free_port  # noqa: E402
 
 TENANT = "testcity"
 ADMIN = {"username": "test-admin", "password": "a-long-test-password", "role": "admin", "libraries": []}
@@ -50,12 +48,6 @@ def docker_answers():
         return True
     except Exception:  # no Docker SDK, no socket, no daemon: all mean "use the local services"
         return False
-
-
-def free_port():
-    with closing(socket.socket()) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def broker_answers(uri):
@@ -156,20 +148,6 @@ def patron_keys(database_urls):
         "SHIORI_PATRONS_MASTER_KEYS": new_master_key_spec("test1"),
         "SHIORI_PATRONS_LOOKUP_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
     }
-
-
-class MailCatcher:
-    """An aiosmtpd handler that keeps every message it receives, parsed."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, _server, _session, envelope):
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-    def to(self, address):
-        return [message for message in self.messages if message["To"] == address]
 
 
 class SmtpServer:

@@ -1,6 +1,10 @@
 """Small helpers the tests share (fixtures live in conftest.py)."""
+import email
+import email.policy
+import socket
 import time
 import uuid
+from contextlib import closing
 
 # Short, so that tests of a service being down wait little; the default in production is 5 s.
 RPC_TIMEOUT = 3
@@ -60,3 +64,23 @@ def check_out(staff, card_number, barcode, library="main"):
 def check_in(staff, barcode, library="main"):
     return staff.post(f"{staff.base_url}/api/v1/checkins", timeout=10,
                       json={"item_barcode": barcode, "library": library})
+
+
+def free_port():
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MailCatcher:
+    """An aiosmtpd handler that keeps every message it receives, parsed."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, _server, _session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address):
+        return [message for message in self.messages if message["To"] == address]

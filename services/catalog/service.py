@@ -121,6 +121,16 @@ class CatalogService:
         return self._dump_work(self._work(work_id))
 
     @rpc
+    def copies_on_shelf(self, work_ids, library_code):
+        """Copies of these works on a library's open shelves now (for the desk's pull list of holds)."""
+        library = self._library(library_code)
+        items = self.db.scalars(select(Item).where(
+            Item.tenant == self.caller.tenant, Item.library_id == library.id, Item.work_id.in_(list(work_ids)),
+            Item.on_loan.is_(False), Item.shelf_status == "available").order_by(Item.work_id, Item.id)).all()
+        return [{"item_barcode": item.barcode, "work_id": item.work_id, "title": item.work.title,
+                 "call_number": item.call_number, "shelf_location": item.shelf_location} for item in items]
+
+    @rpc
     def describe_works(self, work_ids):
         """Title and authors of each work asked for, by id (for lists such as a patron's loans)."""
         works = self.db.scalars(

@@ -235,16 +235,25 @@ class LoansService:
 
     @rpc
     def hold_shelf(self, library):
-        """For a library's desk: holds waiting on its shelf (pickup window), and copies to send elsewhere."""
+        """For a library's desk: holds waiting on its shelf (pickup window), copies to send elsewhere, and
+        copies on its open shelves that waiting holds want (to take down and check in: the pull list)."""
         self._check_desk(library)
+        tenant = self.caller.tenant
         ready = self.db.scalars(select(Hold).where(
-            Hold.tenant == self.caller.tenant, Hold.pickup_library == library, Hold.status == "ready")
+            Hold.tenant == tenant, Hold.pickup_library == library, Hold.status == "ready")
             .order_by(Hold.ready_until, Hold.id)).all()
         sending = self.db.scalars(select(Transit).where(
-            Transit.tenant == self.caller.tenant, Transit.from_library == library).order_by(Transit.since)).all()
+            Transit.tenant == tenant, Transit.from_library == library).order_by(Transit.since)).all()
+        wanted = dict(self.db.execute(select(Hold.work_id, func.count()).where(
+            Hold.tenant == tenant, Hold.status == "waiting").group_by(Hold.work_id)).all())
+        on_shelves = self.catalog.copies_on_shelf(sorted(wanted), library) if wanted else []
+        pull = {}
+        for copy in on_shelves:  # one copy a work is enough for its first hold; the next check-in serves on
+            pull.setdefault(copy["work_id"], dict(copy, holds_waiting=wanted[copy["work_id"]]))
         return {"on_shelf": [self._hold_slip(hold) for hold in ready],
                 "to_send": [{"item_barcode": transit.item_barcode, "to_library": transit.to_library,
-                             "since": transit.since.isoformat()} for transit in sending]}
+                             "since": transit.since.isoformat()} for transit in sending],
+                "to_pull": list(pull.values())}
 
     def _end_holds(self, holds, today):
         """End holds (cancelled, lapsed, not picked up) and pass on the copies they held, then announce."""

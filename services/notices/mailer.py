@@ -11,7 +11,7 @@ class Mailer(DependencyProvider):
     def setup(self):
         config = self.container.config
         self.settings = {key: config.get(key) for key in (
-            "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP_PASSWORD", "SMTP_TIMEOUT")}
+            "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP_PASSWORD", "SMTP_TIMEOUT", "SMTP_CA_FILE")}
 
     def get_dependency(self, worker_ctx):
         return self.send
@@ -19,13 +19,15 @@ class Mailer(DependencyProvider):
     def send(self, message):
         settings = self.settings
         host, port, timeout = settings["SMTP_HOST"], int(settings["SMTP_PORT"]), float(settings["SMTP_TIMEOUT"])
+        # The server's certificate is checked, against the system's CAs or the city's own (SMTP_CA_FILE).
+        context = ssl.create_default_context(cafile=settings["SMTP_CA_FILE"] or None)
         if settings["SMTP_SECURITY"] == "tls":
-            client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+            client = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
         else:
             client = smtplib.SMTP(host, port, timeout=timeout)
         with client:
             if settings["SMTP_SECURITY"] == "starttls":
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=context)
             if settings["SMTP_USER"]:
                 client.login(settings["SMTP_USER"], settings["SMTP_PASSWORD"] or "")
             client.send_message(message)

@@ -92,8 +92,14 @@ def test_a_copy_on_the_shelf_is_checked_in_to_serve_a_hold_and_passes_on_when_a_
     first, second = register_patron(staff), register_patron(staff)
     first_hold = place_hold(staff, first, work["id"]).json()
     place_hold(staff, second, work["id"])
+    wait_until(lambda: copy_status(staff, copy["barcode"]) == "available", message="the copy on the shelf")
+    [pull] = [entry for entry in hold_shelf(staff, "main")["to_pull"] if entry["work_id"] == work["id"]]
+    assert (pull["item_barcode"], pull["title"], pull["holds_waiting"]) == (copy["barcode"], work["title"], 2)
+    assert work["id"] not in [entry["work_id"] for entry in hold_shelf(staff, "east")["to_pull"]]
     trapped = check_in(staff, copy["barcode"], library="main").json()
     assert (trapped["action"], trapped["hold"]["patron_id"]) == ("hold_shelf", first["id"])
+    wait_until(lambda: work["id"] not in [entry["work_id"] for entry in hold_shelf(staff, "main")["to_pull"]],
+               message="the pull list without the trapped copy")
 
     cancelled = staff.delete(f"{staff.base_url}/api/v1/holds/{first_hold['hold_id']}", timeout=10)
     assert cancelled.status_code == 204
