@@ -32,7 +32,7 @@ import sqlite3  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections import Counter  # noqa: E402
+from collections import Counter, deque  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
@@ -52,6 +52,7 @@ from circulation import (  # noqa: E402
 )
 from figures import latency_summary  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
+from services.catalog.imports import IN_FLIGHT  # noqa: E402
 from services.catalog.rules import _isbn13_check  # noqa: E402
 from services.catalog.text import fold, reading  # noqa: E402
 
@@ -392,8 +393,9 @@ class Import:
     """Imports ``works`` records in batches, with one copy for a share of them; keeps its figures as it goes,
     so that an interrupted run still reports what was done."""
 
-    def __init__(self, rpc, catalogue, works, copy_share, catalog_pid, analyzer=None):
+    def __init__(self, rpc, catalogue, works, copy_share, catalog_pid, analyzer=None, in_flight=IN_FLIGHT):
         self.rpc, self.catalogue, self.total = rpc, catalogue, works
+        self.in_flight, self.sending, self.last_answer = in_flight, deque(), None
         self.analyzer = analyzer
         self.copy_share, self.catalog_pid = copy_share, catalog_pid
         self.batch_times = []  # (records, seconds in import_works)
@@ -428,6 +430,8 @@ class Import:
             if not batch:
                 break
             self._send(batch)
+            while len(self.sending) >= self.in_flight:  # the next batch is made while these are saved
+                self._settle()
             done = self.done()
             if self.analyzer is not None:
                 self.analyzer.after_batch(done)
@@ -435,6 +439,8 @@ class Import:
             if done >= reported + report_every or done == self.total:
                 reported = done
                 self._progress(done)
+        while self.sending:
+            self._settle()
         self._flush_items(force=True)
         return self.summary()
 
@@ -442,10 +448,19 @@ class Import:
         return sum(count for count, _seconds in self.batch_times)
 
     def _send(self, batch):
+        """Send a batch without waiting for it: up to ``in_flight`` are saved at once, as the import command
+        does."""
         records = [record for _i, record, _copy in batch]
-        began = time.perf_counter()
-        answer = self.rpc.catalog.import_works(records)
-        self.batch_times.append((len(records), time.perf_counter() - began))
+        self.sending.append((batch, self.rpc.catalog.import_works.call_async(records), time.perf_counter()))
+
+    def _settle(self):
+        """The oldest batch's answer. Its time is from when it was sent, or when the batch before it was
+        answered if that was later: the seconds the import spent on it alone, so that rates add up."""
+        batch, reply, sent = self.sending.popleft()
+        answer = reply.result()
+        finished = time.perf_counter()
+        self.batch_times.append((len(batch), finished - max(sent, self.last_answer or sent)))
+        self.last_answer = finished
         self.rejected += answer["rejected"]
         if answer["rejected"] and len(self.errors) < 5:
             self.errors.append({"works": answer["errors"][:3]})

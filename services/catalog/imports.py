@@ -2,6 +2,7 @@
 them go to the catalogue's ``import_works``. Used by ``POST /api/v1/works/import`` and by the operators'
 command ``python -m shiori import``."""
 import time
+from collections import deque
 from itertools import islice
 
 from services.catalog.aozora import read_aozora
@@ -9,22 +10,25 @@ from services.catalog.marc import read_marc21, read_marcxml
 
 READERS = {"aozora-csv": read_aozora, "marc21": read_marc21, "marcxml": read_marcxml}
 BATCH_SIZE = 500
+IN_FLIGHT = 2  # batches being saved at once: the catalogue works on one while the database writes the other
 MAX_REPORTED_ERRORS = 1000
 
 
-def import_file(stream, file_format, import_works, progress=None, batch_size=BATCH_SIZE):
+def import_file(stream, file_format, import_works, progress=None, batch_size=BATCH_SIZE, in_flight=IN_FLIGHT):
     """Read ``stream`` in ``file_format`` and send its records in batches to ``import_works`` (the catalogue's
-    RPC). Answers ``{added, updated, rejected, errors: [{record, reason}]}``, record numbers counting from 1
-    in the file; ``progress(summary, records_per_second)`` is told after each batch."""
+    RPC, called with ``call_async``). Answers ``{added, updated, rejected, errors: [{record, reason}]}``,
+    record numbers counting from 1 in the file; ``progress(summary, records_per_second)`` is told after each
+    batch. Up to ``in_flight`` batches are saved at once (the catalogue saves one while the next is read and
+    sent), except that a batch waits for the ones holding any of its records' source ids, so that a record
+    repeated in the file is added once and then updated."""
     records = READERS[file_format](stream)
     summary = {"added": 0, "updated": 0, "rejected": 0, "errors": []}
-    started, read = time.monotonic(), 0
-    while batch := list(islice(records, batch_size)):
-        read += len(batch)
-        good = [record for record in batch if record.work is not None]
-        refused = [{"record": record.position + 1, "reason": record.reason} for record in batch if record.work is None]
-        if good:
-            result = import_works([record.work for record in good])
+    started, read, sending = time.monotonic(), 0, deque()
+
+    def settle():
+        good, refused, reply, _source_ids = sending.popleft()
+        if reply is not None:
+            result = reply.result()
             summary["added"] += result["added"]
             summary["updated"] += result["updated"]
             refused += [{"record": good[error["record"]].position + 1, "reason": error["reason"]}
@@ -33,4 +37,16 @@ def import_file(stream, file_format, import_works, progress=None, batch_size=BAT
         summary["errors"].extend(refused[:MAX_REPORTED_ERRORS - len(summary["errors"])])
         if progress:
             progress(summary, read / max(time.monotonic() - started, 1e-6))
+
+    while batch := list(islice(records, batch_size)):
+        read += len(batch)
+        good = [record for record in batch if record.work is not None]
+        refused = [{"record": record.position + 1, "reason": record.reason} for record in batch if record.work is None]
+        source_ids = {record.work["source_id"] for record in good if record.work.get("source_id")}
+        while sending and (len(sending) >= in_flight or any(source_ids & entry[3] for entry in sending)):
+            settle()
+        reply = import_works.call_async([record.work for record in good]) if good else None
+        sending.append((good, refused, reply, source_ids))
+    while sending:
+        settle()
     return summary

@@ -10,8 +10,11 @@ decides speed, never the answer.
 Writing: ``Cataloguer`` saves work records with their people and publisher and keeps the index in step, in
 bulk, in the caller's transaction. Reading: ``search`` finds, ranks and pages the matches.
 """
+from functools import lru_cache
+
 from sqlalchemy import BigInteger, case, delete, func, insert, or_, select, text, type_coerce, union, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.catalog.models import Contributor, Item, Library, Person, Publisher, Work, WorkGram
 from services.catalog.rules import escape_like, normalize_isbn
@@ -30,6 +33,12 @@ WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "publishe
 def tagged(field, codes):
     tag = FIELDS.index(field) << _TAG_SHIFT
     return {tag | code for code in codes}
+
+
+@lru_cache(maxsize=65536)
+def name_grams(field, *folded_forms):
+    """The tagged grams of a person's or publisher's name: the same names come back work after work."""
+    return frozenset(tagged(field, set().union(*map(grams, folded_forms))))
 
 
 class Cataloguer:
@@ -95,37 +104,31 @@ class Cataloguer:
         people = [self.people[author["name"]] for author in record.get("authors", [])]
         publisher = self.publishers[record["publisher"]] if record.get("publisher") else None
         return (tagged("title", grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"]))
-                | tagged("author", set().union(*(grams(person.folded) | grams(person.reading_folded)
-                                                 for person in people)))
-                | tagged("publisher", grams(publisher.folded) if publisher else set()))
+                | set().union(*(name_grams("author", person.folded, person.reading_folded) for person in people))
+                | (name_grams("publisher", publisher.folded) if publisher else set()))
 
     def _meet_people(self, names):
-        missing = names - self.people.keys()
-        if not missing:
-            return
-        for person in self.session.scalars(select(Person).where(Person.tenant == self.tenant, Person.name.in_(missing))):
-            self.people[person.name] = person
-        new = [Person(tenant=self.tenant, name=name, folded=fold(name), reading_folded=reading(name))
-               for name in sorted(missing - self.people.keys())]
-        if new:
-            self.session.add_all(new)
-            self.session.flush()
-            self.people.update((person.name, person) for person in new)
+        self._meet(Person, names, self.people,
+                   lambda name: {"folded": fold(name), "reading_folded": reading(name)})
 
     def _meet_publishers(self, names):
-        missing = names - self.publishers.keys()
-        if not missing:
-            return
-        for publisher in self.session.scalars(
-            select(Publisher).where(Publisher.tenant == self.tenant, Publisher.name.in_(missing))
-        ):
-            self.publishers[publisher.name] = publisher
-        new = [Publisher(tenant=self.tenant, name=name, folded=fold(name))
-               for name in sorted(missing - self.publishers.keys())]
+        self._meet(Publisher, names, self.publishers, lambda name: {"folded": fold(name)})
+
+    def _meet(self, model, names, known, derived):
+        """Put the tenant's ``model`` rows (people or publishers) called ``names`` into ``known``, creating the
+        missing ones. A name that another import creates at the same moment is taken, not duplicated."""
+        missing = names - known.keys()
+        if missing:
+            known.update((row.name, row) for row in self.session.scalars(
+                select(model).where(model.tenant == self.tenant, model.name.in_(missing))))
+        new = sorted(missing - known.keys())
         if new:
-            self.session.add_all(new)
-            self.session.flush()
-            self.publishers.update((publisher.name, publisher) for publisher in new)
+            dialect = self.session.get_bind().dialect.name
+            insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model).values(
+                [{"tenant": self.tenant, "name": name, **derived(name)} for name in new])  # one statement
+            self.session.execute(insert_new.on_conflict_do_nothing(index_elements=["tenant", "name"]))
+            known.update((row.name, row) for row in self.session.scalars(
+                select(model).where(model.tenant == self.tenant, model.name.in_(new))))
 
 
 class ArrayIndex:

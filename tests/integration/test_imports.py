@@ -119,3 +119,22 @@ def test_marc21_and_marcxml_imports_load_good_records_and_explain_rejects(staff,
     assert kokoro[0]["publisher"] == "岩波書店" and kokoro[0]["published_year"] == 1989
     assert [hit["title"] for hit in hits(q=f"みやざわけんじ {tag}")] == [f"銀河鉄道の夜{tag}"]
     assert [hit["title"] for hit in hits(author="夏目漱石", q=tag)] == [f"心{tag}"]
+
+
+def test_imports_running_at_once_share_the_people_they_both_create(system):
+    """Two batches naming the same new authors at the same moment: both load, and each author exists once."""
+    import eventlet
+
+    authors = [unique("同時 作者") for _ in range(40)]
+
+    def batch(part):
+        with system.rpc() as rpc:
+            return rpc.catalog.import_works([
+                {"title": unique(f"同時の本{part} "), "authors": [{"name": authors[n % 40]}], "publisher": authors[0]}
+                for n in range(120)])
+
+    results = list(eventlet.GreenPool().imap(batch, range(3)))
+    assert [(result["added"], result["rejected"]) for result in results] == [(120, 0)] * 3
+    with system.rpc() as rpc:
+        found = rpc.catalog.search({"author": authors[7], "per_page": "100"})
+    assert found["total"] == 9 and {hit["authors"][0]["name"] for hit in found["items"]} == {authors[7]}

@@ -1,9 +1,11 @@
 """Reading MARC21 (ISO 2709 and MARCXML) into work records, with rejects for records that cannot be imported."""
 import io
 import tracemalloc
+from types import SimpleNamespace
 
 from pymarc import Field, Indicators, Record, Subfield, XMLWriter, record_to_xml
 
+from services.catalog.imports import READERS, import_file
 from services.catalog.marc import Imported, read_marc21, read_marcxml
 from services.catalog.schemas import WorkSchema
 
@@ -438,3 +440,35 @@ def test_memory_stays_bounded_over_a_large_file():
         tracemalloc.stop()
     assert (iso_works, xml_works) == (count, count)
     assert peak < 500_000, peak  # the files are about 3.4 MB and 4.9 MB
+
+
+class RecordingCatalogue:
+    """Stands for the catalogue's ``import_works`` RPC proxy: notes what is in flight when each batch is sent."""
+
+    def __init__(self):
+        self.sent, self.open, self.in_flight_at_send = [], [], []
+
+    def call_async(self, works):
+        self.sent.append([work["source_id"] for work in works])
+        self.in_flight_at_send.append(len(self.open))
+        reply = SimpleNamespace(result=lambda: self._finish(reply, works))
+        self.open.append(reply)
+        return reply
+
+    def _finish(self, reply, works):
+        self.open.remove(reply)
+        return {"added": len(works), "updated": 0, "errors": []}
+
+
+def test_an_import_keeps_batches_in_flight_but_never_one_record_in_two(monkeypatch):
+    source_ids = ["a", "b", "c", "d", "e", "f", "c", "g"]  # "c" twice: its second batch must wait
+    records = [Imported(position, {"title": "本", "source_id": source_id}, None)
+               for position, source_id in enumerate(source_ids)]
+    monkeypatch.setitem(READERS, "marcxml", lambda _stream: iter(records))
+    catalogue = RecordingCatalogue()
+    summary = import_file(None, "marcxml", catalogue, batch_size=2, in_flight=3)
+    assert summary == {"added": 8, "updated": 0, "rejected": 0, "errors": []}
+    assert catalogue.sent == [["a", "b"], ["c", "d"], ["e", "f"], ["c", "g"]]
+    # Up to three batches overlap, but ["c", "g"] waits until ["c", "d"] is saved (and the oldest before it).
+    assert catalogue.in_flight_at_send == [0, 1, 2, 1]
+    assert catalogue.open == []
