@@ -35,7 +35,7 @@ def tagged(field, codes):
     return {tag | code for code in codes}
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # ~2 KiB a name: the prolific authors and the publishers stay, ~16 MiB at most
 def name_grams(field, *folded_forms):
     """The tagged grams of a person's or publisher's name: the same names come back work after work."""
     return frozenset(tagged(field, set().union(*map(grams, folded_forms))))
