@@ -12,7 +12,9 @@ bulk, in the caller's transaction. Reading: ``search`` finds, ranks and pages th
 """
 from functools import lru_cache
 
-from sqlalchemy import BigInteger, case, delete, func, insert, or_, select, text, type_coerce, union, update
+from sqlalchemy import (
+    BigInteger, case, delete, exists, func, insert, or_, select, text, type_coerce, union, update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -164,11 +166,19 @@ class PostingIndex:
             session.execute(insert(WorkGram.__table__), postings)
 
     def holding(self, session, gram_sets):
+        counted = {}
+
         def postings(gram):  # counted only up to PROBE_LIMIT, through the index
-            return session.scalar(select(func.count()).select_from(
-                select(WorkGram.gram).where(WorkGram.gram == gram).limit(PROBE_LIMIT).subquery()))
+            if gram not in counted:
+                counted[gram] = session.scalar(select(func.count()).select_from(
+                    select(WorkGram.gram).where(WorkGram.gram == gram).limit(PROBE_LIMIT).subquery()))
+            return counted[gram]
         rarest = [min(gram_set, key=postings) for gram_set in gram_sets]
-        return Work.id.in_(select(WorkGram.work_id).where(WorkGram.gram.in_(rarest)))
+        if sum(map(postings, rarest)) < PROBE_LIMIT:  # few works: look them up
+            return Work.id.in_(select(WorkGram.work_id).where(WorkGram.gram.in_(rarest)))
+        # Many (の): SQLite would first collect every posting of an IN (...); checked work by work as the
+        # scan meets them instead, the first matches wanted come at once.
+        return exists().where(WorkGram.work_id == Work.id, WorkGram.gram.in_(rarest))
 
 
 def gram_index(session):
