@@ -28,6 +28,9 @@ _TAG_SHIFT = 42  # gram codes fit below 2**42; the field's tag goes above
 RESULT_CAP = 5_000  # matches ranked together; a broader query answers "more" and asks to be narrowed
 EXACT_CAP = 100  # works whose whole title is a word, ranked first even beyond RESULT_CAP
 PROBE_LIMIT = 5_000  # postings counted to find a word's rarest gram (SQLite)
+# Beyond this many postings of a word's rarest grams, collecting them costs more than checking works one by
+# one as a scan meets them (SQLite; measured at 200,000 and 1,000,000 works).
+COMMON_POSTINGS = 50_000
 WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "published_year", "ndc", "ddc", "subjects",
                "source_id")
 
@@ -166,18 +169,14 @@ class PostingIndex:
             session.execute(insert(WorkGram.__table__), postings)
 
     def holding(self, session, gram_sets):
-        counted = {}
-
-        def postings(gram):  # counted only up to PROBE_LIMIT, through the index
-            if gram not in counted:
-                counted[gram] = session.scalar(select(func.count()).select_from(
-                    select(WorkGram.gram).where(WorkGram.gram == gram).limit(PROBE_LIMIT).subquery()))
-            return counted[gram]
+        def postings(gram, limit=PROBE_LIMIT):  # counted only up to ``limit``, through the index
+            return session.scalar(select(func.count()).select_from(
+                select(WorkGram.gram).where(WorkGram.gram == gram).limit(limit).subquery()))
         rarest = [min(gram_set, key=postings) for gram_set in gram_sets]
-        if sum(map(postings, rarest)) < PROBE_LIMIT:  # few works: look them up
+        if sum(postings(gram, COMMON_POSTINGS) for gram in rarest) < COMMON_POSTINGS:
             return Work.id.in_(select(WorkGram.work_id).where(WorkGram.gram.in_(rarest)))
-        # Many (の): SQLite would first collect every posting of an IN (...); checked work by work as the
-        # scan meets them instead, the first matches wanted come at once.
+        # Very many (の): SQLite would first collect every posting of an IN (...), half a million at a million
+        # works; checked work by work as the scan meets them instead, the first matches come at once.
         return exists().where(WorkGram.work_id == Work.id, WorkGram.gram.in_(rarest))
 
 

@@ -140,7 +140,7 @@ def small_cap(system, monkeypatch):
     """A catalogue tenant of its own, searched in this process with RESULT_CAP 3, on the suite's database
     (on SQLite every gram counts as common, so the scan checks the postings work by work)."""
     monkeypatch.setattr("services.catalog.search.RESULT_CAP", 3)
-    monkeypatch.setattr("services.catalog.search.PROBE_LIMIT", 1)
+    monkeypatch.setattr("services.catalog.search.COMMON_POSTINGS", 1)
     engine = create_engine(system.database_urls["catalog"])
     with Session(engine) as session:
         tenant = unique("cap")
