@@ -1,7 +1,7 @@
 """Notices: a consumer of the loans service's events that tells patrons by e-mail that a hold is ready, a
 loan is due soon or overdue; patrons without an address are listed for the desk to phone. A notice is kept
 until it has been sent (failures are tried again, further apart each time) and deleted once it has been.
-It joined the system by subscribing: no emitter changed for it."""
+It learns of them by subscribing; the services that publish the events do not know it is there."""
 import logging
 import smtplib
 from datetime import timedelta

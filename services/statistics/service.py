@@ -1,7 +1,7 @@
 """Statistics: a consumer of the loans' and patrons' events that counts them into anonymous daily
 aggregates (check-outs, check-ins, renewals, holds placed, registrations) per library, patron category,
 age band, item type and NDC class, for the numbers libraries report to the national surveys (社会教育調査,
-日本の図書館). It joined the system by subscribing: no emitter changed for it."""
+日本の図書館). It only subscribes: it calls no service, and no service knows it is there."""
 import base64
 import io
 
