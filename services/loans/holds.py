@@ -32,7 +32,9 @@ class HoldQueues:
     def route_copy(self, barcode, work_id, home_library, here, today):
         """A copy is in hand at ``here`` (checked in, or its hold ended on this hold shelf): it serves the
         hold it travels for, else the first waiting hold on its work, else it goes home."""
-        hold = self.session.scalar(select(Hold).where(Hold.tenant == self.tenant, Hold.item_barcode == barcode))
+        hold = self.held_for(barcode)
+        if hold is not None and hold.status == "ready" and hold.pickup_library == here:
+            return self._routing(HOLD_SHELF, here, barcode, hold)  # scanned again on its hold shelf: nothing moves
         if hold is None:
             hold = self.first_waiting(work_id)
         if hold is not None:
@@ -47,6 +49,10 @@ class HoldQueues:
             return self._routing(SHELVE, here, barcode)
         self._send(barcode, here, home_library, today)
         return self._routing(TRANSIT, home_library, barcode)
+
+    def held_for(self, barcode):
+        """The hold a copy is kept or travelling for, if any."""
+        return self.session.scalar(select(Hold).where(Hold.tenant == self.tenant, Hold.item_barcode == barcode))
 
     def first_waiting(self, work_id):
         return self.session.scalar(select(Hold).where(

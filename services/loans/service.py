@@ -113,9 +113,10 @@ class LoansService:
         tenant, barcode, today = self.caller.tenant, item["barcode"], library_today()
         loan = self.db.scalar(select(Loan).where(Loan.tenant == tenant, Loan.item_barcode == barcode))
         queues = self._queues()
-        # A copy neither lent nor travelling is checked in to serve a hold (taken from the shelf for it).
+        # A copy neither lent nor travelling is checked in to serve a hold (taken from the shelf for it), or
+        # scanned again on the hold shelf.
         if loan is None and self.db.get(Transit, (tenant, barcode)) is None and \
-                queues.first_waiting(item["work_id"]) is None:
+                queues.held_for(barcode) is None and queues.first_waiting(item["work_id"]) is None:
             raise errors.ItemNotOnLoan(details={"item_barcode": barcode})
         late, returned = 0, None
         if loan is not None:

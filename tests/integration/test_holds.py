@@ -76,6 +76,12 @@ def test_a_returned_copy_serves_the_queue_in_order_through_transit_and_the_hold_
     ready_until = (library_today() + timedelta(days=7)).isoformat()
     assert (arrived["action"], arrived["hold"]["ready_until"]) == ("hold_shelf", ready_until)
     assert arrived["hold"] in hold_shelf(staff, "east")["on_shelf"]
+    # Days later the copy is scanned again on the hold shelf: it stays, and its pickup window is not renewed.
+    window_end = (library_today() + timedelta(days=3)).isoformat()
+    in_loans_database(system, "UPDATE holds SET ready_until = :day WHERE id = :id", day=window_end,
+                      id=arrived["hold"]["hold_id"])
+    again = check_in(staff, copy["barcode"], library="east").json()
+    assert (again["action"], again["hold"]["ready_until"]) == ("hold_shelf", window_end)
     assert [(hold["status"], hold["position"]) for hold in holds_of(staff, first)] == [("ready", 0)]
     wait_until(lambda: copy_status(staff, copy["barcode"]) == "on_hold_shelf", message="the copy's status")
 
