@@ -159,12 +159,14 @@ def test_words_are_intersected_whole_before_any_cap(small_cap):
     assert (total, len(works), more) == (3, 3, False)
 
 
-def test_a_broad_query_says_more_and_still_ranks_the_exact_title_first(small_cap):
+def test_a_broad_query_says_more_and_still_ranks_the_exact_title_first(system, small_cap):
     save, find = small_cap
     save([{"title": f"の本{n}"} for n in range(6)] + [{"title": "の"}])
     total, works, more = find("の")
-    assert more and works[0].title == "の"
-    assert total == len(works) == 4  # the first 3 found, and the exact title
+    assert more and works[0].title == "の" and total == len(works)
+    # The first 3 found, and the exact title unless it was among them: SQLite finds in the order saved (it
+    # was not), PostgreSQL's index scan in an order of its own.
+    assert len(works) == 4 if system.database_urls["catalog"].startswith("sqlite") else len(works) in (3, 4)
 
 
 def test_another_tenants_catalogue_is_invisible(system, catalogue):
