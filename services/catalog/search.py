@@ -146,10 +146,12 @@ class ArrayIndex:
     def write(self, session, work_ids, gram_sets, updated):
         pass  # written with the rows
 
-    def holding(self, session, gram_sets):
-        """Works holding all the grams of at least one of ``gram_sets``."""
+    def prepare(self, session):
         # The first matches found stand for a broad query's pool on every page: the same scan must find them.
         session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+
+    def holding(self, session, gram_sets):
+        """Works holding all the grams of at least one of ``gram_sets``."""
         grams_array = type_coerce(Work.grams, ARRAY(BigInteger))  # the column's PostgreSQL variant
         return or_(*(grams_array.contains(sorted(gram_set)) for gram_set in gram_sets))
 
@@ -167,6 +169,9 @@ class PostingIndex:
                     for gram in gram_set]
         if postings:
             session.execute(insert(WorkGram.__table__), postings)
+
+    def prepare(self, session):
+        pass  # a single scan on SQLite: its order is the same on every page
 
     def holding(self, session, gram_sets):
         def postings(gram, limit=PROBE_LIMIT):  # counted only up to ``limit``, through the index
@@ -225,6 +230,7 @@ def search(session, tenant, params):
     one of the words, are ranked and counted, the rest is left unread, and the OPAC asks to narrow the
     query (as Japanese OPACs do) instead of ranking a hundred thousand works for seconds."""
     index = gram_index(session)
+    index.prepare(session)
     conditions, ranked = [Work.tenant == tenant], []
     asked = [(word, FIELDS, True) for word in words(params.get("q", ""))]
     asked += [(word, (field,), field == "title") for field in FIELDS for word in words(params.get(field, ""))]

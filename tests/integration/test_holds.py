@@ -6,10 +6,10 @@ runs the daily pass as an operator would."""
 from datetime import timedelta
 
 import requests
-from sqlalchemy import create_engine, text
-
 from shiori.clock import library_today
-from support import add_copy, check_in, check_out, register_patron, unique, wait_until
+from support import (
+    add_copy, check_in, check_out, in_database, refused, register_patron, run_daily_pass, unique, wait_until,
+)
 
 
 def place_hold(staff, patron, work_ids, pickup="main", **extra):
@@ -28,28 +28,6 @@ def copy_status(staff, barcode):
 
 def hold_shelf(staff, library):
     return staff.get(f"{staff.base_url}/api/v1/libraries/{library}/hold-shelf", timeout=10).json()
-
-
-def in_loans_database(system, statement, **params):
-    engine = create_engine(system.database_urls["loans"])
-    with engine.begin() as connection:
-        rows = connection.execute(text(statement), params)
-        result = rows.fetchall() if rows.returns_rows else None
-    engine.dispose()
-    return result
-
-
-def run_daily_pass(system):
-    """Today's pass again, as an operator after an outage (the day's mark removed first)."""
-    in_loans_database(system, "DELETE FROM daily_passes")
-    with system.rpc() as rpc:
-        rpc.loans.run_daily_pass()
-
-
-def refused(response, code):
-    assert response.status_code == 409, response.text
-    assert response.json()["error"]["code"] == code
-    return response.json()["error"]
 
 
 def test_a_returned_copy_serves_the_queue_in_order_through_transit_and_the_hold_shelf(system, staff):
@@ -78,7 +56,7 @@ def test_a_returned_copy_serves_the_queue_in_order_through_transit_and_the_hold_
     assert arrived["hold"] in hold_shelf(staff, "east")["on_shelf"]
     # Days later the copy is scanned again on the hold shelf: it stays, and its pickup window is not renewed.
     window_end = (library_today() + timedelta(days=3)).isoformat()
-    in_loans_database(system, "UPDATE holds SET ready_until = :day WHERE id = :id", day=window_end,
+    in_database(system, "loans", "UPDATE holds SET ready_until = :day WHERE id = :id", day=window_end,
                       id=arrived["hold"]["hold_id"])
     again = check_in(staff, copy["barcode"], library="east").json()
     assert (again["action"], again["hold"]["ready_until"]) == ("hold_shelf", window_end)
@@ -90,7 +68,7 @@ def test_a_returned_copy_serves_the_queue_in_order_through_transit_and_the_hold_
     assert holds_of(staff, first) == []
     assert [hold["position"] for hold in holds_of(staff, second)] == [1]
     # The fulfilled hold left nothing that pairs the patron with the work (PRIVACY.md 2).
-    assert in_loans_database(system, "SELECT id FROM holds WHERE patron_id = :patron", patron=first["id"]) == []
+    assert in_database(system, "loans", "SELECT id FROM holds WHERE patron_id = :patron", patron=first["id"]) == []
 
 
 def test_a_copy_on_the_shelf_is_checked_in_to_serve_a_hold_and_passes_on_when_a_hold_ends(system, staff):
@@ -116,7 +94,7 @@ def test_a_copy_on_the_shelf_is_checked_in_to_serve_a_hold_and_passes_on_when_a_
         "code"] == "HOLD_NOT_FOUND"
 
     # The second patron does not come: the pickup window ends, and the copy goes back to the shelf.
-    in_loans_database(system, "UPDATE holds SET ready_until = :day WHERE patron_id = :patron",
+    in_database(system, "loans", "UPDATE holds SET ready_until = :day WHERE patron_id = :patron",
                       day=library_today() - timedelta(days=1), patron=second["id"])
     run_daily_pass(system)
     assert holds_of(staff, second) == []
@@ -143,7 +121,7 @@ def test_series_holds_activate_volume_by_volume_and_a_hold_lapses_after_its_date
     assert lapsing.status_code == 201
     run_daily_pass(system)
     assert len(holds_of(staff, other)) == 1  # not needed after today: still wanted today
-    in_loans_database(system, "UPDATE holds SET not_needed_after = :day WHERE patron_id = :patron",
+    in_database(system, "loans", "UPDATE holds SET not_needed_after = :day WHERE patron_id = :patron",
                       day=library_today() - timedelta(days=1), patron=other["id"])
     run_daily_pass(system)
     assert holds_of(staff, other) == []

@@ -8,10 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-
 from shiori.clock import library_today
-from support import add_copy, check_out, patron_fields, register_patron, unique, wait_until
+from support import add_copy, check_out, in_database, patron_fields, refused, register_patron, unique, wait_until
 
 TENANT = "rulecity"
 ADMIN = {"username": "rules-admin", "password": "a-long-rules-password", "role": "admin", "libraries": []}
@@ -87,21 +85,6 @@ class Desk:
 
     def loans(self, patron_id):
         return self.get(f"/patrons/{patron_id}/loans").json()["items"]
-
-    def in_database(self, service, statement, **params):
-        """Move time in a service's own database (a loan falls due, a card expires)."""
-        engine = create_engine(self.system.database_urls[service])
-        with engine.begin() as connection:
-            connection.execute(text(statement), params)
-        engine.dispose()
-
-
-def refused(response, code):
-    assert response.status_code == 409, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert any("\u3040" <= char <= "\u9fff" for char in error["message"]), error["message"]  # Japanese
-    return error
 
 
 def days_from_today(days):
@@ -210,7 +193,7 @@ def test_renewals_follow_the_settings_and_are_refused_with_the_reason(desk):
 
     other = desk.check_out(desk.patron()["card_number"], desk.copy()["barcode"]).json()
 
-    desk.in_database("loans", "UPDATE loans SET due_date = :due WHERE id = :id",
+    in_database(desk.system, "loans", "UPDATE loans SET due_date = :due WHERE id = :id",
                      due=library_today() - timedelta(days=2), id=other["loan_id"])
     refused(desk.post(f"/loans/{other['loan_id']}/renew"), "LOAN_OVERDUE")
     desk.put("/circulation-settings", {"renew_from": "today", "renewal_grace_days": 3,
@@ -226,7 +209,7 @@ def test_overdue_copies_stop_borrowing_and_a_late_return_suspends_for_as_many_da
     patron = desk.patron()
     late_copy, next_copy = desk.copy(), desk.copy()
     loan = desk.check_out(patron["card_number"], late_copy["barcode"]).json()
-    desk.in_database("loans", "UPDATE loans SET due_date = :due WHERE id = :id",
+    in_database(desk.system, "loans", "UPDATE loans SET due_date = :due WHERE id = :id",
                      due=library_today() - timedelta(days=5), id=loan["loan_id"])
 
     assert refused(desk.check_out(patron["card_number"], next_copy["barcode"]), "OVERDUE_ITEMS")["details"] == \
@@ -240,7 +223,7 @@ def test_overdue_copies_stop_borrowing_and_a_late_return_suspends_for_as_many_da
 def test_expired_suspended_and_lost_cards(desk):
     patron = desk.patron()
     copies = [desk.copy() for _ in range(3)]
-    desk.in_database("patrons", "UPDATE patrons SET expires_on = :day WHERE id = :id",
+    in_database(desk.system, "patrons", "UPDATE patrons SET expires_on = :day WHERE id = :id",
                      day=library_today() - timedelta(days=1), id=patron["id"])
     refused(desk.check_out(patron["card_number"], copies[0]["barcode"]), "CARD_EXPIRED")
     renewed = desk.post(f"/patrons/{patron['id']}/card-renewal").json()

@@ -3,10 +3,8 @@ consumer of the loans service's events that joined without any emitter changing.
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, text
-
 from shiori.clock import library_today
-from support import add_copy, check_in, check_out, register_patron, unique, wait_until
+from support import add_copy, check_in, check_out, in_database, register_patron, run_daily_pass, unique, wait_until
 
 DEFAULT_SETTINGS = {"include_titles": False, "templates": {}}
 
@@ -35,15 +33,6 @@ def mail_to(smtp_server, address, count=1):
                       timeout=30, message=f"mail to {address}")
 
 
-def run_daily_pass(system):
-    engine = create_engine(system.database_urls["loans"])
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM daily_passes"))
-    engine.dispose()
-    with system.rpc() as rpc:
-        rpc.loans.run_daily_pass()
-
-
 def test_a_ready_hold_is_told_by_mail_without_its_title_unless_the_library_chooses(system, staff, smtp_server):
     patron = reader(staff)
     work = hold_becomes_ready(staff, patron)
@@ -67,20 +56,16 @@ def test_reminders_of_due_and_overdue_loans_use_the_tenant_wording(system, staff
     wording = {"include_titles": False, "templates": {
         "due_soon": {"subject": "$library より: 返却日 $date", "body": "$name さん、$items 冊の返却日は $date です。"}}}
     assert staff.put(f"{staff.base_url}/api/v1/notice-settings", json=wording, timeout=10).status_code == 200
-    engine = create_engine(system.database_urls["loans"])
     soon = library_today() + timedelta(days=2)
-    with engine.begin() as connection:
-        connection.execute(text("UPDATE loans SET due_date = :day WHERE id = :id"), {"day": soon, "id": loan["loan_id"]})
+    in_database(system, "loans", "UPDATE loans SET due_date = :day WHERE id = :id", day=soon, id=loan["loan_id"])
     run_daily_pass(system)
     [due_soon] = mail_to(smtp_server, patron["email"])
     assert due_soon["Subject"] == f"試験市立図書館 より: 返却日 {soon.isoformat()}"
     assert due_soon.get_content().strip() == f"試験 花子 さん、1 冊の返却日は {soon.isoformat()} です。"
 
     overdue_since = library_today() - timedelta(days=1)
-    with engine.begin() as connection:
-        connection.execute(text("UPDATE loans SET due_date = :day WHERE id = :id"),
-                           {"day": overdue_since, "id": loan["loan_id"]})
-    engine.dispose()
+    in_database(system, "loans", "UPDATE loans SET due_date = :day WHERE id = :id", day=overdue_since,
+                id=loan["loan_id"])
     run_daily_pass(system)
     overdue = mail_to(smtp_server, patron["email"], count=2)[1]
     assert overdue["Subject"] == "【試験市立図書館】返却期限を過ぎた資料があります"
