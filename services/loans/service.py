@@ -96,6 +96,8 @@ class LoansService:
             self.db.delete(transit)
         self.db.add(loan)  # last: a second loan of the copy is refused at the commit, which undoes the rest
         commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
+        if own_hold is not None:
+            checkpoint(self.db)  # the ended hold's bytes leave the write-ahead log too (PRIVACY.md 2)
 
         self.publish("loan_created", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id,
@@ -239,6 +241,7 @@ class LoansService:
         """For a library's desk: holds waiting on its shelf (pickup window), copies to send elsewhere, and
         copies on its open shelves that waiting holds want (to take down and check in: the pull list)."""
         self._check_desk(library)
+        self.catalog.get_library(library)  # the library must exist
         tenant = self.caller.tenant
         ready = self.db.scalars(select(Hold).where(
             Hold.tenant == tenant, Hold.pickup_library == library, Hold.status == "ready")
@@ -417,6 +420,7 @@ class LoansService:
     @rpc
     def get_calendar(self, library):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
+        self.catalog.get_library(library)  # the library must exist
         row = self.db.get(LibraryCalendar, (self.caller.tenant, library))
         return {"closed_weekdays": row.closed_weekdays, "closures": row.closures} if row else \
             {"closed_weekdays": [], "closures": []}
