@@ -271,6 +271,15 @@ def proc_status(pid):
     return found
 
 
+def catalog_status(pids):
+    """VmRSS and VmHWM of the catalogue's processes added up (MiB), and how many there are."""
+    found = {"processes": len(pids)}
+    for status in map(proc_status, pids):
+        for key, value in status.items():
+            found[key] = round(found.get(key, 0) + value, 1)
+    return found
+
+
 def mib(size):
     return None if size is None else round(size / 2 ** 20, 1)
 
@@ -393,11 +402,11 @@ class Import:
     """Imports ``works`` records in batches, with one copy for a share of them; keeps its figures as it goes,
     so that an interrupted run still reports what was done."""
 
-    def __init__(self, rpc, catalogue, works, copy_share, catalog_pid, analyzer=None, in_flight=IN_FLIGHT):
+    def __init__(self, rpc, catalogue, works, copy_share, catalog_pids, analyzer=None, in_flight=IN_FLIGHT):
         self.rpc, self.catalogue, self.total = rpc, catalogue, works
         self.in_flight, self.sending, self.last_answer = in_flight, deque(), None
         self.analyzer = analyzer
-        self.copy_share, self.catalog_pid = copy_share, catalog_pid
+        self.copy_share, self.catalog_pids = copy_share, catalog_pids
         self.batch_times = []  # (records, seconds in import_works)
         self.item_times = []  # (copies, seconds in add_items)
         self.wall_marks = []  # (works done, seconds since the start)
@@ -410,7 +419,7 @@ class Import:
 
     def run(self, stopping):
         self.started = time.monotonic()
-        self.cpu_before = cpu_seconds(self.catalog_pid) if self.catalog_pid else None
+        self.cpu_before = self._catalog_cpu()
         self.machine_before = machine_cpu()
         report_every = max(self.total // 20, BATCH_SIZE)
         reported = 0
@@ -443,6 +452,10 @@ class Import:
             self._settle()
         self._flush_items(force=True)
         return self.summary()
+
+    def _catalog_cpu(self):
+        seconds = [cpu_seconds(pid) for pid in self.catalog_pids]
+        return None if not seconds or None in seconds else sum(seconds)
 
     def done(self):
         return sum(count for count, _seconds in self.batch_times)
@@ -482,7 +495,7 @@ class Import:
 
     def _progress(self, done):
         elapsed = time.monotonic() - self.started
-        memory = proc_status(self.catalog_pid) if self.catalog_pid else {}
+        memory = catalog_status(self.catalog_pids)
         say(f"  {done:>9,} works  {elapsed:7.0f} s  wall {done / elapsed:5.0f} works/s  import_works "
             f"{rate(self.batch_times[-20:]):5.0f}/s (last 20 batches)  copies {self.items_added:,} "
             f"({rate(self.item_times[-10:]) or 0:4.0f}/s)  catalog RSS {memory.get('VmRSS', '?')} MiB  "
@@ -512,8 +525,9 @@ class Import:
         }
         if self.analyzer is not None and self.analyzer.databases is not None:
             result["statistics"] = self.analyzer.summary()
-        if self.catalog_pid and self.cpu_before is not None and cpu_seconds(self.catalog_pid) is not None:
-            result["catalog_cpu_percent"] = round(100 * (cpu_seconds(self.catalog_pid) - self.cpu_before) / wall, 1)
+        cpu_after = self._catalog_cpu()
+        if self.cpu_before is not None and cpu_after is not None:
+            result["catalog_cpu_percent"] = round(100 * (cpu_after - self.cpu_before) / wall, 1)
         machine_after = machine_cpu()
         if self.machine_before and machine_after and machine_after[1] > self.machine_before[1]:
             result["machine_cpu_percent"] = round(
@@ -595,6 +609,7 @@ def print_table(report):
     imp, size = report.get("import") or {}, report.get("index") or {}
     say("")
     say(f"== catalogue benchmark, {report['database']}, {report['works']:,} works, {report['cpus']} CPUs, "
+        f"{report['catalog_processes']} catalogue process(es), "
         f"code {report['code']['commit']}{' (+ local changes)' if report['code']['services_changed_since'] else ''} ==")
     if imp:
         say(f"import: {imp['works']:,} works in {imp['import_works_seconds']} s of import_works "
@@ -669,6 +684,9 @@ def parse_args(argv=None):
                         help="stop a query class after this long even if --queries are not done (default 300)")
     parser.add_argument("--copy-share", type=float, default=0.2, help="share of works with one copy (default 0.2)")
     parser.add_argument("--seed", type=int, default=20240501)
+    parser.add_argument("--catalog-processes", type=int,
+                        help="catalogue processes (SHIORI_REPLICAS; default 2 on PostgreSQL, 1 on SQLite, which has "
+                             "one writer), each fed two import batches at once")
     parser.add_argument("--rpc-timeout", type=float, default=600.0,
                         help="SHIORI_RPC_TIMEOUT for the system (default 600, so slow searches are measured, not "
                              "cut at the services' default of 5 s, and never overlap; those over 5 s are counted)")
@@ -683,6 +701,10 @@ def parse_args(argv=None):
     parser.add_argument("--hold", type=float, default=0,
                         help="keep the system up this many seconds after the searches, for inspection (Ctrl-C ends)")
     args = parser.parse_args(argv)
+    if args.catalog_processes is None:
+        args.catalog_processes = 2 if args.database == "postgresql" else 1
+    if args.catalog_processes < 1 or (args.catalog_processes > 1 and args.database == "sqlite"):
+        parser.error("--catalog-processes: 1 on SQLite, at least 1 on PostgreSQL")
     if args.works < 1000:
         parser.error("--works: at least 1000")
     if not 0 <= args.copy_share <= 1:
@@ -704,6 +726,7 @@ def main(argv=None):
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
         "batch_size": BATCH_SIZE, "copy_share": args.copy_share, "seed": args.seed,
+        "catalog_processes": args.catalog_processes,
         "queries_per_class": args.queries, "rpc_timeout": args.rpc_timeout, "code": code_version(),
     }
     exit_code = 0
@@ -730,14 +753,13 @@ def main(argv=None):
             say(f"databases {', '.join(databases.names.values())}")
 
         system = System(data_dir, free_port(), amqp_uri, database_urls)
-        system.env.update({"SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port()),
+        system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}", "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port()),
                            "SHIORI_RPC_TIMEOUT": f"{args.rpc_timeout:g}"})
         began = time.monotonic()
         base_url = system.start()
         report["startup_seconds"] = round(time.monotonic() - began, 1)
-        processes = system.processes()
-        catalog_pid = processes.get("catalog")
-        say(f"system up at {base_url} in {report['startup_seconds']} s; catalog service pid {catalog_pid}")
+        catalog_pids = [pid for name, pid in system.processes().items() if name.split("-")[0] == "catalog"]
+        say(f"system up at {base_url} in {report['startup_seconds']} s; catalog service pids {catalog_pids}")
 
         config = {"AMQP_URI": amqp_uri}
         with ClusterRpcProxy(config, context_data=RPC_CONTEXT, timeout=900) as rpc:
@@ -750,13 +772,14 @@ def main(argv=None):
                 say("WARNING: this PostgreSQL runs with autovacuum off, so no table would ever get statistics: "
                     "the benchmark runs ANALYZE whenever the works grew by 10%, and VACUUM at the end, as "
                     "autovacuum would (--pg-analyze off to see the system without)")
-            importing = Import(rpc, catalogue, args.works, args.copy_share, catalog_pid, analyzer)
+            importing = Import(rpc, catalogue, args.works, args.copy_share, catalog_pids, analyzer,
+                               in_flight=IN_FLIGHT * args.catalog_processes)
             report["import"] = importing.run(stopping)
             isbn_samples = importing.isbn_samples
         imp = report["import"]
         say(f"imported {imp['works']:,} works in {imp['import_works_seconds']} s ({imp['works_per_s']} works/s, "
             f"last 10% {imp['works_per_s_last_10pct']}/s), {imp['items']:,} copies in {imp['add_items_seconds']} s")
-        report["catalog_memory"] = {"after_import": proc_status(catalog_pid)}
+        report["catalog_memory"] = {"after_import": catalog_status(catalog_pids)}
         if args.database == "postgresql" and args.pg_analyze != "off":
             began = time.perf_counter()
             analyzer.analyze(vacuum=True)  # what autovacuum does within minutes of a bulk load
@@ -783,7 +806,7 @@ def main(argv=None):
                               + (f" (「{entry['first'][:24]}」…)" if entry.get("first") else "")
                               for entry in entries[:3])
             say(f"  {name:<14} {shown}")
-        report["catalog_memory"]["end"] = proc_status(catalog_pid)
+        report["catalog_memory"]["end"] = catalog_status(catalog_pids)
         report["service_memory_end"] = {name: proc_status(pid) for name, pid in system.processes().items()}
         if args.hold > 0:
             say(f"holding the system for {args.hold:g} s (Ctrl-C ends) ...")
@@ -803,7 +826,7 @@ def main(argv=None):
         stopping.set()
         if importing is not None and "import" not in report and importing.started is not None:
             report["import"] = importing.summary()  # interrupted: what was done so far
-            report["catalog_memory"] = {"at_interruption": proc_status(catalog_pid)}
+            report["catalog_memory"] = {"at_interruption": catalog_status(catalog_pids)}
         if system is not None:
             say("stopping the system ...")
             try:

@@ -281,15 +281,17 @@ class System:
                     self.service_pids.append(pid)
 
     def processes(self):
-        """{name: pid} of the launcher's services ("patrons", ...) and of this benchmark ("bench-client")."""
+        """{name: pid} of the launcher's services ("patrons", ..., "catalog-2") and of this benchmark ("bench-client")."""
         found = {"bench-client": os.getpid()}
         for pid in self.service_pids:
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"serve" in argv:
-                found[argv[argv.index(b"serve") + 1].decode()] = pid
+            if b"serve" in argv:  # a service's second process is "<name>-2", as the launcher names its log
+                name = argv[argv.index(b"serve") + 1].decode()
+                replica = sum(1 for known in found if known.split("-")[0] == name) + 1
+                found[name if replica == 1 else f"{name}-{replica}"] = pid
         return found
 
     def stop(self):

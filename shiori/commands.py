@@ -121,7 +121,7 @@ def load_demo(rpc, out):
 
 def import_records(stream, file_format, tenant, environ=None):
     """Import a file into the tenant's catalogue, showing progress on stderr; answers the exit status."""
-    from services.catalog.imports import import_file
+    from services.catalog.imports import IN_FLIGHT, import_file
 
     def progress(summary, rate):
         done = summary["added"] + summary["updated"] + summary["rejected"]
@@ -130,7 +130,8 @@ def import_records(stream, file_format, tenant, environ=None):
 
     with operator_rpc(tenant, 300, environ) as rpc:
         wait_for(rpc, ("catalog",))
-        summary = import_file(stream, file_format, rpc.catalog.import_works, progress)
+        summary = import_file(stream, file_format, rpc.catalog.import_works, progress,
+                              in_flight=int((environ or os.environ).get("SHIORI_IMPORT_IN_FLIGHT", IN_FLIGHT)))
     print(file=sys.stderr)
     print(json.dumps(summary, ensure_ascii=False, indent=1))
     return 0

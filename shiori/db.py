@@ -3,12 +3,13 @@
 SQLite (the embedded default) is set up so that deleted rows do not linger: ``secure_delete`` overwrites
 freed cells, and ``checkpoint`` empties the write-ahead log, which otherwise keeps old page images.
 """
+import json
 import zlib
 from datetime import timezone
 from pathlib import Path
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -63,6 +64,23 @@ def create_schema(engine, metadata):
             lock_id = zlib.crc32(",".join(sorted(metadata.tables)).encode())
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
         metadata.create_all(connection)
+
+
+def insert_rows(session, table, rows):
+    """Insert ``rows`` (dicts with the same keys) into ``table`` in one statement; answers the new rows' ids
+    in row order. On PostgreSQL the rows travel as one JSON parameter that the server unpacks into the
+    table's row type: psycopg2 and SQLAlchemy adapting thousands of parameters one by one took a quarter of
+    a bulk import's time, and the server does it in C in its own process."""
+    if session.get_bind().dialect.name != "postgresql":
+        return list(session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
+    quote = session.get_bind().dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in rows[0])
+    name = quote(table.name)
+    # Ids come from the table's sequence in the order the rows are inserted, the order of the JSON array.
+    inserted = session.execute(text(
+        f"INSERT INTO {name} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{name}, :rows)"
+        f" WITH ORDINALITY ORDER BY ordinality RETURNING id"), {"rows": json.dumps(rows, ensure_ascii=False)})
+    return sorted(inserted.scalars())
 
 
 def commit_unique(session, conflict):

@@ -17,6 +17,10 @@ from shiori.serve import SERVICE_NAMES
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 15
+# Services that may run as several processes taking calls and events from the same queues: the catalogue,
+# whose bulk imports are one core's work per process. The others run once: the gateways listen on a port,
+# and timers (notices' retries, the daily pass) and the chained access record have not been shown safe twice.
+REPLICABLE = ("catalog",)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -77,9 +81,25 @@ class System:
         self.processes = {}
         self.stopping = False
 
-    def start(self, name):
-        log = open(self.data_dir / "logs" / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen(
+    def replicas(self):
+        """How many processes each service runs: ``SHIORI_REPLICAS=catalog=2`` runs two catalogue processes.
+        Not on SQLite: it has one writer, so the processes would only wait for each other."""
+        counts = dict.fromkeys(SERVICE_NAMES, 1)
+        for entry in filter(None, self.env.get("SHIORI_REPLICAS", "").replace(" ", "").split(",")):
+            name, _, count = entry.partition("=")
+            if name not in REPLICABLE or not count.isdigit() or not 1 <= int(count) <= 16:
+                raise ValueError(f"SHIORI_REPLICAS: {entry!r} is not <service>=<1 to 16> for one of "
+                                 f"{', '.join(REPLICABLE)}")
+            if int(count) > 1 and not self.env.get(f"SHIORI_{name.upper()}_DATABASE_URL", "").startswith("postgresql"):
+                raise ValueError(f"SHIORI_REPLICAS: {name} runs on SQLite, which has one writer; "
+                                 "its replicas need PostgreSQL")
+            counts[name] = int(count)
+        return counts
+
+    def start(self, name, replica=1):
+        process_name = name if replica == 1 else f"{name}-{replica}"
+        log = open(self.data_dir / "logs" / f"{process_name}.log", "ab")
+        self.processes[process_name] = subprocess.Popen(
             [sys.executable, "-m", "shiori", "serve", name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent,
         )
@@ -120,6 +140,13 @@ class System:
 def run(environ=None):
     die_with_parent()
     system = System(os.environ if environ is None else environ)
+    try:
+        replicas = system.replicas()
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if replicas["catalog"] > 1:  # enough import batches in flight to keep every catalogue process busy
+        system.env.setdefault("SHIORI_IMPORT_IN_FLIGHT", str(2 * replicas["catalog"]))
     if not broker_reachable(system.env["AMQP_URI"]):
         print(f"No RabbitMQ answers at {urlsplit(system.env['AMQP_URI']).netloc.split('@')[-1]}.\n"
               "Start one with `scripts/ensure-broker` (make run does), or `docker compose up -d rabbitmq`.",
@@ -132,8 +159,9 @@ def run(environ=None):
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        for name in SERVICE_NAMES:
-            system.start(name)
+        for name, count in replicas.items():
+            for replica in range(1, count + 1):
+                system.start(name, replica)
         print(f"starting {', '.join(SERVICE_NAMES)} (logs in {system.data_dir / 'logs'}) ...", flush=True)
         if not system.wait_until_healthy():
             if not system.stopping:

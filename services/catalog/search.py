@@ -13,11 +13,12 @@ bulk, in the caller's transaction. Reading: ``search`` finds, ranks and pages th
 from functools import lru_cache
 
 from sqlalchemy import (
-    BigInteger, case, delete, exists, func, insert, or_, select, text, type_coerce, union, update,
+    BigInteger, bindparam, case, delete, exists, func, insert, or_, select, text, type_coerce, union, update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from shiori.db import insert_rows
 from services.catalog.models import Contributor, Item, Library, Person, Publisher, Work, WorkGram
 from services.catalog.rules import escape_like, normalize_isbn
 from services.catalog.text import fold, grams, query_grams, reading, words
@@ -69,12 +70,8 @@ class Cataloguer:
         new = [position for position in range(len(records)) if position not in existing]
         ids = dict(existing)
         if new:
-            # Core, not the ORM's bulk insert: that one splits the rows into a statement per set of non-null
-            # columns, a few rows each.
-            works = Work.__table__
-            inserted = self.session.execute(
-                insert(works).returning(works.c.id, sort_by_parameter_order=True), [rows[p] for p in new])
-            ids.update(zip(new, inserted.scalars()))
+            # Not the ORM's bulk insert: that one splits the rows into a statement per set of non-null columns.
+            ids.update(zip(new, insert_rows(self.session, Work.__table__, [rows[p] for p in new])))
         if existing:
             self.session.execute(update(Work), [dict(rows[p], id=work_id) for p, work_id in existing.items()])
             updated = list(existing.values())
@@ -84,7 +81,7 @@ class Cataloguer:
             for position, record in enumerate(records) for rank, author in enumerate(record.get("authors", []))
         ]
         if credits:
-            self.session.execute(insert(Contributor.__table__), credits)
+            insert_rows(self.session, Contributor.__table__, credits)
         index.write(self.session, [ids[position] for position in range(len(records))], gram_sets,
                     list(existing.values()))
         return [ids[position] for position in range(len(records))]
@@ -113,27 +110,32 @@ class Cataloguer:
                 | (name_grams("publisher", publisher.folded) if publisher else set()))
 
     def _meet_people(self, names):
-        self._meet(Person, names, self.people,
+        self._meet(Person, (Person.folded, Person.reading_folded), names, self.people,
                    lambda name: {"folded": fold(name), "reading_folded": reading(name)})
 
     def _meet_publishers(self, names):
-        self._meet(Publisher, names, self.publishers, lambda name: {"folded": fold(name)})
+        self._meet(Publisher, (Publisher.folded,), names, self.publishers, lambda name: {"folded": fold(name)})
 
-    def _meet(self, model, names, known, derived):
-        """Put the tenant's ``model`` rows (people or publishers) called ``names`` into ``known``, creating the
-        missing ones. A name that another import creates at the same moment is taken, not duplicated."""
+    def _meet(self, model, columns, names, known, derived):
+        """Put the tenant's ``model`` rows (people or publishers: their id and ``columns``) called ``names`` into
+        ``known``, creating the missing ones. A name that another import creates at the same moment is taken,
+        not duplicated. Plain rows, not ORM objects: a batch meets hundreds of names."""
+        named = select(model.name, model.id, *columns).where(
+            model.tenant == self.tenant, model.name.in_(bindparam("names", expanding=True)))
+
+        def read(wanted):
+            known.update((row.name, row) for row in self.session.execute(named, {"names": sorted(wanted)}))
+
         missing = names - known.keys()
         if missing:
-            known.update((row.name, row) for row in self.session.scalars(
-                select(model).where(model.tenant == self.tenant, model.name.in_(missing))))
+            read(missing)
         new = sorted(missing - known.keys())
         if new:
             dialect = self.session.get_bind().dialect.name
             insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model).values(
                 [{"tenant": self.tenant, "name": name, **derived(name)} for name in new])  # one statement
             self.session.execute(insert_new.on_conflict_do_nothing(index_elements=["tenant", "name"]))
-            known.update((row.name, row) for row in self.session.scalars(
-                select(model).where(model.tenant == self.tenant, model.name.in_(new))))
+            read(new)
 
 
 class ArrayIndex:
@@ -141,7 +143,7 @@ class ArrayIndex:
 
     def attach(self, rows, gram_sets):
         for row, gram_set in zip(rows, gram_sets):
-            row["grams"] = sorted(gram_set)
+            row["grams"] = list(gram_set)
 
     def write(self, session, work_ids, gram_sets, updated):
         pass  # written with the rows

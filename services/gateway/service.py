@@ -5,6 +5,7 @@ import base64
 import csv
 import io
 
+from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
 from services.catalog.imports import import_file
@@ -30,6 +31,7 @@ class GatewayService(CatalogueRoutes):
     catalog = ServiceRpc("catalog")
     statistics = ServiceRpc("statistics")
     notices = ServiceRpc("notices")
+    config = Config()
 
     @route("POST", "/api/v1/auth/token", public=True)
     def staff_token(self, request):
@@ -180,7 +182,8 @@ class GatewayService(CatalogueRoutes):
     def import_works(self, request):
         """Bulk import (?format=aozora-csv|marc21|marcxml); the file is the raw request body."""
         params = load(ImportQuerySchema(), request.args.to_dict())
-        return import_file(request.stream, params["format"], self.catalog.import_works)
+        return import_file(request.stream, params["format"], self.catalog.import_works,
+                           in_flight=int(self.config["IMPORT_IN_FLIGHT"]))
 
     @route("POST", "/api/v1/items")
     def add_item(self, request):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from services.catalog.aozora import AOZORA_INDEX
@@ -138,3 +139,34 @@ def test_imports_running_at_once_share_the_people_they_both_create(system):
     with system.rpc() as rpc:
         found = rpc.catalog.search({"author": authors[7], "per_page": "100"})
     assert found["total"] == 9 and {hit["authors"][0]["name"] for hit in found["items"]} == {authors[7]}
+
+
+def test_a_second_catalogue_process_takes_its_share_of_an_import(system):
+    """Catalogue processes (SHIORI_REPLICAS, PostgreSQL only) take calls from the same queue: the batches an
+    import keeps in flight are saved by both at once, and every record lands once, with its people once."""
+    if system.database_urls["catalog"].startswith("sqlite"):
+        pytest.skip("catalogue replicas need PostgreSQL (SQLite has one writer)")
+    from nameko.runners import ServiceRunner
+    from nameko.testing.services import entrypoint_waiter
+
+    from shiori.config import load_config
+    from shiori.serve import service_class
+
+    second = ServiceRunner(load_config("catalog", system.environ))
+    second.add_service(service_class("catalog"))
+    second.start()
+    authors = [unique("分担 作者") for _ in range(7)]
+    batches = [[{"title": unique(f"分担の本{part} "), "authors": [{"name": authors[n % 7]}]} for n in range(60)]
+               for part in range(4)]
+    try:
+        containers = [*system.runners["catalog"].containers, *second.containers]
+        with system.rpc() as rpc:
+            with entrypoint_waiter(containers[0], "import_works"), entrypoint_waiter(containers[1], "import_works"):
+                replies = [rpc.catalog.import_works.call_async(batch) for batch in batches]
+                results = [reply.result() for reply in replies]
+            found = rpc.catalog.search({"author": authors[3], "per_page": "100"})
+    finally:
+        second.stop()
+    assert [(result["added"], result["rejected"]) for result in results] == [(60, 0)] * 4
+    assert len({work_id for result in results for work_id in result["work_ids"]}) == 240
+    assert found["total"] == 4 * 9 and {hit["authors"][0]["name"] for hit in found["items"]} == {authors[3]}
