@@ -82,6 +82,11 @@ def test_japanese_aware_matching(system, catalogue, query, expected):
 def test_words_must_all_match(system, catalogue):
     assert titles(system, q="夏目 こころ") == ["こころ"]
     assert titles(system, q="夏目 ガラス") == []
+    # Each word may match in any field: three words (every choice of fields spelled out on PostgreSQL), and
+    # four (beyond that, one condition per word).
+    assert titles(system, q="夏目 こころ 岩波") == ["こころ"]
+    assert titles(system, q="岩波 漱石 こころ 夏目") == ["こころ"]
+    assert titles(system, q="岩波 漱石 こころ 早川") == []
 
 
 def test_ranking_exact_then_prefix_then_substring_then_people(system, catalogue):
