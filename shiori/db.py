@@ -70,7 +70,11 @@ def insert_rows(session, table, rows):
     """Insert ``rows`` (dicts with the same keys) into ``table`` in one statement; answers the new rows' ids
     in row order. On PostgreSQL the rows travel as one JSON parameter that the server unpacks into the
     table's row type: psycopg2 and SQLAlchemy adapting thousands of parameters one by one took a quarter of
-    a bulk import's time, and the server does it in C in its own process."""
+    a bulk import's time, and the server does it in C in its own process. Every column with a default is
+    given: the server knows only its own defaults, not the model's."""
+    defaulted = [column.key for column in table.columns if column.default is not None and column.key not in rows[0]]
+    if defaulted:
+        raise ValueError(f"insert_rows into {table.name}: give {', '.join(defaulted)}")
     if session.get_bind().dialect.name != "postgresql":
         return list(session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars())
     quote = session.get_bind().dialect.identifier_preparer.quote

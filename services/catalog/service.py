@@ -1,7 +1,7 @@
 """The catalogue: libraries, works and copies, and which copies are on the shelf. Holds no personal data,
 so the public catalogue (OPAC) can be served from it alone."""
 from marshmallow import ValidationError
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from services.catalog import errors
 from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant, Work
@@ -11,7 +11,7 @@ from services.catalog.schemas import (
     TenantSchema, WorkSchema,
 )
 from services.catalog.search import Cataloguer, search
-from shiori.db import Database, commit_unique
+from shiori.db import Database, commit_unique, insert_rows
 from shiori.errors import load
 from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
@@ -152,7 +152,7 @@ class CatalogService:
         self.caller.require(CATALOGUERS)
         item = self._new_item(load(ITEM_SCHEMA, payload))
         commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
-        self._announce_items([item])
+        self._announce_items([(item.barcode, item.item_type, item.work_id, item.library.code)])
         return _dump_item(item)
 
     @rpc
@@ -182,15 +182,14 @@ class CatalogService:
             taken.add(data["barcode"])
             rows.append({"tenant": tenant, "barcode": data["barcode"], "work_id": data["work_id"],
                          "library_id": libraries[data["library"]], "call_number": data.get("call_number"),
-                         "shelf_location": data.get("shelf_location"), "on_loan": False})
+                         "item_type": data["item_type"], "shelf_location": data.get("shelf_location"),
+                         "on_loan": False, "shelf_status": "available", "due_date": None, "loan_status_as_of": None})
         if rows:
-            self.db.execute(insert(Item.__table__), rows)
+            insert_rows(self.db, Item.__table__, rows)
         self.db.commit()
-        if rows:
-            codes = {library_id: code for code, library_id in libraries.items()}
-            self.publish("items_added", tenant, {"items": [
-                {"item_barcode": row["barcode"], "work_id": row["work_id"], "library": codes[row["library_id"]]}
-                for row in rows]})
+        codes = {library_id: code for code, library_id in libraries.items()}
+        self._announce_items([(row["barcode"], row["item_type"], row["work_id"], codes[row["library_id"]])
+                              for row in rows])
         return {"added": len(rows), "rejected": len(rejects), "errors": sorted(rejects, key=lambda r: r["record"])}
 
     def _new_item(self, data):
@@ -203,11 +202,11 @@ class CatalogService:
         return item
 
     def _announce_items(self, items):
+        """``items_added`` for (barcode, item type, work id, library code) of copies just committed."""
         if items:
             self.publish("items_added", self.caller.tenant, {"items": [
-                {"item_barcode": item.barcode, "item_type": item.item_type, "work_id": item.work_id,
-                 "library": item.library.code}
-                for item in items]})
+                {"item_barcode": barcode, "item_type": item_type, "work_id": work_id, "library": library}
+                for barcode, item_type, work_id, library in items]})
 
     @rpc
     def get_item(self, barcode):

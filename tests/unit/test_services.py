@@ -208,6 +208,17 @@ def test_bulk_copies_report_each_rejected_one(catalog):
         catalog.get_item("K2")
 
 
+def test_bulk_copies_keep_their_item_type_and_say_it(catalog):
+    work = catalog.add_work({"title": "広辞苑"})
+    catalog.add_items([{"barcode": "R1", "work_id": work["id"], "library": "main", "item_type": "reference"},
+                       {"barcode": "B1", "work_id": work["id"], "library": "main"}])
+    assert {item.barcode: item.item_type for item in catalog.db.query(Item)} == {"R1": "reference", "B1": "book"}
+    event_type, _tenant, payload = catalog.publish.call_args.args
+    assert event_type == "items_added"
+    assert [(item["item_barcode"], item["item_type"]) for item in payload["items"]] == [("R1", "reference"),
+                                                                                        ("B1", "book")]
+
+
 def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
     from services.patrons.service import ADDRESS_FACTOR
     from shiori.errors import TooManyAttempts
