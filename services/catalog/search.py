@@ -136,7 +136,7 @@ class Cataloguer:
         new = sorted(missing - known.keys())
         if new:
             dialect = self.session.get_bind().dialect.name
-            insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model).values(
+            insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__).values(
                 [{"tenant": self.tenant, "name": name, **derived(name)} for name in new])  # one statement
             self.session.execute(insert_new.on_conflict_do_nothing(index_elements=["tenant", "name"]))
             read(new)
