@@ -83,7 +83,8 @@ class Work(Base):
     people_key: Mapped[str] = mapped_column(Text, default="")
     # The search index on PostgreSQL (services/catalog/search.py): the work's grams under a GIN index, which
     # intersects them itself. SQLite has no such index; there the same grams are rows of work_grams.
-    grams: Mapped[list | None] = mapped_column(JSON().with_variant(GramArray(), "postgresql"))
+    # Deferred: only the database reads it; a work loaded for display would carry a hundred numbers along.
+    grams: Mapped[list | None] = mapped_column(JSON().with_variant(GramArray(), "postgresql"), deferred=True)
 
     publisher_entry: Mapped["Publisher | None"] = relationship(lazy="joined")
     authors: Mapped[list["Contributor"]] = relationship(
