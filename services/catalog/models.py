@@ -62,7 +62,7 @@ class Work(Base):
                       Index("works_reading_folded", "reading_folded", postgresql_using="hash"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"))  # led by the unique (tenant, …) index
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"), index=True)
     title: Mapped[str] = mapped_column(String(1000))
     subtitle: Mapped[str | None] = mapped_column(String(1000))
     responsibility: Mapped[str | None] = mapped_column(String(1000))
@@ -160,7 +160,7 @@ class Item(Base):
     __table_args__ = (UniqueConstraint("tenant", "barcode"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"))  # led by the unique (tenant, …) index
+    tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"), index=True)
     barcode: Mapped[str] = mapped_column(String(32))
     work_id: Mapped[int] = mapped_column(ForeignKey("works.id"), index=True)
     library_id: Mapped[int] = mapped_column(ForeignKey("libraries.id"), index=True)
