@@ -753,7 +753,8 @@ def main(argv=None):
             say(f"databases {', '.join(databases.names.values())}")
 
         system = System(data_dir, free_port(), amqp_uri, database_urls)
-        system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}", "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port()),
+        system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}",
+                           "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port()),
                            "SHIORI_RPC_TIMEOUT": f"{args.rpc_timeout:g}"})
         began = time.monotonic()
         base_url = system.start()

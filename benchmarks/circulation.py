@@ -281,7 +281,8 @@ class System:
                     self.service_pids.append(pid)
 
     def processes(self):
-        """{name: pid} of the launcher's services ("patrons", ..., "catalog-2") and of this benchmark ("bench-client")."""
+        """{name: pid} of the launcher's services ("patrons", ..., a second catalogue "catalog-2") and of this
+        benchmark ("bench-client")."""
         found = {"bench-client": os.getpid()}
         for pid in self.service_pids:
             try:
