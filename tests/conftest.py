@@ -200,10 +200,15 @@ class RunningSystem:
         self.runners = {}
 
     def start(self, name):
+        self.runners[name] = self.another(name)
+
+    def another(self, name):
+        """One more started process-alike of a service, sharing its queues (as SHIORI_REPLICAS runs it); the
+        caller stops it."""
         runner = ServiceRunner(load_config(name, {**self.environ, **self.keys}))
         runner.add_service(service_class(name))
         runner.start()
-        self.runners[name] = runner
+        return runner
 
     def stop(self, name):
         self.runners.pop(name).stop()

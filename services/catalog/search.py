@@ -66,9 +66,10 @@ class Cataloguer:
         existing = existing or {}
         self._meet_people({author["name"] for record in records for author in record.get("authors", [])})
         self._meet_publishers({record["publisher"] for record in records if record.get("publisher")})
-        rows = [self._row(record) for record in records]
+        credited = [[self.people[author["name"]] for author in record.get("authors", [])] for record in records]
+        rows = [self._row(record, people) for record, people in zip(records, credited)]
         index = gram_index(self.session)
-        gram_sets = [self._grams(row, record) for row, record in zip(rows, records)]
+        gram_sets = [self._grams(row, record, people) for row, record, people in zip(rows, records, credited)]
         index.attach(rows, gram_sets)
         new = [position for position in range(len(records)) if position not in existing]
         ids = dict(existing)
@@ -89,7 +90,7 @@ class Cataloguer:
                     list(existing.values()))
         return [ids[position] for position in range(len(records))]
 
-    def _row(self, record):
+    def _row(self, record, people):
         row = {field: record.get(field) for field in WORK_FIELDS}
         row.update(
             tenant=self.tenant,
@@ -100,13 +101,11 @@ class Cataloguer:
             reading_folded=fold(record["title_reading"]) if record.get("title_reading") else reading(record["title"]),
         )
         row["title_key"] = FIELD_SEPARATOR.join((row["title_folded"], fold(row["subtitle"]), row["reading_folded"]))
-        people = [self.people[author["name"]] for author in record.get("authors", [])]
         row["people_key"] = FIELD_SEPARATOR.join(part for person in people for part in (person.folded,
                                                                                          person.reading_folded))
         return row
 
-    def _grams(self, row, record):
-        people = [self.people[author["name"]] for author in record.get("authors", [])]
+    def _grams(self, row, record, people):
         publisher = self.publishers[record["publisher"]] if record.get("publisher") else None
         return (tagged("title", grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"]))
                 | set().union(*(name_grams("author", person.folded, person.reading_folded) for person in people))

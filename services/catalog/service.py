@@ -183,7 +183,7 @@ class CatalogService:
             rows.append({"tenant": tenant, "barcode": data["barcode"], "work_id": data["work_id"],
                          "library_id": libraries[data["library"]], "call_number": data.get("call_number"),
                          "item_type": data["item_type"], "shelf_location": data.get("shelf_location"),
-                         "on_loan": False, "shelf_status": "available", "due_date": None, "loan_status_as_of": None})
+                         "on_loan": False, "shelf_status": "available"})
         if rows:
             insert_rows(self.db, Item.__table__, rows)
         self.db.commit()

@@ -146,15 +146,9 @@ def test_a_second_catalogue_process_takes_its_share_of_an_import(system):
     import keeps in flight are saved by both at once, and every record lands once, with its people once."""
     if system.database_urls["catalog"].startswith("sqlite"):
         pytest.skip("catalogue replicas need PostgreSQL (SQLite has one writer)")
-    from nameko.runners import ServiceRunner
     from nameko.testing.services import entrypoint_waiter
 
-    from shiori.config import load_config
-    from shiori.serve import service_class
-
-    second = ServiceRunner(load_config("catalog", system.environ))
-    second.add_service(service_class("catalog"))
-    second.start()
+    second = system.another("catalog")
     authors = [unique("分担 作者") for _ in range(7)]
     batches = [[{"title": unique(f"分担の本{part} "), "authors": [{"name": authors[n % 7]}]} for n in range(60)]
                for part in range(4)]
