@@ -697,7 +697,7 @@ def parse_args(argv=None):
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/catalogue-<database>-<works>.json)")
-    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and databases")
     parser.add_argument("--hold", type=float, default=0,
                         help="keep the system up this many seconds after the searches, for inspection (Ctrl-C ends)")
     args = parser.parse_args(argv)

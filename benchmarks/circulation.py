@@ -654,7 +654,7 @@ def parse_args(argv=None):
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results file (default benchmarks/results/circulation-<database>.json)")
-    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory (logs)")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory (logs) and databases")
     args = parser.parse_args(argv)
     try:
         args.levels = [int(part) for part in args.clients.split(",") if part.strip()]
@@ -692,8 +692,11 @@ def stop_main_on_signals():
 
 
 def release(databases, vhost, data_dir, keep_data):
-    """Drop the throwaway databases and vhost, and remove the data directory unless asked to keep it."""
-    if databases is not None:
+    """Drop the throwaway vhost, and the databases and data directory unless asked to keep them (to inspect
+    a large catalogue without building it again)."""
+    if keep_data and databases is not None and databases.created:
+        say(f"kept databases {databases.created}")
+    elif databases is not None:
         try:
             databases.drop()
         except Exception as error:  # noqa: BLE001 - whatever failed, the rest must still be cleaned up

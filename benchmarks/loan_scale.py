@@ -120,7 +120,7 @@ def parse_args(argv=None):
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/loan-scale-<database>.json)")
-    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and databases")
     return parser.parse_args(argv)
 
 
