@@ -56,10 +56,13 @@ class Work(Base):
     """A bibliographic record (書誌)."""
 
     __tablename__ = "works"
-    # Exact titles and readings are looked up directly when a query matches too many works to rank them all.
+    # Titles and readings equal to a word or starting with it are looked up directly, ahead of a query's
+    # other matches (services/catalog/search.py). PostgreSQL: text_pattern_ops, so LIKE 'word%' uses the
+    # index whatever the database's collation; SQLite compares bytes, and is asked for a range.
     __table_args__ = (UniqueConstraint("tenant", "source_id"),
-                      Index("works_title_folded", "title_folded", postgresql_using="hash"),
-                      Index("works_reading_folded", "reading_folded", postgresql_using="hash"))
+                      Index("works_title_folded", "title_folded", postgresql_ops={"title_folded": "text_pattern_ops"}),
+                      Index("works_reading_folded", "reading_folded",
+                            postgresql_ops={"reading_folded": "text_pattern_ops"}))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(ForeignKey("tenants.code"), index=True)
