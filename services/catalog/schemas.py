@@ -39,7 +39,7 @@ class WorkSchema(Schema):
     subtitle = fields.String(allow_none=True, validate=validate.Length(max=1000))
     responsibility = fields.String(allow_none=True, validate=validate.Length(max=1000))
     title_reading = fields.String(allow_none=True, validate=validate.Length(max=1000))
-    authors = fields.List(fields.Nested(ContributorSchema), load_default=list, validate=validate.Length(max=50))
+    authors = fields.Nested(ContributorSchema, many=True, load_default=list, validate=validate.Length(max=50))
     publisher = fields.String(allow_none=True, validate=validate.Length(max=500))
     published_year = fields.Integer(allow_none=True, validate=validate.Range(1, 2200))
     isbn = fields.String(allow_none=True, validate=validate.Length(max=32))

@@ -40,15 +40,22 @@ WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "publishe
                "source_id")
 
 
+def field_tag(field):
+    return FIELDS.index(field) << _TAG_SHIFT
+
+
+TITLE_TAG = field_tag("title")
+
+
 def tagged(field, codes):
-    tag = FIELDS.index(field) << _TAG_SHIFT
+    tag = field_tag(field)
     return {tag | code for code in codes}
 
 
 @lru_cache(maxsize=8192)  # ~2 KiB a name: the prolific authors and the publishers stay, ~16 MiB at most
 def name_grams(field, *folded_forms):
     """The tagged grams of a person's or publisher's name: the same names come back work after work."""
-    return frozenset(tagged(field, set().union(*map(grams, folded_forms))))
+    return frozenset().union(*(grams(form, field_tag(field)) for form in folded_forms))
 
 
 class Cataloguer:
@@ -107,10 +114,14 @@ class Cataloguer:
         return row
 
     def _grams(self, row, record, people):
-        publisher = self.publishers[record["publisher"]] if record.get("publisher") else None
-        return (tagged("title", grams(row["title_folded"]) | grams(fold(row["subtitle"])) | grams(row["reading_folded"]))
-                | set().union(*(name_grams("author", person.folded, person.reading_folded) for person in people))
-                | (name_grams("publisher", publisher.folded) if publisher else set()))
+        indexed = grams(row["title_folded"], TITLE_TAG)
+        indexed |= grams(fold(row["subtitle"]), TITLE_TAG)
+        indexed |= grams(row["reading_folded"], TITLE_TAG)
+        for person in people:
+            indexed |= name_grams("author", person.folded, person.reading_folded)
+        if record.get("publisher"):
+            indexed |= name_grams("publisher", self.publishers[record["publisher"]].folded)
+        return indexed
 
     def _meet_people(self, names):
         self._meet(Person, (Person.folded, Person.reading_folded), names, self.people,
@@ -135,9 +146,11 @@ class Cataloguer:
         new = sorted(missing - known.keys())
         if new:
             dialect = self.session.get_bind().dialect.name
-            insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__).values(
-                [{"tenant": self.tenant, "name": name, **derived(name)} for name in new])  # one statement
-            self.session.execute(insert_new.on_conflict_do_nothing(index_elements=["tenant", "name"]))
+            insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__)
+            # Many rows to one statement compiled once (SQLAlchemy's "insertmanyvalues"), not a VALUES list
+            # compiled anew for every batch.
+            self.session.execute(insert_new.on_conflict_do_nothing(index_elements=["tenant", "name"]),
+                                 [{"tenant": self.tenant, "name": name, **derived(name)} for name in new])
             read(new)
 
 

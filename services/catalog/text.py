@@ -53,10 +53,10 @@ def gram_code(first, second=None):
     return (ord(first) << _CODE_BITS) | (ord(second) if second else 0)
 
 
-def grams(folded_text):
+def grams(folded_text, tag=0):
     """The integer grams indexing ``folded_text``: each bigram and each character (as gram_code makes them,
-    inlined: an import computes about a hundred per work)."""
-    points = [ord(char) << _CODE_BITS for char in folded_text]
+    inlined: an import computes about a hundred per work), with ``tag`` (the field's, above the codes) set."""
+    points = [tag | ord(char) << _CODE_BITS for char in folded_text]
     codes = set(points)
     codes.update(first | ord(second) for first, second in zip(points, folded_text[1:]))
     return codes
