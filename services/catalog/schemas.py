@@ -1,5 +1,5 @@
 """What the catalogue accepts and returns, and the events it publishes (docs/events.md)."""
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from services.catalog.rules import normalize_isbn
 from services.catalog.text import words
@@ -19,6 +19,17 @@ class LibrarySchema(Schema):
     code = fields.String(required=True, validate=CODE)
     name = fields.String(required=True, validate=validate.Length(1, 200))
     kind = fields.String(required=True, validate=validate.OneOf(LIBRARY_KINDS))
+
+
+class Isbn(fields.String):
+    """An ISBN-10 or ISBN-13, hyphens and spaces allowed, checked, and loaded as its ISBN-13."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        isbn = normalize_isbn(text) if len(text) <= 32 else None
+        if isbn is None:
+            raise ValidationError("not a valid ISBN-10 or ISBN-13")
+        return isbn
 
 
 class ContributorSchema(Schema):
@@ -42,7 +53,7 @@ class WorkSchema(Schema):
     authors = fields.Nested(ContributorSchema, many=True, load_default=list, validate=validate.Length(max=50))
     publisher = fields.String(allow_none=True, validate=validate.Length(max=500))
     published_year = fields.Integer(allow_none=True, validate=validate.Range(1, 2200))
-    isbn = fields.String(allow_none=True, validate=validate.Length(max=32))
+    isbn = Isbn(allow_none=True)
     ndc = fields.String(
         allow_none=True, validate=validate.Regexp(r"^\d{1,3}(\.\d{1,6})?$", error="an NDC class such as 913.6")
     )
@@ -53,11 +64,6 @@ class WorkSchema(Schema):
                            validate=validate.Length(max=50))
     source_id = fields.String(allow_none=True, validate=validate.Length(max=100))
     availability = fields.List(fields.Nested(AvailabilitySchema), dump_only=True)
-
-    @validates("isbn")
-    def isbn_has_a_valid_check_digit(self, value, **_):
-        if value is not None and normalize_isbn(value) is None:
-            raise ValidationError("not a valid ISBN-10 or ISBN-13")
 
 
 # A copy's kind, as loan rules tell them apart; a reference copy is never lent.

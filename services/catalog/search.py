@@ -103,7 +103,7 @@ class Cataloguer:
         row.update(
             tenant=self.tenant,
             subjects=record.get("subjects") or [],
-            isbn=normalize_isbn(record["isbn"]) if record.get("isbn") else None,
+            isbn=record.get("isbn"),  # normalised to ISBN-13 by the schema
             publisher_id=self.publishers[record["publisher"]].id if record.get("publisher") else None,
             title_folded=fold(record["title"]),
             reading_folded=fold(record["title_reading"]) if record.get("title_reading") else reading(record["title"]),

@@ -3,8 +3,10 @@ from datetime import date
 from types import SimpleNamespace
 
 import pytest
+from marshmallow import ValidationError
 
 from services.catalog.rules import availability, escape_like, normalize_isbn
+from services.catalog.schemas import WorkSchema
 from services.loans.rules import (
     Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
 )
@@ -123,6 +125,18 @@ def test_days_the_check_in_library_was_closed_after_the_due_date_are_not_late():
 ])
 def test_isbns_are_checked_and_normalised_to_13_digits(raw, expected):
     assert normalize_isbn(raw) == expected
+
+
+@pytest.mark.parametrize("raw, loaded", [
+    ("4-00-310112-X", "9784003101124"), (None, None),
+    ("978-4-00-310112-5", "not a valid ISBN-10 or ISBN-13"), ("", "not a valid ISBN-10 or ISBN-13"),
+    ("9" * 33, "not a valid ISBN-10 or ISBN-13"), (9784003101124, "Not a valid string."),
+])
+def test_a_work_s_isbn_is_loaded_as_its_isbn_13_or_refused(raw, loaded):
+    try:
+        assert WorkSchema().load({"title": "こころ", "isbn": raw})["isbn"] == loaded
+    except ValidationError as error:
+        assert error.messages == {"isbn": [loaded]}
 
 
 def test_like_patterns_take_metacharacters_literally():
