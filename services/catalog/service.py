@@ -10,8 +10,8 @@ from services.catalog.schemas import (
     PUBLISHED_EVENTS, CopyStatusEventSchema, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchQuerySchema,
     TenantSchema, WorkSchema,
 )
-from services.catalog.search import Cataloguer, search
-from shiori.db import Database, commit_unique, insert_rows
+from services.catalog.search import Cataloguer, KnownNames, search
+from shiori.db import ContainerCache, Database, commit_unique, insert_rows
 from shiori.errors import load
 from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
@@ -29,6 +29,7 @@ class CatalogService:
     name = "catalog"
 
     db = Database(Base.metadata)
+    known_names = ContainerCache(KnownNames)
     caller = Caller()
     publish = EventPublisher(PUBLISHED_EVENTS)
 
@@ -110,7 +111,7 @@ class CatalogService:
         ) if source_ids else {}
         existing = {position: known[record["source_id"]] for position, record in enumerate(unique)
                     if record.get("source_id") in known}
-        work_ids = Cataloguer(self.db, tenant).save(unique, existing)
+        work_ids = Cataloguer(self.db, tenant, self.known_names).save(unique, existing)
         self.db.commit()
         added = [work_id for position, work_id in enumerate(work_ids) if position not in existing]
         self.publish("works_saved", tenant, {"added": added, "updated": list(existing.values())})

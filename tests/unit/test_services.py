@@ -1,12 +1,15 @@
 """Service methods with nameko.testing's worker_factory: a real SQLite session, other services replaced."""
+import re
 from datetime import date, datetime, timedelta, timezone
 from unittest.mock import call
 
 import pytest
 from nameko.testing.services import worker_factory
+from sqlalchemy import event
 
 from services.catalog.errors import ItemNotFound
-from services.catalog.models import Base as CatalogBase, Item, Library, Tenant, Work
+from services.catalog.models import Base as CatalogBase, Contributor, Item, Library, Person, Tenant, Work
+from services.catalog.search import Cataloguer, KnownNames
 from services.catalog.service import CatalogService
 from services.loans.errors import ItemAlreadyOnLoan, ItemNotOnLoan
 from services.loans.models import Base as LoansBase, Loan, Suspension
@@ -158,7 +161,8 @@ def test_staff_log_in_with_the_right_password_only(patrons):
 
 @pytest.fixture
 def catalog(sqlite_session):
-    service = worker_factory(CatalogService, db=sqlite_session(CatalogBase.metadata), caller=CALLER)
+    service = worker_factory(CatalogService, db=sqlite_session(CatalogBase.metadata), caller=CALLER,
+                             known_names=KnownNames())
     service.db.add_all([Tenant(code="kaizu", name="海津市"), Library(tenant="kaizu", code="main", name="本館",
                                                                       kind="main")])
     service.db.commit()
@@ -192,6 +196,28 @@ def test_a_reimport_updates_instead_of_duplicating(catalog):
     second = catalog.import_works([dict(record, title="新題")])
     assert (second["added"], second["updated"]) == (0, 1)
     assert [work.title for work in catalog.db.query(Work)] == ["新題"]
+
+
+def test_people_met_before_are_not_looked_up_again_and_a_batch_rolled_back_is_forgotten(catalog):
+    statements = []
+    event.listen(catalog.db.get_bind(), "before_cursor_execute",
+                 lambda _conn, _cursor, sql, *_args: statements.append(sql))
+    catalog.import_works([{"title": "こころ", "authors": [{"name": "夏目 漱石"}], "publisher": "岩波書店"}])
+    names_asked = re.compile(r"\b(FROM|INTO) (people|publishers)\b")
+    assert any(names_asked.search(sql) for sql in statements)
+    statements.clear()
+    catalog.import_works([{"title": "門", "authors": [{"name": "夏目 漱石"}], "publisher": "岩波書店"}])
+    assert statements and not any(names_asked.search(sql) for sql in statements)
+
+    cataloguer = Cataloguer(catalog.db, "kaizu", catalog.known_names)
+    cataloguer.save([{"title": "舞姫", "authors": [{"name": "森 鷗外", "role": "author"}]}])
+    catalog.db.rollback()  # the batch failed: the person it made is gone, and must not be remembered
+    catalog.import_works([{"title": "高瀬舟", "authors": [{"name": "森 鷗外"}]}])
+    ogai = catalog.db.query(Person).filter_by(name="森 鷗外").one()
+    assert [credit.person_id for credit in catalog.db.query(Contributor).join(Work).filter(Work.title == "高瀬舟")] \
+        == [ogai.id]
+    assert [author["name"] for work in catalog.search({"q": "もりおうがい"})["items"] for author in work["authors"]] \
+        == ["森 鷗外"]
 
 
 def test_bulk_copies_report_each_rejected_one(catalog):
