@@ -687,6 +687,9 @@ def parse_args(argv=None):
     parser.add_argument("--catalog-processes", type=int,
                         help="catalogue processes (SHIORI_REPLICAS; default 2 on PostgreSQL, 1 on SQLite, which has "
                              "one writer), each fed two import batches at once")
+    parser.add_argument("--in-flight", type=int, default=IN_FLIGHT,
+                        help=f"import batches sent at once per catalogue process (default {IN_FLIGHT}, as "
+                             "SHIORI_IMPORT_IN_FLIGHT under make run)")
     parser.add_argument("--rpc-timeout", type=float, default=600.0,
                         help="SHIORI_RPC_TIMEOUT for the system (default 600, so slow searches are measured, not "
                              "cut at the services' default of 5 s, and never overlap; those over 5 s are counted)")
@@ -705,6 +708,8 @@ def parse_args(argv=None):
         args.catalog_processes = 2 if args.database == "postgresql" else 1
     if args.catalog_processes < 1 or (args.catalog_processes > 1 and args.database == "sqlite"):
         parser.error("--catalog-processes: 1 on SQLite, at least 1 on PostgreSQL")
+    if args.in_flight < 1:
+        parser.error("--in-flight: at least 1")
     if args.works < 1000:
         parser.error("--works: at least 1000")
     if not 0 <= args.copy_share <= 1:
@@ -774,7 +779,7 @@ def main(argv=None):
                     "the benchmark runs ANALYZE whenever the works grew by 10%, and VACUUM at the end, as "
                     "autovacuum would (--pg-analyze off to see the system without)")
             importing = Import(rpc, catalogue, args.works, args.copy_share, catalog_pids, analyzer,
-                               in_flight=IN_FLIGHT * args.catalog_processes)
+                               in_flight=args.in_flight * args.catalog_processes)
             report["import"] = importing.run(stopping)
             isbn_samples = importing.isbn_samples
         imp = report["import"]

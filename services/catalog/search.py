@@ -16,8 +16,7 @@ from itertools import product
 from math import prod
 
 from sqlalchemy import (
-    BigInteger, and_, bindparam, case, delete, event, exists, func, literal, or_, select, text, type_coerce, union,
-    update,
+    BigInteger, and_, bindparam, case, delete, exists, func, literal, or_, select, text, type_coerce, union, update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -90,8 +89,8 @@ class Cataloguer:
     """Saves works for one tenant in one session, creating people and publishers as it meets them. Works,
     credits and grams are written with bulk statements: an import of a million records is mostly this.
     With ``known_names`` (KnownNames), people and publishers met before are not looked up again, and those
-    met now are remembered once the session commits: a batch rolled back leaves no id behind that the
-    database does not hold."""
+    met now are remembered when the caller says that the session committed (``committed``): a batch rolled
+    back leaves no id behind that the database does not hold."""
 
     def __init__(self, session, tenant, known_names=None):
         self.session = session
@@ -99,12 +98,12 @@ class Cataloguer:
         self.people = {}
         self.publishers = {}
         self.known_names = known_names
-        if known_names is not None:
-            event.listen(session, "after_commit", self._remember_names, once=True)
 
-    def _remember_names(self, _session):
-        self.known_names.remember(Person, self.tenant, self.people)
-        self.known_names.remember(Publisher, self.tenant, self.publishers)
+    def committed(self):
+        """The session committed what ``save`` wrote: the people and publishers it met are remembered."""
+        if self.known_names is not None:
+            self.known_names.remember(Person, self.tenant, self.people)
+            self.known_names.remember(Publisher, self.tenant, self.publishers)
 
     def save(self, records, existing=None):
         """Add or update works from validated records; ``existing`` maps a record's position to the id of

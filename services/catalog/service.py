@@ -111,8 +111,10 @@ class CatalogService:
         ) if source_ids else {}
         existing = {position: known[record["source_id"]] for position, record in enumerate(unique)
                     if record.get("source_id") in known}
-        work_ids = Cataloguer(self.db, tenant, self.known_names).save(unique, existing)
+        cataloguer = Cataloguer(self.db, tenant, self.known_names)
+        work_ids = cataloguer.save(unique, existing)
         self.db.commit()
+        cataloguer.committed()
         added = [work_id for position, work_id in enumerate(work_ids) if position not in existing]
         self.publish("works_saved", tenant, {"added": added, "updated": list(existing.values())})
         return work_ids, len(added)
