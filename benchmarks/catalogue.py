@@ -6,8 +6,8 @@ Starts the whole system (``python -m shiori run``, SHIORI_DEMO=0) with fresh dat
 RabbitMQ vhost, the way benchmarks/circulation.py does (its helpers are reused). Builds a deterministic
 catalogue of N works composed from the real Aozora Bunko index shipped with the catalog service (real titles
 combined with each other, volume numbers and editions, real authors and translators, real publishers, random
-valid ISBN-13s, NDC classes), imports it with ``catalog.import_works`` in batches of 500 and gives a share of
-the works one copy (``catalog.add_items``). Reports the import rate, the size of the index and the catalog
+valid ISBN-13s, NDC classes), imports it with ``catalog.import_works`` in the import command's batches and gives
+a share of the works one copy (``catalog.add_items``). Reports the import rate, the size of the index and the catalog
 service's memory. Then measures search latency through the gateway (``GET /api/v1/search``) for a fixed
 query mix drawn from the same data, per class of query. Everything it starts is stopped and removed at the
 end, also on Ctrl-C and on errors. Only 127.0.0.1 is used. See benchmarks/README.md.
@@ -52,12 +52,11 @@ from circulation import (  # noqa: E402
 )
 from figures import latency_summary  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
-from services.catalog.imports import IN_FLIGHT  # noqa: E402
+from services.catalog.imports import BATCH_SIZE, IN_FLIGHT  # noqa: E402
 from services.catalog.rules import _isbn13_check  # noqa: E402
 from services.catalog.text import fold, reading  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
-BATCH_SIZE = 500  # what services.catalog.imports.import_file sends per import_works call
 LIBRARIES = (
     {"code": "bench-main", "name": "ベンチ中央図書館", "kind": "main"},
     {"code": "bench-east", "name": "ベンチ東分館", "kind": "branch"},
