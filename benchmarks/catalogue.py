@@ -47,8 +47,8 @@ import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from circulation import (  # noqa: E402
-    LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, free_port, http_session, local_only,
-    machine_cpu, release, say, stop_main_on_signals, with_vhost, write_report,
+    LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, ended_early, free_port, http_session,
+    local_only, machine_cpu, release, say, stop_main_on_signals, with_vhost, write_report,
 )
 from figures import latency_summary  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
@@ -674,6 +674,19 @@ def fmt(value, width=8):
 # --- main -------------------------------------------------------------------------------------------
 
 
+def add_catalog_processes(parser):
+    parser.add_argument("--catalog-processes", type=int,
+                        help="catalogue processes (SHIORI_REPLICAS; default 2 on PostgreSQL, 1 on SQLite, which has "
+                             "one writer), each fed two import batches at once")
+
+
+def check_catalog_processes(parser, args):
+    if args.catalog_processes is None:
+        args.catalog_processes = 2 if args.database == "postgresql" else 1
+    if args.catalog_processes < 1 or (args.catalog_processes > 1 and args.database == "sqlite"):
+        parser.error("--catalog-processes: 1 on SQLite, at least 1 on PostgreSQL")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--works", type=int, default=1_000_000, help="works to import (default 1000000)")
@@ -683,9 +696,7 @@ def parse_args(argv=None):
                         help="stop a query class after this long even if --queries are not done (default 300)")
     parser.add_argument("--copy-share", type=float, default=0.2, help="share of works with one copy (default 0.2)")
     parser.add_argument("--seed", type=int, default=20240501)
-    parser.add_argument("--catalog-processes", type=int,
-                        help="catalogue processes (SHIORI_REPLICAS; default 2 on PostgreSQL, 1 on SQLite, which has "
-                             "one writer), each fed two import batches at once")
+    add_catalog_processes(parser)
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT,
                         help=f"import batches sent at once per catalogue process (default {IN_FLIGHT}, as "
                              "SHIORI_IMPORT_IN_FLIGHT under make run)")
@@ -703,10 +714,7 @@ def parse_args(argv=None):
     parser.add_argument("--hold", type=float, default=0,
                         help="keep the system up this many seconds after the searches, for inspection (Ctrl-C ends)")
     args = parser.parse_args(argv)
-    if args.catalog_processes is None:
-        args.catalog_processes = 2 if args.database == "postgresql" else 1
-    if args.catalog_processes < 1 or (args.catalog_processes > 1 and args.database == "sqlite"):
-        parser.error("--catalog-processes: 1 on SQLite, at least 1 on PostgreSQL")
+    check_catalog_processes(parser, args)
     if args.in_flight < 1:
         parser.error("--in-flight: at least 1")
     if args.works < 1000:
@@ -818,15 +826,8 @@ def main(argv=None):
             deadline = time.monotonic() + args.hold
             while time.monotonic() < deadline and not stopping.is_set():
                 time.sleep(1)
-    except Stop as stop:
-        say(f"\ninterrupted ({stop}): cleaning up")
-        exit_code = 130
-    except Exception as error:  # noqa: BLE001
-        import traceback
-
-        traceback.print_exc()
-        say(f"\nbenchmark failed: {type(error).__name__}: {error}")
-        exit_code = 1
+    except (Stop, Exception) as error:  # noqa: BLE001
+        exit_code = ended_early(error)
     finally:
         stopping.set()
         if importing is not None and "import" not in report and importing.started is not None:

@@ -33,6 +33,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import urlsplit, urlunsplit  # noqa: E402
@@ -691,6 +692,17 @@ def stop_main_on_signals():
     return stopping
 
 
+def ended_early(error):
+    """Says why a benchmark ended before its end and answers its exit status: 130 when it was stopped (Ctrl-C,
+    SIGTERM), 1 when something failed (with the traceback)."""
+    if isinstance(error, Stop):
+        say(f"\ninterrupted ({error}): cleaning up")
+        return 130
+    traceback.print_exception(error)
+    say(f"\nbenchmark failed: {type(error).__name__}: {error}")
+    return 1
+
+
 def release(databases, vhost, data_dir, keep_data):
     """Drop the throwaway vhost, and the databases and data directory unless asked to keep them (to inspect
     a large catalogue without building it again)."""
@@ -813,12 +825,8 @@ def main(argv=None):
             result["events"] = settle(admin, amqp_uri, clients[level], stopping)
             report["levels"].append(result)
             print_level(result)
-    except Stop as stop:
-        say(f"\ninterrupted ({stop}): cleaning up")
-        exit_code = 130
-    except Exception as error:  # noqa: BLE001
-        say(f"\nbenchmark failed: {type(error).__name__}: {error}")
-        exit_code = 1
+    except (Stop, Exception) as error:  # noqa: BLE001
+        exit_code = ended_early(error)
     finally:
         stopping.set()
         if system is not None:
