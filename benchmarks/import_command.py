@@ -64,7 +64,8 @@ def write_marc21(catalogue, works, path):
             record.add_field(Field(tag="245", indicators=["1", "0"], subfields=title))
             for person in work["authors"]:
                 role = [Subfield("e", "訳")] if person["role"] == "translator" else []
-                record.add_field(Field(tag="700", indicators=["1", " "], subfields=[Subfield("a", person["name"])] + role))
+                record.add_field(Field(tag="700", indicators=["1", " "],
+                                       subfields=[Subfield("a", person["name"])] + role))
             published = [Subfield("b", work["publisher"])] if work.get("publisher") else []
             record.add_field(Field(tag="264", indicators=[" ", "1"],
                                    subfields=published + [Subfield("c", str(work["published_year"]))]))
