@@ -341,10 +341,11 @@ class Analyzer:
         self.analyzed_at = 0
         self.runs, self.seconds = 0, 0.0
         if databases is not None and mode != "off":
-            self.autovacuum = self._query("SHOW autovacuum")[0][0] == "on"
+            self.autovacuum = self.query("SHOW autovacuum")[0][0] == "on"
             self.emulate = not self.autovacuum
 
-    def _query(self, sql):
+    def query(self, sql):
+        """Rows of one statement on the catalogue's database, on a connection of its own (autocommit)."""
         import psycopg2
 
         connection = psycopg2.connect(host=self.databases.host, port=self.databases.port,
@@ -360,7 +361,7 @@ class Analyzer:
 
     def analyze(self, vacuum=False):
         began = time.perf_counter()
-        self._query("VACUUM (ANALYZE)" if vacuum else "ANALYZE")
+        self.query("VACUUM (ANALYZE)" if vacuum else "ANALYZE")
         self.runs += 1
         self.seconds += time.perf_counter() - began
 
@@ -677,7 +678,7 @@ def fmt(value, width=8):
 def add_catalog_processes(parser):
     parser.add_argument("--catalog-processes", type=int,
                         help="catalogue processes (SHIORI_REPLICAS; default 2 on PostgreSQL, 1 on SQLite, which has "
-                             "one writer), each fed two import batches at once")
+                             "one writer)")
 
 
 def check_catalog_processes(parser, args):

@@ -73,21 +73,7 @@ def write_marc21(catalogue, works, path):
     return path.stat().st_size
 
 
-def works_so_far(databases):
-    """The highest work id (cheap through the primary key), standing for how many works were saved."""
-    import psycopg2
-
-    connection = psycopg2.connect(host=databases.host, port=databases.port, user=databases.user,
-                                  dbname=databases.names["catalog"], connect_timeout=10)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM works")
-            return cursor.fetchone()[0]
-    finally:
-        connection.close()
-
-
-def run_import(system, marc_path, analyzer, databases, stopping):
+def run_import(system, marc_path, analyzer, stopping):
     """Runs the import command to its end; answers its summary, last progress line, wall seconds, rusage and
     peak memory (MiB, VmHWM as last seen while it ran)."""
     command = [sys.executable, "-m", "shiori", "import", "--format", "marc21", "--tenant", TENANT, str(marc_path)]
@@ -101,7 +87,8 @@ def run_import(system, marc_path, analyzer, databases, stopping):
             if stopping.is_set():
                 raise Stop("stopping")
             if analyzer.emulate:
-                analyzer.after_batch(works_so_far(databases))
+                # the highest work id (read through the primary key) stands for the works saved so far
+                analyzer.after_batch(analyzer.query("SELECT COALESCE(MAX(id), 0) FROM works")[0][0])
             time.sleep(1)
             peak = proc_status(process.pid).get("VmHWM", peak)  # none once it has exited
     except BaseException:
@@ -166,7 +153,7 @@ def main(argv=None):
         say(f"system up; importing with python -m shiori import ({args.catalog_processes} catalogue processes"
             + (", ANALYZE emulated: the server runs autovacuum off" if analyzer.emulate else "") + ") ...")
         catalog_before, machine_before = sum(map(cpu_seconds, catalog_pids)), machine_cpu()
-        summary, last_progress, wall, usage, peak = run_import(system, marc_path, analyzer, databases, stopping)
+        summary, last_progress, wall, usage, peak = run_import(system, marc_path, analyzer, stopping)
         catalog_after, machine_after = sum(map(cpu_seconds, catalog_pids)), machine_cpu()
         command_cpu = usage.ru_utime + usage.ru_stime
         report["import"] = {

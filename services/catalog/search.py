@@ -61,8 +61,8 @@ def name_grams(field, *folded_forms):
 
 class KnownNames:
     """People and publishers (their rows: id and folded forms) that earlier saves in this process met, by
-    tenant and name, so that a batch asks the database only for the names it has not seen: a batch of 500
-    works names some 550 people, and the prolific ones come back batch after batch. Neither table ever
+    tenant and name, so that a batch asks the database only for the names it has not seen: a batch names
+    about as many people as works, and the prolific ones come back batch after batch. Neither table ever
     changes a row or loses one, so a remembered row stays true. The least recently met go first."""
 
     def __init__(self, size=32_768):  # ~25 MiB of the process (measured at a full cache)
