@@ -39,7 +39,7 @@ run: venv
 	exec $(PY) -m shiori run
 
 test: venv
-	scripts/ensure-broker --test-vhost
+	scripts/ensure-broker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -1,11 +1,12 @@
 """Operators' commands.
 
   python -m shiori run                 the whole system (all services, first-run setup, demo data)
-  python -m shiori serve NAME          one service: patrons, loans, catalog, gateway or opac
+  python -m shiori serve NAME          one service: patrons, loans, catalog, statistics, notices, gateway, opac
   python -m shiori bootstrap           first-run setup of a tenant against running services
   python -m shiori import --format F FILE   bulk-import bibliographic records into a running catalogue
   python -m shiori verify-access-record     check that no entry of the access record was changed or removed
   python -m shiori rewrap-data-keys         move every patron's data key to the newest master key
+  python -m shiori provision-broker         create the broker's virtual host, users and permissions
   python -m shiori retention [--dry-run]    delete (or count) patrons unused for the retention period
 """
 import argparse
@@ -33,6 +34,7 @@ def main(argv=None):
     retention = commands.add_parser("retention", help="delete patrons unused for the retention period")
     retention.add_argument("--dry-run", action="store_true", help="only count them")
     retention.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
+    commands.add_parser("provision-broker", help="the broker's virtual host, a user per process, permissions")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -42,6 +44,9 @@ def main(argv=None):
     if args.command == "run":
         from shiori.launcher import run
         return run()
+    if args.command == "provision-broker":
+        from shiori.launcher import provision_from_environment
+        return provision_from_environment(os.environ)
     # The rest talk to the running services over RPC.
     quiet_eventlet_deprecation()
     import eventlet

@@ -9,6 +9,9 @@ import time
 from contextlib import contextmanager
 from itertools import cycle
 
+from shiori.broker import OPERATOR as OPERATOR_PRINCIPAL, ScopedStandaloneReplyListener
+from shiori.context import ContextSigner
+from shiori.deployment import operator_environment
 from shiori.roles import OPERATOR
 
 DEMO_LIBRARIES = [
@@ -32,19 +35,20 @@ DEMO_PATRONS = [
 BATCH = 1000
 
 
-def operator_context(tenant):
-    """Who the operators' commands call as: the vendor's operator, for one tenant."""
-    return {"tenant": tenant, "actor": "operator", "role": OPERATOR}
+def operator_context(tenant, signing_key):
+    """Who the operators' commands call as: the vendor's operator, for one tenant, signed with its key."""
+    return ContextSigner(OPERATOR_PRINCIPAL, signing_key).sign({"tenant": tenant, "actor": "operator", "role": OPERATOR})
 
 
 @contextmanager
 def operator_rpc(tenant, timeout, environ=None):
-    """RPC to the running services as the operator of ``tenant``."""
+    """RPC to the running services as the operator of ``tenant``, with the operator's broker user."""
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    environ = os.environ if environ is None else environ
-    config = {"AMQP_URI": environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")}
-    with ClusterRpcProxy(config, context_data=operator_context(tenant), timeout=timeout) as rpc:
+    environ = operator_environment(os.environ if environ is None else environ)
+    config = {"AMQP_URI": environ["AMQP_URI"], "BROKER_PRINCIPAL": OPERATOR_PRINCIPAL}
+    with ClusterRpcProxy(config, context_data=operator_context(tenant, environ["SHIORI_CONTEXT_SIGNING_KEY"]),
+                         timeout=timeout, reply_listener_cls=ScopedStandaloneReplyListener) as rpc:
         yield rpc
 
 

@@ -4,6 +4,11 @@ Every event is ``{event_id, event_type, version, occurred_at, tenant, data}``. T
 event type it publishes with a version and a marshmallow schema for ``data``, so nothing undocumented
 leaves a service. Consumers record each ``event_id`` they have applied in the same transaction as the
 effect, so a redelivered event changes nothing.
+
+An event carries no headers: not the caller (nameko would copy the request's actor, address and route into
+every event it leads to), and not the call-id stack, which the two facts of one check-out would share and
+so pair the patron of one with the copy of the other (PRIVACY.md 2 and 4). A handler's worker therefore
+starts with nobody; work it passes on is done as the service itself (``caller.act_as``).
 """
 import logging
 import uuid
@@ -11,7 +16,6 @@ from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 import eventlet
-from kombu import Queue
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_URI_CONFIG_KEY
 from nameko.events import EventDispatcher, EventHandler
@@ -19,6 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shiori.broker import DEAD_LETTERS_EXCHANGE
 from shiori.db import UtcDateTime
 from shiori.errors import ServiceUnavailable
 
@@ -46,6 +51,9 @@ class EventPublisher(EventDispatcher):
         # catalogue: {event_type: (version, schema instance)}
         self.catalogue = catalogue
         super().__init__(**kwargs)
+
+    def get_message_headers(self, worker_ctx):
+        return {}
 
     def get_dependency(self, worker_ctx):
         dispatch = super().get_dependency(worker_ctx)
@@ -79,6 +87,9 @@ class Subscription(EventHandler):
     for an operator, and the queue moves on.
     """
 
+    def unpack_message_headers(self, message):
+        return {}
+
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
@@ -97,10 +108,9 @@ class Subscription(EventHandler):
 
     def dead_letter(self, message, error):
         service = self.container.service_name
-        queue = Queue(f"dead-letters.{service}", durable=True)
-        publisher = Publisher(self.container.config[AMQP_URI_CONFIG_KEY], declare=[queue])
+        publisher = Publisher(self.container.config[AMQP_URI_CONFIG_KEY])
         publisher.publish(
-            message.payload, routing_key=queue.name, exchange="",
+            message.payload, routing_key=service, exchange=DEAD_LETTERS_EXCHANGE,
             headers={"x-source": message.delivery_info.get("exchange"),
                      "x-event-type": message.delivery_info.get("routing_key"),
                      "x-handler": f"{service}.{self.method_name}",

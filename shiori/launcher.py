@@ -1,8 +1,6 @@
 """``make run``: every service as its own process, the first-run setup, and a clean stop on Ctrl-C/SIGTERM."""
-import base64
 import ctypes
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -13,6 +11,9 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shiori.broker import OPERATOR
+from shiori.deployment import Deployment, LocalSecrets, private_folder
+from shiori.provision import DEFAULT_ADMIN_URL, ProvisioningFailed, provision
 from shiori.serve import SERVICE_NAMES
 
 STARTUP_SECONDS = 90
@@ -32,30 +33,8 @@ def die_with_parent():
         pass
 
 
-def local_secret(data_dir: Path, name, make):
-    """A secret made once per data directory and kept there (mode 0600), for a system run on one machine.
-    A real deployment passes its secrets in the environment instead, from wherever it keeps them."""
-    path = data_dir / name
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(make())
-    return path.read_text().strip()
-
-
-def random_key():
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-LOCAL_SECRETS = {  # environment variable: (file in the data directory, how to make one)
-    "SHIORI_TOKEN_SECRET": ("token-secret", lambda: secrets.token_urlsafe(48)),
-    "SHIORI_PATRONS_MASTER_KEYS": ("master-keys", lambda: f"k1:{random_key()}"),
-    "SHIORI_PATRONS_LOOKUP_KEY": ("lookup-key", random_key),
-}
-
-
-def broker_reachable(amqp_uri):
-    parts = urlsplit(amqp_uri)
+def broker_reachable(broker_url):
+    parts = urlsplit(broker_url)
     try:
         with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=3):
             return True
@@ -66,14 +45,10 @@ def broker_reachable(amqp_uri):
 class System:
     def __init__(self, environ):
         self.env = dict(environ)
-        self.data_dir = Path(self.env.get("SHIORI_DATA_DIR", "var")).resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "logs").mkdir(exist_ok=True)
+        self.data_dir = private_folder(Path(self.env.get("SHIORI_DATA_DIR", "var")).resolve())
+        private_folder(self.data_dir / "logs")
         self.env["SHIORI_DATA_DIR"] = str(self.data_dir)
-        self.env.setdefault("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
-        for variable, (name, make) in LOCAL_SECRETS.items():
-            if not self.env.get(variable):
-                self.env[variable] = local_secret(self.data_dir, name, make)
+        self.deployment = Deployment(self.env, LocalSecrets(self.data_dir))
         host = self.env.get("SHIORI_GATEWAY_HOST", "127.0.0.1")
         self.url = f"http://{host}:{self.env.get('SHIORI_GATEWAY_PORT', '8000')}"
         opac_host = self.env.get("SHIORI_OPAC_HOST", "127.0.0.1")
@@ -100,7 +75,8 @@ class System:
         process_name = name if replica == 1 else f"{name}-{replica}"
         log = open(self.data_dir / "logs" / f"{process_name}.log", "ab")
         self.processes[process_name] = subprocess.Popen(
-            [sys.executable, "-m", "shiori", "serve", name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "shiori", "serve", name], env=self.deployment.environment(name),
+            stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent,
         )
 
@@ -137,8 +113,28 @@ class System:
                 process.wait()
 
 
+def provision_broker(system):
+    """The deployment's virtual host, users and permissions (idempotent); answers an error message or None."""
+    deployment = system.deployment
+    try:
+        provision(system.env.get("SHIORI_BROKER_ADMIN_URL") or DEFAULT_ADMIN_URL, deployment.vhost,
+                  deployment.broker_passwords([*SERVICE_NAMES, OPERATOR]))
+    except ProvisioningFailed as error:
+        return f"could not set up the broker's virtual host {deployment.vhost!r}: {error}"
+    return None
+
+
+def provision_from_environment(environ):
+    """``python -m shiori provision-broker``: for the data folder's deployment, or one whose passwords are
+    given (``SHIORI_BROKER_PASSWORD_<PRINCIPAL>``, as compose does)."""
+    failure = provision_broker(System(environ))
+    print(failure or "the broker is provisioned", file=sys.stderr if failure else sys.stdout)
+    return 1 if failure else 0
+
+
 def run(environ=None):
     die_with_parent()
+    os.umask(0o077)  # every file the system writes under the data folder (databases, logs) is its own
     system = System(os.environ if environ is None else environ)
     try:
         replicas = system.replicas()
@@ -147,10 +143,15 @@ def run(environ=None):
         return 2
     if replicas["catalog"] > 1:  # enough import batches in flight to keep every catalogue process busy
         system.env.setdefault("SHIORI_IMPORT_IN_FLIGHT", str(2 * replicas["catalog"]))
-    if not broker_reachable(system.env["AMQP_URI"]):
-        print(f"No RabbitMQ answers at {urlsplit(system.env['AMQP_URI']).netloc.split('@')[-1]}.\n"
+    broker = system.deployment.broker_url
+    if not broker_reachable(broker):
+        print(f"No RabbitMQ answers at {urlsplit(broker).netloc.split('@')[-1]}.\n"
               "Start one with `scripts/ensure-broker` (make run does), or `docker compose up -d rabbitmq`.",
               file=sys.stderr)
+        return 1
+    failure = provision_broker(system)
+    if failure:
+        print(failure, file=sys.stderr)
         return 1
 
     def request_stop(_signum, _frame):
@@ -167,7 +168,8 @@ def run(environ=None):
             if not system.stopping:
                 print(f"the system did not come up; exited: {system.exited()}; see the logs", file=sys.stderr)
             return 0 if system.stopping else 1
-        setup = subprocess.run([sys.executable, "-m", "shiori", "bootstrap"], env=system.env)
+        setup = subprocess.run([sys.executable, "-m", "shiori", "bootstrap"],
+                               env=system.deployment.environment(OPERATOR))
         if setup.returncode != 0:
             print("first-run setup failed; see above", file=sys.stderr)
             return 1

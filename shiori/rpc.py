@@ -4,33 +4,95 @@ nameko 2's in-service ``RpcProxy`` waits for ever. Every proxy here gives up aft
 with ``ServiceUnavailable``, and the request message carries the same TTL, so a command that nobody
 picked up in time expires in the queue instead of running late, after the caller has given up.
 """
+import logging
 import time
+from functools import partial
 
 import eventlet
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
+from nameko.constants import CALL_ID_STACK_CONTEXT_KEY
 from nameko.exceptions import UnknownService
-from nameko.extensions import DependencyProvider
-from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
-from nameko.rpc import rpc as nameko_rpc
+from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.rpc import MethodProxy, Rpc, RpcProxy, ServiceProxy
 
+from shiori.broker import REPLIES, ScopedReplyListener
+from shiori.context import (
+    DEFAULT_LIFETIME_SECONDS, ContextRefused, ContextSigner, ContextVerifier, anonymous, refusal_logged,
+)
 from shiori.errors import DomainError, Forbidden, ServiceUnavailable
 
+log = logging.getLogger(__name__)
 DEFAULT_RPC_TIMEOUT = 5.0
 _BROKER_FAILURES = (UnknownService, OSError, OperationalError, AMQPError)
 
 
-def rpc(method):
-    """An RPC entrypoint whose domain errors are expected outcomes (logged quietly, sent back as themselves)."""
-    return nameko_rpc(expected_exceptions=DomainError)(method)
+class ContextKeys(SharedExtension):
+    """The container's keys for caller contexts: the public keys of every signer, and its own signing key
+    if it has one (``CONTEXT_SIGNING_KEY``; the public catalogue has none)."""
+
+    def setup(self):
+        config = self.container.config
+        self.verifier = ContextVerifier.from_text(config.get("CONTEXT_VERIFY_KEYS"))
+        key = config.get("CONTEXT_SIGNING_KEY")
+        lifetime = int(config.get("CONTEXT_LIFETIME_SECONDS") or DEFAULT_LIFETIME_SECONDS)
+        self.signer = ContextSigner(self.container.service_name, key, lifetime) if key else None
+
+    def sign(self, data):
+        """``data`` signed by this process, or unchanged (anonymous) where it holds no key."""
+        return self.signer.sign(data) if self.signer else data
+
+
+class VerifiedRpc(Rpc):
+    """An RPC entrypoint that runs a worker only for a caller context it can verify (``shiori.context``); a
+    ``public`` one also serves anonymous calls, as the anonymous public. A refusal is answered as
+    ``CONTEXT_REFUSED`` and logged."""
+
+    context_keys = ContextKeys()
+
+    def __init__(self, public=False, **kwargs):
+        self.public = public
+        super().__init__(**kwargs)
+
+    def handle_message(self, body, message):
+        # A reply that cannot be published (no reply address, or one outside reply.*, which no principal may
+        # publish to) would kill the container in nameko's result handling: such a request is dropped.
+        if not str(message.properties.get("reply_to") or "").startswith(REPLIES):
+            log.warning("dropped a call to %s.%s without a reply address", self.container.service_name,
+                        self.method_name)
+            self.rpc_consumer.queue_consumer.ack_message(message)
+            return
+        super().handle_message(body, message)
+
+    def unpack_message_headers(self, message):
+        data = super().unpack_message_headers(message)
+        call_ids = data.pop(CALL_ID_STACK_CONTEXT_KEY, [])
+        if self.public and "signature" not in data:
+            return {**anonymous(data), CALL_ID_STACK_CONTEXT_KEY: call_ids}
+        try:
+            checked = self.context_keys.verifier.verify(data)
+        except ContextRefused as error:
+            refusal_logged(self.container.service_name, self.method_name, error, data)
+            raise
+        return {**checked, CALL_ID_STACK_CONTEXT_KEY: call_ids}
+
+
+def rpc(method=None, *, public=False):
+    """An RPC entrypoint whose domain errors are expected outcomes (logged quietly, sent back as themselves);
+    ``@rpc(public=True)`` for the few the anonymous public may call."""
+    if method is None:
+        return partial(rpc, public=public)
+    return VerifiedRpc.decorator(expected_exceptions=DomainError, public=public)(method)
 
 
 class Caller(DependencyProvider):
-    """Who is calling, from nameko context data: the gateway sets it per request and it follows every
-    call and event the request leads to."""
+    """Who is calling, from the verified context data: the gateway signs it per request and it follows every
+    call the request leads to (never an event: an event handler starts with nobody)."""
+
+    context_keys = ContextKeys()
 
     def get_dependency(self, worker_ctx):
-        return CallerContext(worker_ctx.data)
+        return CallerContext(worker_ctx.data, self.context_keys)
 
 
 class CallerContext:
@@ -38,8 +100,9 @@ class CallerContext:
     (admin, librarian, school_librarian, patron, operator, public); the staff member's ``libraries``; and,
     for the access record, the client's ``address`` and the HTTP ``route`` it came through."""
 
-    def __init__(self, data):
+    def __init__(self, data, context_keys=None):
         self.data = data
+        self.context_keys = context_keys
 
     @property
     def tenant(self):
@@ -75,9 +138,11 @@ class CallerContext:
         return self.data.get("route")
 
     def act_as(self, tenant, actor, role):
-        """For work no request started (timers): act for ``tenant`` as ``actor``, and have the calls and
-        events this worker makes carry that identity."""
-        self.data.update(tenant=tenant, actor=actor, role=role)
+        """For work no request started (timers, events): act for ``tenant`` as ``actor`` (``system:<this
+        service>…``), and have the calls this worker makes carry that identity, signed by this service."""
+        signed = self.context_keys.sign({"tenant": tenant, "actor": actor, "role": role})
+        self.data.clear()
+        self.data.update(signed)
 
     def require(self, roles):
         """Refuse the call unless the caller has one of ``roles``."""
@@ -86,7 +151,15 @@ class CallerContext:
 
 
 class ServiceRpc(RpcProxy):
-    """Like ``RpcProxy``, with the container's ``RPC_TIMEOUT`` as a deadline on every call."""
+    """Like ``RpcProxy``, with the container's ``RPC_TIMEOUT`` as a deadline on every call, and replies on a
+    queue named after this service's broker user. ``public_only``: this caller is anonymous and is let call
+    only the target's public methods (the broker's permissions say so; see shiori.provision)."""
+
+    rpc_reply_listener = ScopedReplyListener()
+
+    def __init__(self, target_service, public_only=False, **options):
+        self.public_only = public_only
+        super().__init__(target_service, **options)
 
     def get_dependency(self, worker_ctx):
         timeout = float(self.container.config.get("RPC_TIMEOUT", DEFAULT_RPC_TIMEOUT))

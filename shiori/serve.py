@@ -1,7 +1,9 @@
 """Run one service in this process: ``python -m shiori serve catalog``."""
 import importlib
 import logging
+import os
 import signal
+import sys
 import warnings
 
 SERVICE_NAMES = ("patrons", "loans", "catalog", "statistics", "notices", "gateway", "opac")
@@ -31,8 +33,13 @@ def serve(service_name):
     from shiori.config import load_config
     from shiori.logs import configure_logging
 
+    os.umask(0o077)  # its databases and files are this process's alone
     configure_logging(service_name)
-    runner = ServiceRunner(load_config(service_name))
+    config = load_config(service_name)
+    if not config.get("AMQP_URI"):
+        sys.exit(f"{service_name}: AMQP_URI is not set: each process connects to the broker as its own user "
+                 "(make run gives every process its own; see docker-compose.yml)")
+    runner = ServiceRunner(config)
     runner.add_service(service_class(service_name))
 
     def stop(_signum, _frame):

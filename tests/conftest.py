@@ -1,9 +1,12 @@
 """Fixtures for the real resources the suite needs: a RabbitMQ broker, databases (SQLite and PostgreSQL),
 and the running system.
 
-Where each comes from: the environment first (AMQP_URI, SHIORI_TEST_POSTGRES_URL); else a testcontainers
-container when a Docker engine answers; else the local services (RabbitMQ on 127.0.0.1:5672 with the
-vhost ``shiori-test`` when it exists, PostgreSQL on 127.0.0.1:5432 as ``postgres``).
+Where each comes from: the environment first (SHIORI_BROKER_URL with SHIORI_BROKER_ADMIN_URL,
+SHIORI_TEST_POSTGRES_URL); else a testcontainers container when a Docker engine answers; else the local
+services (RabbitMQ on 127.0.0.1:5672 with its management API on :15672, PostgreSQL on 127.0.0.1:5432 as
+``postgres``). On the broker the suite provisions a deployment of its own, as ``make run`` does: a virtual
+host for this run, a user per service with only the permissions its code needs, and no access for guest,
+so every test runs with the broker's isolation on.
 """
 import warnings
 
@@ -21,13 +24,16 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
-from kombu import Connection  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
-from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from shiori.commands import operator_context  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+from shiori.broker import OPERATOR, ScopedStandaloneReplyListener  # noqa: E402
+from shiori.context import ContextSigner  # noqa: E402
+from shiori.commands import operator_rpc  # noqa: E402
 from shiori.config import load_config  # noqa: E402
+from shiori.deployment import Deployment, LocalSecrets  # noqa: E402
+from shiori.provision import DEFAULT_ADMIN_URL, deprovision, provision  # noqa: E402
 from services.patrons.vault import new_master_key_spec  # noqa: E402
 from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
 from support import RPC_TIMEOUT, MailCatcher, free_port  # noqa: E402
@@ -35,7 +41,7 @@ from support import RPC_TIMEOUT, MailCatcher, free_port  # noqa: E402
 TENANT = "testcity"
 ADMIN = {"username": "test-admin", "password": "a-long-test-password", "role": "admin", "libraries": []}
 
-LOCAL_BROKER = "amqp://guest:guest@127.0.0.1:5672/"
+LOCAL_BROKER = "amqp://127.0.0.1:5672"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -50,28 +56,58 @@ def docker_answers():
         return False
 
 
-def broker_answers(uri):
+class TestBroker:
+    """The suite's own deployment on the broker: its virtual host, and every principal's credentials."""
+
+    def __init__(self, broker_url, admin_url, secrets_folder):
+        self.broker_url, self.admin_url = broker_url, admin_url
+        self.vhost = f"shiori-test-{uuid.uuid4().hex[:8]}"
+        self.secrets = LocalSecrets(secrets_folder)
+
+    def deployment(self, environ):
+        """The deployment with these settings, on this broker, sharing the suite's secrets."""
+        return Deployment({**environ, "SHIORI_BROKER_URL": self.broker_url, "SHIORI_BROKER_VHOST": self.vhost},
+                          self.secrets)
+
+    def amqp_uri(self, principal=OPERATOR):
+        return self.deployment({}).amqp_uri(principal)
+
+
+@contextmanager
+def provisioned(broker_url, admin_url, secrets_folder):
+    broker = TestBroker(broker_url, admin_url, secrets_folder)
+    provision(admin_url, broker.vhost, broker.deployment({}).broker_passwords([*SERVICE_NAMES, OPERATOR]))
     try:
-        with Connection(uri, connect_timeout=3) as connection:
-            connection.connect()
-        return True
-    except Exception:  # refused, unknown vhost, bad credentials
-        return False
+        yield broker
+    finally:
+        deprovision(admin_url, broker.vhost)
 
 
 @pytest.fixture(scope="session")
-def amqp_uri():
-    if os.environ.get("AMQP_URI"):
-        yield os.environ["AMQP_URI"]
+def broker(tmp_path_factory):
+    secrets_folder = tmp_path_factory.mktemp("secrets")
+    if os.environ.get("SHIORI_BROKER_ADMIN_URL"):
+        with provisioned(os.environ.get("SHIORI_BROKER_URL", LOCAL_BROKER), os.environ["SHIORI_BROKER_ADMIN_URL"],
+                         secrets_folder) as broker:
+            yield broker
     elif docker_answers():
         from testcontainers.community.rabbitmq import RabbitMqContainer
 
-        with RabbitMqContainer("rabbitmq:3.13") as container:
-            host, port = container.get_container_host_ip(), container.get_exposed_port(container.port)
-            yield f"amqp://guest:guest@{host}:{port}/"
+        with RabbitMqContainer("rabbitmq:3.13-management").with_exposed_ports(15672) as container:
+            host = container.get_container_host_ip()
+            with provisioned(f"amqp://{host}:{container.get_exposed_port(container.port)}",
+                             f"http://guest:guest@{host}:{container.get_exposed_port(15672)}",
+                             secrets_folder) as broker:
+                yield broker
     else:
-        test_vhost = LOCAL_BROKER + "shiori-test"
-        yield test_vhost if broker_answers(test_vhost) else LOCAL_BROKER
+        with provisioned(LOCAL_BROKER, DEFAULT_ADMIN_URL, secrets_folder) as broker:
+            yield broker
+
+
+@pytest.fixture(scope="session")
+def amqp_uri(broker):
+    """The operator's URI: the one principal that may look at every queue (as the tests do)."""
+    return broker.amqp_uri()
 
 
 @pytest.fixture(scope="session")
@@ -178,15 +214,14 @@ def smtp_server():
 class RunningSystem:
     """Every service in this process, each in its own container with its own configuration."""
 
-    def __init__(self, amqp_uri, database_urls, keys, smtp_port):
-        self.amqp_uri = amqp_uri
+    def __init__(self, broker, database_urls, keys, smtp_port):
+        self.amqp_uri = broker.amqp_uri()
         self.database_urls = database_urls
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.opac_port = free_port()
         self.opac_url = f"http://127.0.0.1:{self.opac_port}"
         self.environ = {
-            "AMQP_URI": amqp_uri,
             "SHIORI_GATEWAY_PORT": str(self.port),
             "SHIORI_OPAC_PORT": str(self.opac_port),
             "SHIORI_TOKEN_SECRET": "test-secret-" + "x" * 40,
@@ -197,7 +232,17 @@ class RunningSystem:
             **{DATABASES[name]: url for name, url in database_urls.items()},
         }
         self.keys = keys
+        self.broker = broker
         self.runners = {}
+
+    def environment(self, principal):
+        """What the process ``principal`` is given (shiori.deployment): its own secrets, no one else's."""
+        return self.broker.deployment({**self.environ, **self.keys}).environment(principal)
+
+    @property
+    def operator_environ(self):
+        """For an operators' command run as a process of its own."""
+        return {**self.environment(OPERATOR), "PATH": "/usr/bin:/bin"}
 
     def start(self, name):
         self.runners[name] = self.another(name)
@@ -205,7 +250,7 @@ class RunningSystem:
     def another(self, name):
         """One more started process-alike of a service, sharing its queues (as SHIORI_REPLICAS runs it); the
         caller stops it."""
-        runner = ServiceRunner(load_config(name, {**self.environ, **self.keys}))
+        runner = ServiceRunner(load_config(name, self.environment(name)))
         runner.add_service(service_class(name))
         runner.start()
         return runner
@@ -219,15 +264,24 @@ class RunningSystem:
 
     @contextmanager
     def rpc(self, tenant=TENANT):
-        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data=operator_context(tenant), timeout=30) as proxy:
+        with operator_rpc(tenant, 30, self.environment(OPERATOR)) as proxy:
+            yield proxy
+
+    @contextmanager
+    def rpc_as(self, identity, signer="gateway", timeout=10):
+        """Calls straight to the services with ``identity``, vouched for by ``signer``'s key, as the gateway
+        would make them (the operator's broker user carries them)."""
+        context = ContextSigner(signer, self.broker.secrets.signing_key(signer)).sign({"tenant": TENANT, **identity})
+        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri, "BROKER_PRINCIPAL": OPERATOR}, context_data=context,
+                             timeout=timeout, reply_listener_cls=ScopedStandaloneReplyListener) as proxy:
             yield proxy
 
 
 @pytest.fixture(scope="module")
-def system(amqp_uri, database_urls, patron_keys, smtp_server):
+def system(broker, database_urls, patron_keys, smtp_server):
     """Per test module, so that no in-process service still consumes from the broker when a module (the
     end-to-end tests) starts the system as processes on the same broker."""
-    running = RunningSystem(amqp_uri, database_urls, patron_keys, smtp_server.port)
+    running = RunningSystem(broker, database_urls, patron_keys, smtp_server.port)
     for name in SERVICE_NAMES:
         running.start(name)
     with running.rpc() as rpc:

@@ -33,7 +33,7 @@ class CatalogService:
     caller = Caller()
     publish = EventPublisher(PUBLISHED_EVENTS)
 
-    @rpc
+    @rpc(public=True)
     def health(self):
         self.db.execute(select(1))
         return "ok"
@@ -51,7 +51,7 @@ class CatalogService:
         self.db.commit()
         return TENANT_SCHEMA.dump(tenant)
 
-    @rpc
+    @rpc(public=True)
     def list_libraries(self):
         libraries = self.db.scalars(
             select(Library).where(Library.tenant == self.caller.tenant).order_by(Library.id)
@@ -119,7 +119,7 @@ class CatalogService:
         self.publish("works_saved", tenant, {"added": added, "updated": list(existing.values())})
         return work_ids, len(added)
 
-    @rpc
+    @rpc(public=True)
     def get_work(self, work_id):
         return self._dump_work(self._work(work_id))
 
@@ -141,7 +141,7 @@ class CatalogService:
         )
         return {str(work.id): {"title": work.title, "authors": [a.name for a in work.authors]} for work in works}
 
-    @rpc
+    @rpc(public=True)
     def search(self, query):
         params = load(SEARCH_QUERY_SCHEMA, query)
         total, works, more = search(self.db, self.caller.tenant, params)

@@ -20,6 +20,7 @@ from services.gateway import errors
 from services.gateway.tokens import TokenIssuer
 from shiori.errors import DomainError, Forbidden, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
+from shiori.rpc import ContextKeys
 
 log = logging.getLogger(__name__)
 # One line per request with the route's pattern, never the path or query (they can hold ids and card numbers).
@@ -99,6 +100,7 @@ def http_error(exc):
 
 class Route(HttpRequestHandler):
     server = GatewayServer()
+    context_keys = ContextKeys()  # the staff gateway signs who is calling; the OPAC has no key and calls anonymously
 
     def __init__(self, method, url, public=False, roles=(), body_limit="MAX_BODY_BYTES", **kwargs):
         self.public = public
@@ -122,7 +124,8 @@ class Route(HttpRequestHandler):
         request.shallow = False
         request.max_content_length = int(self.container.config.get(self.body_limit, 1 << 20))
         try:
-            context_data = self.server.identify(request, self.public, self.roles, f"{request.method} {self.url}")
+            context_data = self.context_keys.sign(
+                self.server.identify(request, self.public, self.roles, f"{request.method} {self.url}"))
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()

@@ -57,6 +57,8 @@ STATUS_BY_CODE = {
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
+    # A service refused the context this gateway signed: keys out of step, or a request past its deadline.
+    "CONTEXT_REFUSED": 503,
 }
 
 

@@ -520,7 +520,7 @@ class LoansService:
             and_(Hold.status == "ready", Hold.ready_until < today),
         )).order_by(Hold.tenant, Hold.id)).all()
         for tenant in sorted({hold.tenant for hold in ended}):
-            self.caller.act_as(tenant, "system:daily-pass", OPERATOR)
+            self.caller.act_as(tenant, "system:loans:daily-pass", OPERATOR)
             self._end_holds([hold for hold in ended if hold.tenant == tenant], today)
         soon = today + timedelta(days=int(self.config["DUE_SOON_DAYS"]))
         for tenant, patron_id, items in self.db.execute(

@@ -1,6 +1,6 @@
 """The public catalogue (OPAC) gateway: only the public routes, in a process of its own that can sit in a
-DMZ. It has no proxy to the patrons or loans services and no token secret: whatever reaches it can ask the
-catalogue, and nothing else."""
+DMZ. It has no proxy to the patrons or loans services, no token secret and no key to sign a caller context: it
+calls as the anonymous public, and its broker user may call the catalogue's public methods and nothing else."""
 from services.gateway.public import CatalogueRoutes
 from shiori.rpc import ServiceRpc
 
@@ -8,4 +8,4 @@ from shiori.rpc import ServiceRpc
 class OpacService(CatalogueRoutes):
     name = "opac"
 
-    catalog = ServiceRpc("catalog")
+    catalog = ServiceRpc("catalog", public_only=True)

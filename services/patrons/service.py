@@ -187,7 +187,7 @@ class PatronsService:
     def retention_timer(self):
         """The scheduled pass: every tenant, as the system."""
         for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
-            self.caller.act_as(tenant, "system:retention", OPERATOR)
+            self.caller.act_as(tenant, "system:patrons:retention", OPERATOR)
             outcome = self._retention(dry_run=False)
             if outcome["deleted"]:
                 log.info("retention deleted %d patrons of %s", outcome["deleted"], tenant)

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from conftest import free_port
+from shiori.provision import deprovision
 from support import check_in, check_out, patron_fields
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,12 +73,50 @@ def processes_using(data_dir):
     return pids
 
 
+def environments_of(pids):
+    """Each service process's environment, by the service it serves (``-m shiori serve NAME``)."""
+    environments = {}
+    for pid in pids:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"serve" in command:
+            name = command[command.index(b"serve") + 1].decode()
+            environments[name] = dict(entry.split("=", 1) for entry in
+                                      Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in entry)
+    return environments
+
+
+SECRETS_OF = {  # each secret the run command makes, and the one process that holds it (PRIVACY.md 10)
+    "SHIORI_TOKEN_SECRET": "gateway", "SHIORI_PATRONS_MASTER_KEYS": "patrons", "SHIORI_PATRONS_LOOKUP_KEY": "patrons",
+    "SHIORI_LOANS_DATABASE_URL": "loans",  # given to the run command: passed on to its owner only
+}
+
+
+def assert_each_process_holds_only_its_own_secrets(environments):
+    assert set(environments) == {"patrons", "loans", "catalog", "statistics", "notices", "gateway", "opac"}
+    for name, environ in environments.items():
+        for secret, owner in SECRETS_OF.items():
+            assert (secret in environ) == (name == owner), (name, secret)
+        assert "SHIORI_BROKER_ADMIN_URL" not in environ and "SHIORI_ADMIN_PASSWORD" not in environ
+        assert not [key for key in environ if key.startswith("SHIORI_BROKER_PASSWORD")]
+        assert f".{name}:" in environ["AMQP_URI"]  # its own broker user
+    assert {key for key in environments["opac"] if "SECRET" in key or "KEY" in key or "PASSWORD" in key} == set()
+    signing_keys = [environ["SHIORI_CONTEXT_SIGNING_KEY"] for environ in environments.values()
+                    if "SHIORI_CONTEXT_SIGNING_KEY" in environ]
+    assert len(signing_keys) == len(set(signing_keys)) == 6  # every process but the OPAC, each its own
+
+
 @pytest.fixture
-def run_environ(amqp_uri, tmp_path):
+def run_environ(broker, tmp_path):
+    """A fresh data folder and a virtual host of its own for this run command (it provisions it itself)."""
     environ = {key: value for key, value in os.environ.items()
                if not key.startswith("SHIORI_") and key != "AMQP_URI"}
-    environ.update(AMQP_URI=amqp_uri, SHIORI_DATA_DIR=str(tmp_path / "var"), SHIORI_GATEWAY_PORT=str(free_port()))
-    return environ
+    vhost = f"{broker.vhost}-run-{free_port()}"
+    environ.update(SHIORI_DATA_DIR=str(tmp_path / "var"), SHIORI_GATEWAY_PORT=str(free_port()),
+                   SHIORI_LOANS_DATABASE_URL=f"sqlite:///{tmp_path}/var/loans.db",
+                   SHIORI_OPAC_PORT=str(free_port()), SHIORI_BROKER_URL=broker.broker_url,
+                   SHIORI_BROKER_ADMIN_URL=broker.admin_url, SHIORI_BROKER_VHOST=vhost)
+    yield environ
+    deprovision(broker.admin_url, vhost)
 
 
 def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_environ):
@@ -88,6 +127,7 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
         password = re.search(r"created staff account 'admin' with password: (\S+)", first.output).group(1)
         services = processes_using(data_dir)
         assert len(services) >= 8  # the launcher and its seven services
+        assert_each_process_holds_only_its_own_secrets(environments_of(services))
 
         assert requests.get(f"{url}/health", timeout=10).json()["status"] == "ok"
         hits = requests.get(f"{url}/api/v1/search", params={"q": "坊っちゃん"}, timeout=10).json()
@@ -110,8 +150,9 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
     assert processes_using(data_dir) == []
     assert sorted(path.name for path in data_dir.glob("*.db")) == [
         "catalog.db", "loans.db", "notices.db", "patron-keys.db", "patrons.db", "statistics.db"]
-    assert {path.name for path in data_dir.iterdir() if path.stat().st_mode & 0o077 == 0} >= {
-        "token-secret", "master-keys", "lookup-key"}  # secrets readable by their owner only
+    # Everything under the data folder is its owner's alone: files 0600, folders 0700.
+    for path in [data_dir, *data_dir.rglob("*")]:
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
 
     second = RunCommand(run_environ)
     try:

@@ -185,8 +185,6 @@ def test_refusals_are_logged_without_credentials(system, caplog):
 
 def test_the_services_enforce_scope_even_when_called_directly(system, staff, school):
     """A bug in the gateway alone must not leak: the services check the identity that comes with a call."""
-    from nameko.standalone.rpc import ClusterRpcProxy
-
     from services.patrons.errors import PatronNotFound
     from shiori.errors import Forbidden
 
@@ -194,8 +192,7 @@ def test_the_services_enforce_scope_even_when_called_directly(system, staff, sch
     city = register_patron(staff)
 
     def as_caller(**identity):
-        return ClusterRpcProxy({"AMQP_URI": system.amqp_uri}, timeout=10,
-                               context_data={"tenant": "testcity", **identity})
+        return system.rpc_as(identity)
 
     with as_caller(actor="staff:99", role="librarian", libraries="main") as rpc:
         with pytest.raises(PatronNotFound):

@@ -83,7 +83,7 @@ def test_tampering_with_the_record_is_detected(system):
 
     def verify():
         result = subprocess.run([sys.executable, "-m", "shiori", "verify-access-record", "--tenant", tenant],
-                                cwd=REPO, env={"AMQP_URI": system.amqp_uri, "PATH": "/usr/bin:/bin"},
+                                cwd=REPO, env=system.operator_environ,
                                 capture_output=True, text=True, timeout=120)
         return result.returncode, json.loads(result.stdout)
 

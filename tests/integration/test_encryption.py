@@ -89,7 +89,7 @@ def test_master_keys_rotate_while_the_service_keeps_serving(system, staff):
     for patron in patrons:  # readable under the old key, with the new one in front
         assert staff.get(f"{staff.base_url}/api/v1/patrons/{patron['id']}", timeout=10).status_code == 200
     result = subprocess.run([sys.executable, "-m", "shiori", "rewrap-data-keys"], cwd=REPO, timeout=120,
-                            env={"AMQP_URI": system.amqp_uri, "PATH": "/usr/bin:/bin", "SHIORI_TENANT": "testcity"},
+                            env={**system.operator_environ, "SHIORI_TENANT": "testcity"},
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "0 remaining" in result.stderr

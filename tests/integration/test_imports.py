@@ -60,7 +60,7 @@ def test_the_command_line_import_shows_progress_and_a_summary(system, tmp_path):
     path.write_text(sample, encoding="utf-8-sig")
     result = subprocess.run(
         [sys.executable, "-m", "shiori", "import", "--format", "aozora-csv", "--tenant", "testcity", str(path)],
-        cwd=REPO, env={"AMQP_URI": system.amqp_uri, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        cwd=REPO, env=system.operator_environ, capture_output=True, text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

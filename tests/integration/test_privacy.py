@@ -155,3 +155,84 @@ def test_consumed_events_leave_no_message_behind(system, staff):
             return [channel.queue_declare(name, passive=True).message_count for name in queues]
 
     wait_until(lambda: depths() == [0, 0, 0], message="event queues to drain")
+
+
+@pytest.fixture
+def every_message(system):
+    """Every message published on any events exchange or parked as a dead letter while the test runs
+    (headers and body, read from a queue of the operator's bound with ``#``), and then, on request, every
+    message still kept in any queue of the virtual host (read and put back)."""
+    from shiori.broker import DEAD_LETTERS_EXCHANGE
+    from shiori.provision import ManagementApi, _path, publishing_services
+
+    tap = Queue(unique("privacy-tap-"), exclusive=True, auto_delete=True)
+    with Connection(system.amqp_uri) as connection:
+        channel = connection.channel()
+        bound = tap(channel)
+        bound.declare()
+        for exchange in [DEAD_LETTERS_EXCHANGE, *(f"{service}.events" for service in publishing_services())]:
+            bound.bind_to(exchange=Exchange(exchange, type="topic", no_declare=True), routing_key="#")
+        tapped = []
+
+        def read():
+            while (message := bound.get(no_ack=True)) is not None:
+                tapped.append(("tap", message.headers, message.body))
+            kept = []
+            api = ManagementApi(system.broker.admin_url)
+            for queue in api.call("GET", _path("queues", system.broker.vhost)):
+                if queue["name"] == tap.name:
+                    continue
+                with Connection(system.amqp_uri) as reading:  # unacknowledged, so put back when it closes
+                    reading_channel = reading.channel()
+                    while (message := reading_channel.basic_get(queue["name"], no_ack=False)) is not None:
+                        kept.append((queue["name"], message.headers or {}, message.body))
+            return tapped, kept
+
+        yield read
+
+
+def test_nothing_on_the_broker_links_a_patron_to_a_copy_or_a_work(system, staff, every_message):
+    """Issue 11 part 3: after a desk session, no event (body or headers) and no message left in any queue,
+    dead letters included, names a patron together with a copy or a work, nor carries who called."""
+    reader = register_patron(staff, pin="5831")
+    waiting = register_patron(staff)
+    work, item = add_copy(staff, title=unique("読まれた本 "))
+    other_work, other_item = add_copy(staff)
+    barcode = item["barcode"]
+
+    loan = check_out(staff, reader["card_number"], barcode).json()
+    token = staff.post(f"{system.url}/api/v1/auth/patron-token", timeout=10,
+                       json={"card_number": reader["card_number"], "pin": "5831"}).json()["access_token"]
+    as_reader = {"Authorization": f"Bearer {token}"}
+    assert staff.post(f"{system.url}/api/v1/loans/{loan['loan_id']}/renew", headers=as_reader, timeout=10,
+                      ).status_code == 200  # the patron renews their own loan
+    hold = staff.post(f"{system.url}/api/v1/holds", headers=as_reader, timeout=10,
+                      json={"work_id": other_work["id"], "pickup_library": "main"})
+    assert hold.status_code == 201, hold.text
+    assert staff.post(f"{staff.base_url}/api/v1/holds", timeout=10, json={
+        "work_id": work["id"], "pickup_library": "main", "card_number": waiting["card_number"]}).status_code == 201
+    assert check_in(staff, barcode).json()["action"] == "hold_shelf"  # ready for the waiting patron
+    assert staff.delete(f"{system.url}/api/v1/holds/{hold.json()['hold_id']}", headers=as_reader,
+                        timeout=10).status_code == 204
+
+    patrons = {reader["id"]: reader, waiting["id"]: waiting}
+    copies = {barcode: work, other_item["barcode"]: other_work}
+
+    def names_a_patron(text):
+        return any(f'"patron_id": {pid}' in text or f"patron:{pid}" in text or patron["card_number"] in text
+                   for pid, patron in patrons.items())
+
+    def names_a_copy(text):
+        return any(code in text or f'"work_id": {copy_of["id"]}' in text or copy_of["title"] in text
+                   for code, copy_of in copies.items())
+
+    tapped, kept = wait_until(lambda: (found := every_message()) and
+                              {"loan_created", "loan_due_date_changed", "hold_placed", "hold_ready",
+                               "loan_returned", "patron_card_used"} <=
+                              {json.loads(body)["event_type"] for _q, _h, body in found[0]} and found,
+                              message="the desk session's events")
+    for where, headers, body in tapped + kept:
+        text = json.dumps({"headers": headers, "body": json.loads(body)}, ensure_ascii=False, default=str)
+        assert not (names_a_patron(text) and names_a_copy(text)), (where, text)
+        assert not [key for key in headers if key.startswith("nameko.")], (where, headers)
+    assert not [where for where, _h, _b in kept if where.startswith(("rpc-", "rpc.reply-"))]

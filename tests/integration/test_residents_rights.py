@@ -81,7 +81,7 @@ def test_retention_deletes_only_long_unused_patrons_without_loans(system):
 
 def _retention(system, tenant, dry_run):
     command = [sys.executable, "-m", "shiori", "retention", "--tenant", tenant] + (["--dry-run"] if dry_run else [])
-    result = subprocess.run(command, cwd=REPO, env={"AMQP_URI": system.amqp_uri, "PATH": "/usr/bin:/bin"},
+    result = subprocess.run(command, cwd=REPO, env=system.operator_environ,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)

@@ -27,8 +27,8 @@ def test_placeholders_take_the_environment_then_their_default():
 def test_every_service_has_a_broker_and_its_own_database():
     environ = {"SHIORI_DATA_DIR": "/data"}
     for name in SERVICE_NAMES:
-        config = load_config(name, environ)
-        assert config["AMQP_URI"].startswith("amqp://")
+        assert load_config(name, environ)["AMQP_URI"] is None  # no default user, no default password
+        assert load_config(name, {"AMQP_URI": "amqp://u:p@b/v"})["AMQP_URI"] == "amqp://u:p@b/v"
     assert {load_config(name, environ)["DATABASE_URL"] for name in ("patrons", "loans", "catalog")} == {
         "sqlite:////data/patrons.db", "sqlite:////data/loans.db", "sqlite:////data/catalog.db"}
     assert load_config("gateway", {})["WEB_SERVER_ADDRESS"] == "127.0.0.1:8000"
