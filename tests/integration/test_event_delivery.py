@@ -2,11 +2,12 @@
 parked in the dead-letter queue, and the queue moves on."""
 import json
 
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 from nameko.runners import ServiceRunner
 from nameko.standalone.events import event_dispatcher
 from sqlalchemy.exc import OperationalError
 
+from shiori.broker import DEAD_LETTERS_EXCHANGE, dead_letters_queue, events_exchange
 from shiori.events import envelope, subscribe
 from support import unique, wait_until
 
@@ -28,12 +29,23 @@ class FlakyConsumer:
         received.append((kind, marker))
 
 
+def provision_made_up_emitter_and_consumer(amqp_uri):
+    """What provisioning does for the deployment's own services: no process declares an exchange, and a
+    subscriber's dead-letter queue exists before it fails."""
+    with Connection(amqp_uri) as connection:
+        channel = connection.default_channel
+        Exchange(events_exchange("test_emitter"), type="topic", durable=True)(channel).declare()
+        Queue(dead_letters_queue(FlakyConsumer.name), durable=True, routing_key=FlakyConsumer.name,
+              exchange=Exchange(DEAD_LETTERS_EXCHANGE, type="topic", durable=True))(channel).declare()
+
+
 def test_passing_faults_are_retried_and_poison_is_parked(amqp_uri):
+    provision_made_up_emitter_and_consumer(amqp_uri)
     config = {"AMQP_URI": amqp_uri}
     runner = ServiceRunner(config)
     runner.add_service(FlakyConsumer)
     runner.start()
-    dead_letters = f"dead-letters.{FlakyConsumer.name}"
+    dead_letters = dead_letters_queue(FlakyConsumer.name)
     try:
         dispatch = event_dispatcher(config)
         marker = unique("m")
