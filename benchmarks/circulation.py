@@ -222,8 +222,9 @@ def process_alive(pid):
 class System:
     """``python -m shiori run`` in a temporary data directory, and its clean stop."""
 
-    def __init__(self, data_dir, port, broker, database_urls):
+    def __init__(self, data_dir, port, broker, database_urls, code=REPO):
         self.data_dir = data_dir
+        self.code = code  # the source tree it runs from: this checkout, or an earlier version's
         self.port = port
         self.password = secrets.token_urlsafe(18)
         self.env = {key: value for key, value in os.environ.items()
@@ -242,7 +243,7 @@ class System:
     def start(self):
         output = open(self.output_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shiori", "run"], cwd=REPO, env=self.env, stdout=output,
+            [sys.executable, "-m", "shiori", "run"], cwd=self.code, env=self.env, stdout=output,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # our Ctrl-C is handled here, then the launcher is stopped in order
         )
