@@ -6,6 +6,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 
@@ -20,6 +21,7 @@ def entries(staff, **params):
     return response.json()["items"]
 
 
+@pytest.mark.privacy(8)
 def test_every_read_and_change_is_recorded(staff):
     patron = register_patron(staff, pin="8642")
     staff.get(f"{staff.base_url}/api/v1/patrons/{patron['id']}", timeout=10)
@@ -65,12 +67,14 @@ def test_searching_by_staff_member_and_period(staff):
     assert bad.status_code == 400 and "since" in bad.json()["error"]["details"]
 
 
+@pytest.mark.privacy(8)
 def test_no_route_changes_the_record_and_only_admins_read_it(system, staff):
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert staff.request(method, f"{staff.base_url}/api/v1/audit", json={}, timeout=10).status_code == 405
     assert requests.get(f"{system.url}/api/v1/audit", timeout=10).status_code == 401
 
 
+@pytest.mark.privacy(8)
 def test_tampering_with_the_record_is_detected(system):
     tenant = "audittown"
     with system.rpc(tenant=tenant) as rpc:

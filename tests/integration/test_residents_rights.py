@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 from sqlalchemy import create_engine, text
 
@@ -53,6 +54,7 @@ def test_a_look_outside_ones_scope_is_refused_and_recorded(system, staff):
     assert entries[0]["action"] == "denied" and entries[0]["role"] == "librarian"
 
 
+@pytest.mark.privacy(6)
 def test_retention_deletes_only_long_unused_patrons_without_loans(system):
     tenant, barcode = "retentown", unique("R")
     with system.rpc(tenant=tenant) as rpc:
