@@ -58,6 +58,7 @@ def test_deleting_a_patron_ends_their_holds_suspension_and_notices_and_the_queue
     place_hold(staff, leaving, ready_work)
     place_hold(staff, next_in_line, ready_work)
     assert check_in(staff, ready_copy["barcode"]).json()["hold"]["patron_id"] == leaving["id"]
+    wait_until(lambda: held_about(system, leaving)["notices"] == [("phone",)], message="the phone-list entry")
     # A hold waiting behind another patron's.
     queued_work, _queued_copy = add_copy(staff)
     place_hold(staff, ahead, queued_work)
