@@ -11,12 +11,12 @@ from eventlet import tpool
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.catalog.errors import LibraryNotFound
-from services.patrons import access_record, errors
-from services.patrons.access_record import AccessEntry
+from services.patrons import errors
+from services.patrons.access_record import AccessEntry, AccessRecord
 from services.patrons.models import (
     SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
@@ -55,6 +55,7 @@ class PatronsService:
 
     db = Database(Base.metadata)
     vault = Vault()
+    access_record = AccessRecord()
     caller = Caller()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
@@ -93,7 +94,7 @@ class PatronsService:
                 self.db.rollback()
         else:
             raise RuntimeError("could not draw a free card number")
-        access_record.record(self.db, self.caller, "create", [patron.id], data)
+        self.access_record.record(self.db, self.caller, "create", [patron.id], data)
         self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
@@ -106,7 +107,7 @@ class PatronsService:
     @rpc
     def get_patron(self, patron_id):
         patron = self._patron(patron_id)
-        access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
+        self.access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return self._dump(patron)
 
@@ -128,7 +129,7 @@ class PatronsService:
                                                             phone_digits(params["phone"])))).all()
         found = [patron for patron in found if self._visible(patron)]
         if found:  # a list read is recorded for every patron it shows
-            access_record.record(self.db, self.caller, "read", [patron.id for patron in found], PERSONAL_FIELDS)
+            self.access_record.record(self.db, self.caller, "read", [patron.id for patron in found], PERSONAL_FIELDS)
             self.db.commit()
         return {"items": [self._dump(patron) for patron in found], "total": len(found),
                 "page": params["page"], "per_page": params["per_page"]}
@@ -172,7 +173,7 @@ class PatronsService:
             "loans": self.loans.patron_loans(patron.id),
             "access_record": AccessEntrySchema(many=True).dump(entries),
         }
-        access_record.record(self.db, self.caller, "export", [patron.id], PERSONAL_FIELDS)
+        self.access_record.record(self.db, self.caller, "export", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return export
 
@@ -183,9 +184,20 @@ class PatronsService:
         self.caller.require(WHOLE_TENANT)
         return self._retention(dry_run)
 
+    @rpc
+    def drop_expired_addresses(self):
+        """Operators: drop now the client addresses older than the address retention period, as the hourly
+        pass does, in every tenant's access record and in the log-in failure records."""
+        self.caller.require((OPERATOR,))
+        return self._drop_expired_addresses()
+
     @timer(interval=3600)
     def retention_timer(self):
-        """The scheduled pass: every tenant, as the system."""
+        """The scheduled pass: addresses past their time, then every tenant's unused patrons, as the system."""
+        dropped = self._drop_expired_addresses()
+        if dropped["access_entries"] or dropped["login_failures"]:
+            log.info("dropped the addresses of %d access record entries and %d log-in failure records",
+                     dropped["access_entries"], dropped["login_failures"])
         for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
             self.caller.act_as(tenant, "system:patrons:retention", OPERATOR)
             outcome = self._retention(dry_run=False)
@@ -208,13 +220,26 @@ class PatronsService:
         return {"retention_years": years, "due": len(due), "kept_with_loans": len(with_loans),
                 "deleted": 0 if dry_run else len(erasable)}
 
+    def _drop_expired_addresses(self):
+        days = int(self.config["ADDRESS_RETENTION_DAYS"])
+        if days <= 0:
+            return {"address_retention_days": 0, "access_entries": 0, "login_failures": 0}
+        cutoff = now() - timedelta(days=days)
+        # A failure record of an address is nothing but the address and a count: it goes whole. Its
+        # throttling ended long before (the window and the block last minutes).
+        login_failures = self.db.execute(delete(LoginFailure).where(
+            LoginFailure.key.startswith("address:"), LoginFailure.first_failed_at < cutoff,
+            or_(LoginFailure.blocked_until.is_(None), LoginFailure.blocked_until < cutoff))).rowcount
+        access_entries = self.access_record.drop_addresses(self.db, cutoff)  # commits both
+        return {"address_retention_days": days, "access_entries": access_entries, "login_failures": login_failures}
+
     def _erase(self, patron):
         patron_id, tenant = patron.id, patron.tenant
         # The key first: once it is gone the record is unreadable everywhere, backups included, even if
         # deleting the row itself were to fail (a retry then completes it).
         self.vault.shred(patron.key_ref)
         self.db.delete(patron)
-        access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
+        self.access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
         self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
 
@@ -260,7 +285,7 @@ class PatronsService:
         patrons = [patron for patron in self.db.scalars(select(Patron).where(
             Patron.tenant == self.caller.tenant, Patron.id.in_(list(patron_ids)))) if self._visible(patron)]
         if patrons:
-            access_record.record(self.db, self.caller, "read", [patron.id for patron in patrons], list(fields))
+            self.access_record.record(self.db, self.caller, "read", [patron.id for patron in patrons], list(fields))
             self.db.commit()
         return {str(patron.id): {"home_library": patron.home_library, **{
             field: self.vault.open(patron.key_ref, field, getattr(patron, f"{field}_sealed")) for field in fields}}
@@ -293,7 +318,7 @@ class PatronsService:
         return self._changed_card(patron, ["status"])
 
     def _changed_card(self, patron, changed_fields):
-        access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
+        self.access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
         self.db.commit()
         self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
         return self._dump(patron)
@@ -352,7 +377,7 @@ class PatronsService:
     def verify_access_record(self):
         """Operators: walk the tenant's hash chain; says whether it is intact, and where it breaks."""
         self.caller.require(WHOLE_TENANT)
-        return access_record.verify(self.db, self.caller.tenant)
+        return self.access_record.verify(self.db, self.caller.tenant)
 
     def _entries_page(self, conditions, params, schema):
         page, per_page = params["page"], params["per_page"]
@@ -464,7 +489,7 @@ class PatronsService:
         if not self._visible(patron):  # another tenant's, another school's, or none: all look the same
             if patron is not None and patron.tenant == self.caller.tenant:
                 # a look at a patron outside the caller's scope is itself recorded, in the patron's tenant
-                access_record.record(self.db, self.caller, "denied", [patron.id], PERSONAL_FIELDS)
+                self.access_record.record(self.db, self.caller, "denied", [patron.id], PERSONAL_FIELDS)
                 self.db.commit()
             raise errors.PatronNotFound(details={"patron_id": patron_id})
         return patron
