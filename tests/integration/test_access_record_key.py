@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -43,6 +44,7 @@ def reseal_without_the_key(system, changed_seq, actor):
         engine.dispose()
 
 
+@pytest.mark.privacy(8)
 def test_an_entry_rewritten_and_resealed_without_the_key_is_detected(system):
     with system.rpc(tenant=TENANT) as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "鍵町"})

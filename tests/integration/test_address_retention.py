@@ -15,6 +15,7 @@ def at(moment):
     return lambda: moment
 
 
+@pytest.mark.privacy(8)
 def test_addresses_past_the_retention_period_go_and_the_entries_stay_verifiable(system, monkeypatch):
     with system.rpc(tenant=TENANT) as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "番地町"})

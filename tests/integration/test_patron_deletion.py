@@ -46,6 +46,7 @@ def copy_status(staff, barcode):
     return staff.get(f"{staff.base_url}/api/v1/items/{barcode}", timeout=10).json()["status"]
 
 
+@pytest.mark.privacy(6)
 def test_deleting_a_patron_ends_their_holds_suspension_and_notices_and_the_queue_moves_on(
         system, staff, smtp_server, late_returns_suspend):
     leaving = register_patron(staff, email=None)
@@ -100,6 +101,7 @@ def test_deleting_a_patron_ends_their_holds_suspension_and_notices_and_the_queue
     assert smtp_server.handler.to(leaving_address) == []
 
 
+@pytest.mark.privacy(6)
 def test_the_retention_pass_ends_the_holds_of_the_patrons_it_deletes(system, staff):
     idle, next_in_line = register_patron(staff), register_patron(staff)
     work, copy = add_copy(staff)
