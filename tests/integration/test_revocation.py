@@ -11,10 +11,12 @@ from nameko.runners import ServiceRunner
 
 from shiori.config import load_config
 from shiori.errors import Forbidden
+from shiori.provision import ManagementApi, _path
 from shiori.serve import service_class
 from support import free_port, register_patron, unique, wait_until
 
 WITHIN_SECONDS = 5
+BROADCAST_QUEUE = "evt-patrons-credentials_revoked--gateway.on_credentials_revoked-"
 
 
 def bearer(token):
@@ -53,6 +55,11 @@ def new_staff(staff, role="librarian", libraries=("main",)):
         "username": username, "password": password, "role": role, "libraries": list(libraries)})
     assert created.status_code == 201, created.text
     return created.json()["id"], username, password
+
+
+def broadcast_queues(system):
+    listed = ManagementApi(system.broker.admin_url).call("GET", _path("queues", system.broker.vhost))
+    return {queue["name"] for queue in listed if queue["name"].startswith(BROADCAST_QUEUE)}
 
 
 @contextmanager
@@ -122,12 +129,15 @@ def test_a_card_reported_lost_ends_its_tokens(system, staff):
 def test_every_gateway_process_refuses_and_one_started_later_catches_up(system, staff):
     patron = register_patron(staff, pin="8303")
     token = patron_token(system.url, patron["card_number"], "8303")
+    first_queues = broadcast_queues(system)
     with another_gateway(system) as second:
+        assert len(broadcast_queues(system) - first_queues) == 1  # a queue of its own
         assert status(second, "/api/v1/me", token) == 200
         assert staff.patch(f"{system.url}/api/v1/patrons/{patron['id']}", json={"pin": "30718"},
                            timeout=10).status_code == 200
         refused_soon(system.url, "/api/v1/me", token)
         refused_soon(second, "/api/v1/me", token)
+    wait_until(lambda: broadcast_queues(system) == first_queues, message="the stopped process's queue to go")
     # Started after the broadcast: it learns of the revocation by asking the patrons service when it starts.
     with another_gateway(system) as third:
         refused_soon(third, "/api/v1/me", token)
