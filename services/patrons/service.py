@@ -31,7 +31,7 @@ from services.patrons.schemas import (
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
-from shiori.errors import Forbidden, InvalidInput, TooManyAttempts, load
+from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.roles import ADMIN, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, SYSTEM, WHOLE_TENANT
 from shiori.rpc import Caller, ServiceRpc, rpc
@@ -297,7 +297,8 @@ class PatronsService:
 
     def _changed_card(self, patron, changed_fields):
         access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
-        revoked = [self._revoke(patron.tenant, f"patron:{patron.id}")] if CREDENTIAL_FIELDS & set(changed_fields) else []
+        credentials_changed = CREDENTIAL_FIELDS & set(changed_fields)
+        revoked = [self._revoke(patron.tenant, f"patron:{patron.id}")] if credentials_changed else []
         self.db.commit()
         self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
         self._announce(patron.tenant, revoked)

@@ -72,3 +72,46 @@ def test_each_gateway_process_may_have_its_own_broadcast_queue_and_nothing_more(
     pooled = re.compile(grants["patrons"].permissions()["configure"])  # one queue for all of a service's processes
     assert pooled.fullmatch("evt-loans-patron_card_used--patrons.on_card_used")
     assert not pooled.fullmatch(f"evt-loans-patron_card_used--patrons.on_card_used-{'0' * 32}")
+
+
+@pytest.fixture
+def patrons(sqlite_session):
+    from nameko.testing.services import worker_factory
+
+    from services.patrons.models import Base
+    from services.patrons.service import PatronsService
+    from services.patrons.vault import KeyRing, KeysBase, PatronVault, new_master_key_spec
+    from shiori.rpc import CallerContext
+
+    service = worker_factory(
+        PatronsService, db=sqlite_session(Base.metadata),
+        caller=CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"}),
+        vault=PatronVault(KeyRing(new_master_key_spec("unit")), b"k" * 32, sqlite_session(KeysBase.metadata)),
+        config={"TOKEN_LIFETIME_SECONDS": 3600})
+    service.catalog.list_libraries.return_value = [{"code": "main", "kind": "main"}, {"code": "east", "kind": "branch"}]
+    return service
+
+
+def published_revocations(service):
+    return [args[2] for args, _ in service.publish.call_args_list if args[0] == "credentials_revoked"]
+
+
+def test_a_staff_change_is_announced_kept_for_the_gateways_and_forgotten_once_no_token_outlives_it(patrons):
+    from services.patrons.models import RevokedCredential
+    from shiori.rpc import CallerContext
+
+    account = patrons.create_staff_account({"username": "desk", "password": "a-long-password", "role": "librarian",
+                                            "libraries": ["main"]})
+    patrons.update_staff_account(account["id"], {"libraries": ["main"]})  # nothing changes: nothing ends
+    assert published_revocations(patrons) == []
+    patrons.update_staff_account(account["id"], {"libraries": ["east"]})
+    [announced] = published_revocations(patrons)
+    assert announced["subject"] == f"staff:{account['id']}"
+
+    patrons.caller = CallerContext({"actor": "system:gateway", "role": "system"})
+    since = (announced["not_before"] - timedelta(seconds=1)).isoformat()
+    assert [(entry["tenant"], entry["subject"]) for entry in patrons.recent_revocations(since)] == [
+        ("kaizu", f"staff:{account['id']}")]
+    patrons.db.query(RevokedCredential).update({"not_before": datetime.now(timezone.utc) - timedelta(hours=2)})
+    patrons.forget_old_revocations()
+    assert patrons.recent_revocations("2000-01-01T00:00:00+00:00") == []
