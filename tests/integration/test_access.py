@@ -7,9 +7,9 @@ from sqlalchemy import create_engine, text
 from support import add_copy, check_out, patron_fields, register_patron, unique
 
 
-def login(system, username, password):
-    response = requests.post(f"{system.url}/api/v1/auth/token", json={"username": username, "password": password},
-                             timeout=10)
+def login(system, username, password, **tenant):
+    response = requests.post(f"{system.url}/api/v1/auth/token", timeout=10,
+                             json={"username": username, "password": password, **tenant})
     assert response.status_code == 200, response.text
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -146,7 +146,7 @@ def test_another_tenant_sees_nothing_of_this_one(system, staff):
         rpc.catalog.ensure_tenant({"code": "othercity", "name": "他市"})
         rpc.patrons.ensure_staff_account({"username": "othercity-admin", "password": "other-city-password",
                                           "role": "admin", "libraries": []})
-    outsider = login(system, "othercity-admin", "other-city-password")
+    outsider = login(system, "othercity-admin", "other-city-password", tenant="othercity")
     assert outsider.get(f"{system.url}/api/v1/patrons/{patron['id']}", timeout=10).status_code == 404
     lookup = outsider.get(f"{system.url}/api/v1/patrons", params={"card_number": patron["card_number"]}, timeout=10)
     assert lookup.json()["items"] == []

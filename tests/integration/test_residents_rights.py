@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_patron_or_staff_on_their_behalf_gets_everything_held_about_them(system, staff):
-    patron = register_patron(staff, pin="4321")
+    patron = register_patron(staff, pin="4071")
     _work, item = add_copy(staff, title="開示される本")
     assert check_out(staff, patron["card_number"], item["barcode"]).status_code == 201
 
@@ -27,7 +27,7 @@ def test_a_patron_or_staff_on_their_behalf_gets_everything_held_about_them(syste
     assert [entry["action"] for entry in export["access_record"]][:1] == ["create"]
 
     token = requests.post(f"{system.url}/api/v1/auth/patron-token", timeout=10,
-                          json={"card_number": patron["card_number"], "pin": "4321"}).json()["access_token"]
+                          json={"card_number": patron["card_number"], "pin": "4071"}).json()["access_token"]
     own = requests.get(f"{system.url}/api/v1/me/export", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert own.status_code == 200 and own.json()["patron"]["id"] == patron["id"]
     actions = [entry["action"] for entry in own.json()["access_record"]]
