@@ -18,6 +18,9 @@ KEPT = {"card_number", "registered_on", "last_used_on", "total_uses", "expires_o
 # Columns of the patrons table that are no attribute of the resident: the row's own bookkeeping.
 BOOKKEEPING = {"id", "tenant", "key_ref", "card_hash", "phone_hash", "pin_hash"}
 SERVICES_WITH_TABLES = ("patrons", "loans", "catalog", "statistics", "notices")
+# Columns named like a personal field that are not the patron's: the network address a staff member or the
+# patron called from, which the access record keeps (and drops after SHIORI_ADDRESS_RETENTION_DAYS).
+NOT_THE_PATRONS = {("access_record", "address")}
 
 
 def promises_marked(path):
@@ -50,5 +53,6 @@ def test_no_other_table_keeps_a_personal_field_beside_a_patron():
         for table in metadata.tables.values():
             if table.name == "patrons" or not any("patron" in column.name for column in table.columns):
                 continue
-            names = {column.name.removesuffix("_sealed") for column in table.columns}
+            names = {column.name.removesuffix("_sealed") for column in table.columns
+                     if (table.name, column.name) not in NOT_THE_PATRONS}
             assert not names & personal, f"{service}.{table.name} keeps {names & personal} beside a patron"
