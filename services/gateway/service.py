@@ -16,7 +16,7 @@ from services.gateway.public import CatalogueRoutes
 from services.gateway.schemas import StatisticsFormatSchema, page_of
 from services.gateway.tokens import Tokens
 from shiori.errors import load
-from shiori.roles import ADMIN, PATRON, STAFF_ROLES
+from shiori.roles import ADMIN, LIBRARIAN, PATRON, STAFF_ROLES
 from shiori.rpc import Caller, ServiceRpc
 
 
@@ -178,7 +178,7 @@ class GatewayService(CatalogueRoutes):
         """Add a bibliographic record."""
         return 201, self.catalog.add_work(read_json(request))
 
-    @route("POST", "/api/v1/works/import", body_limit="MAX_IMPORT_BYTES")
+    @route("POST", "/api/v1/works/import", roles=(ADMIN, LIBRARIAN), body_limit="MAX_IMPORT_BYTES")
     def import_works(self, request):
         """Bulk import (?format=aozora-csv|marc21|marcxml); the file is the raw request body."""
         params = load(ImportQuerySchema(), request.args.to_dict())
