@@ -13,7 +13,7 @@ from services.catalog.schemas import (
 from services.catalog.search import Cataloguer, KnownNames, search
 from shiori.db import ContainerCache, Database, commit_unique, insert_rows
 from shiori.errors import Forbidden, load
-from shiori.roles import ANY_STAFF, CATALOGUERS, OPERATOR, WHOLE_TENANT, require_at
+from shiori.roles import ANY_STAFF, CATALOGUERS, OPERATOR, STAFF_OR_PATRON, WHOLE_TENANT, require_at
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.rpc import Caller, rpc
 
@@ -217,6 +217,7 @@ class CatalogService:
 
     @rpc
     def get_item(self, barcode):
+        self.caller.require(STAFF_OR_PATRON)  # a patron's cancelled hold passes its copy on
         return _dump_item(self._item(barcode))
 
     @rpc
