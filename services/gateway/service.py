@@ -287,9 +287,11 @@ class GatewayService(CatalogueRoutes):
         if output == "json":
             return counts
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=counts["group_by"] + ["measure", "count"], lineterminator="\r\n")
+        writer = csv.DictWriter(text, fieldnames=counts["group_by"] + ["measure", "count"], lineterminator="\r\n",
+                                extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(counts["rows"])
+        # "x" marks a suppressed count, as Japan's official statistics mark 秘匿 cells.
+        writer.writerows({**row, "count": "x" if row["suppressed"] else row["count"]} for row in counts["rows"])
         return Response(text.getvalue(), mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="statistics-{counts["from"]}-{counts["to"]}.csv"'})
 

@@ -4,6 +4,7 @@ tests' loans do not meet its numbers."""
 import csv
 import io
 
+import pytest
 import requests
 from sqlalchemy import create_engine, inspect, text
 
@@ -12,6 +13,15 @@ from support import check_in, check_out, register_patron, unique, wait_until
 
 ALLOWED_COLUMNS = {"tenant", "day", "measure", "library", "patron_category", "age_band", "item_type", "ndc_class",
                    "count", "event_id", "processed_at"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def exact_counts(system):
+    """This module counts ones and twos: its statistics service suppresses nothing and rounds nothing
+    (test_statistics_disclosure.py tests what an answer withholds)."""
+    system.stop("statistics")
+    system.environ["SHIORI_STATISTICS_MIN_CELL"] = "1"
+    system.start("statistics")
 
 
 def counts(staff, library, group_by="library"):
