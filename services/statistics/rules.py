@@ -14,6 +14,11 @@ In a protected answer
 - every other cell is rounded to the nearest multiple of ``min_cell``. Subtracting the shown cells from an
   exact total (library × month) leaves the folded remainder give or take the rounding, and it names no value of
   any dimension; the difference of two overlapping periods, or of two breakdowns, is not exact either.
+
+What it leaves open: a caller who asks many overlapping periods can find where a rounded total steps and so
+bound (not name) a day's count, and several breakdowns of one period taken together can narrow a withheld
+cell. Closing those would take a fixed set of periods, or noise that is the same for the same cells each time
+(as statistics offices' table builders add); the periods the desks ask for are free today.
 """
 from datetime import timedelta
 
