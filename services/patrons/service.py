@@ -33,9 +33,7 @@ from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, TooManyAttempts, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
-from shiori.roles import (
-    ADMIN, ANY_STAFF, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_OR_PATRON, STAFF_ROLES, WHOLE_TENANT,
-)
+from shiori.roles import ADMIN, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, WHOLE_TENANT
 from shiori.rpc import Caller, ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
@@ -72,7 +70,7 @@ class PatronsService:
 
     @rpc
     def register(self, payload):
-        self.caller.require(ANY_STAFF)
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         data = load(PatronSchema(), payload)
         self._check_home_library(data["home_library"])
         pin = data.pop("pin", None)
@@ -108,7 +106,7 @@ class PatronsService:
 
     @rpc
     def get_patron(self, patron_id):
-        self.caller.require(STAFF_OR_PATRON)
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
         access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
@@ -122,7 +120,7 @@ class PatronsService:
     @rpc
     def find_patrons(self, query):
         """Look a patron up by card number or by phone number (through their keyed hashes)."""
-        self.caller.require(ANY_STAFF)
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         params = load(PatronLookupSchema(), query)
         if "card_number" in params:
             found = [self._patron_by_card(params["card_number"])]
@@ -140,7 +138,7 @@ class PatronsService:
 
     @rpc
     def update_patron(self, patron_id, payload):
-        self.caller.require(ANY_STAFF)
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         changes = load(PatronSchema(), payload, partial=True)
         patron = self._patron(patron_id)
         if "home_library" in changes:
@@ -170,7 +168,7 @@ class PatronsService:
     def export_patron(self, patron_id):
         """Everything the system holds about a patron (開示請求): the record, current loans and the access
         record's entries about them."""
-        self.caller.require(STAFF_OR_PATRON)
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
         entries = self.db.scalars(select(AccessEntry).where(
             AccessEntry.tenant == patron.tenant, AccessEntry.patron_id == patron.id).order_by(AccessEntry.seq))
