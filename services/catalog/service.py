@@ -12,8 +12,8 @@ from services.catalog.schemas import (
 )
 from services.catalog.search import Cataloguer, KnownNames, search
 from shiori.db import ContainerCache, Database, commit_unique, insert_rows
-from shiori.errors import load
-from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT
+from shiori.errors import Forbidden, load
+from shiori.roles import ANY_STAFF, CATALOGUERS, OPERATOR, STAFF_OR_PATRON, WHOLE_TENANT, require_at
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.rpc import Caller, rpc
 
@@ -22,7 +22,6 @@ LOAN_EVENT_VERSION = 1
 TENANT_SCHEMA, LIBRARY_SCHEMA, WORK_SCHEMA = TenantSchema(), LibrarySchema(), WorkSchema()
 ITEM_SCHEMA, SEARCH_QUERY_SCHEMA, LOAN_STATUS_EVENT_SCHEMA = ItemSchema(), SearchQuerySchema(), LoanStatusEventSchema()
 COPY_STATUS_EVENT_SCHEMA = CopyStatusEventSchema()
-CATALOGUERS = STAFF_ROLES + WHOLE_TENANT
 
 
 class CatalogService:
@@ -79,7 +78,7 @@ class CatalogService:
 
     @rpc
     def add_work(self, payload):
-        self.caller.require(CATALOGUERS)
+        self.caller.require(ANY_STAFF)
         work_ids, _added = self._save_works([load(WORK_SCHEMA, payload)])
         return self._dump_work(self._work(work_ids[0]))
 
@@ -111,6 +110,9 @@ class CatalogService:
         ) if source_ids else {}
         existing = {position: known[record["source_id"]] for position, record in enumerate(unique)
                     if record.get("source_id") in known}
+        if existing and self.caller.role not in CATALOGUERS:
+            raise Forbidden("your role adds new records but does not change the tenant's records",
+                            {"work_ids": sorted(existing.values())})
         cataloguer = Cataloguer(self.db, tenant, self.known_names)
         work_ids = cataloguer.save(unique, existing)
         self.db.commit()
@@ -152,8 +154,10 @@ class CatalogService:
 
     @rpc
     def add_item(self, payload):
-        self.caller.require(CATALOGUERS)
-        item = self._new_item(load(ITEM_SCHEMA, payload))
+        self.caller.require(ANY_STAFF)
+        data = load(ITEM_SCHEMA, payload)
+        require_at(self.caller, data["library"])
+        item = self._new_item(data)
         commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
         self._announce_items([(item.barcode, item.item_type, item.work_id, item.library.code)])
         return _dump_item(item)
@@ -161,7 +165,7 @@ class CatalogService:
     @rpc
     def add_items(self, payloads):
         """Add many copies in one transaction (bulk loads); answers counts and each rejected copy's reasons."""
-        self.caller.require(CATALOGUERS)
+        self.caller.require(WHOLE_TENANT)
         tenant = self.caller.tenant
         records, rejects = [], []
         for position, payload in enumerate(payloads):
@@ -213,6 +217,7 @@ class CatalogService:
 
     @rpc
     def get_item(self, barcode):
+        self.caller.require(STAFF_OR_PATRON)  # a patron's cancelled hold passes its copy on
         return _dump_item(self._item(barcode))
 
     @rpc

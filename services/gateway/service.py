@@ -22,7 +22,7 @@ from shiori.clock import now
 from shiori.context import GATEWAY_SYSTEM_ACTOR
 from shiori.errors import ServiceUnavailable, load
 from shiori.events import broadcast, read_event
-from shiori.roles import ADMIN, PATRON, STAFF_ROLES, SYSTEM
+from shiori.roles import ADMIN, LIBRARIAN, PATRON, STAFF_ROLES, SYSTEM
 from shiori.rpc import Caller, ServiceRpc
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class GatewayService(CatalogueRoutes):
         """Add a bibliographic record."""
         return 201, self.catalog.add_work(read_json(request))
 
-    @route("POST", "/api/v1/works/import", body_limit="MAX_IMPORT_BYTES")
+    @route("POST", "/api/v1/works/import", roles=(ADMIN, LIBRARIAN), body_limit="MAX_IMPORT_BYTES")
     def import_works(self, request):
         """Bulk import (?format=aozora-csv|marc21|marcxml); the file is the raw request body."""
         params = load(ImportQuerySchema(), request.args.to_dict())
@@ -322,9 +322,11 @@ class GatewayService(CatalogueRoutes):
         if output == "json":
             return counts
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=counts["group_by"] + ["measure", "count"], lineterminator="\r\n")
+        writer = csv.DictWriter(text, fieldnames=counts["group_by"] + ["measure", "count"], lineterminator="\r\n",
+                                extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(counts["rows"])
+        # "x" marks a suppressed count, as Japan's official statistics mark 秘匿 cells.
+        writer.writerows({**row, "count": "x" if row["suppressed"] else row["count"]} for row in counts["rows"])
         return Response(text.getvalue(), mimetype="text/csv", headers={
             "Content-Disposition": f'attachment; filename="statistics-{counts["from"]}-{counts["to"]}.csv"'})
 

@@ -60,6 +60,7 @@ class LoansService:
 
     @rpc
     def checkout(self, payload):
+        self.caller.require(STAFF_ROLES + (OPERATOR,))
         data = load(CheckoutSchema(), payload)
         self._check_desk(data["library"])
         # Both owners are asked at once: the check-out waits for the slower of the two, not their sum.
@@ -111,6 +112,7 @@ class LoansService:
 
     @rpc
     def checkin(self, payload):
+        self.caller.require(STAFF_ROLES + (OPERATOR,))
         data = load(CheckinSchema(), payload)
         self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
@@ -145,6 +147,7 @@ class LoansService:
     @rpc
     def renew(self, loan_id):
         """Renew a loan (staff, or the patron their own): refused with the reason, else the new due date."""
+        self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         loan = self._loan(loan_id)
         self.patrons.borrower_by_id(loan.patron_id)  # the card must still be valid and not suspended
         today = library_today()
@@ -170,6 +173,7 @@ class LoansService:
     def place_hold(self, payload):
         """A hold on a work for pickup at a library, answered with its queue position (API.md); or a series
         hold on several works in reading order, answered as {series, holds}."""
+        self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         data = load(HoldRequestSchema(), payload)
         if self.caller.role == PATRON:
             borrower = self.patrons.borrower_by_id(self.caller.patron_id)
@@ -221,6 +225,7 @@ class LoansService:
     @rpc
     def cancel_hold(self, hold_id):
         """Cancel a hold at any time (the patron their own, or staff). A copy it held passes on."""
+        self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         hold = self.db.get(Hold, hold_id)
         if hold is None or hold.tenant != self.caller.tenant or (
                 self.caller.role == PATRON and hold.patron_id != self.caller.patron_id):
@@ -232,6 +237,7 @@ class LoansService:
     @rpc
     def patron_holds(self, patron_id):
         """A patron's holds with titles and queue positions, if the caller may see that patron."""
+        self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
         holds = self.db.scalars(select(Hold).where(Hold.tenant == self.caller.tenant, Hold.patron_id == patron_id)
                                 .order_by(Hold.id)).all()
@@ -345,6 +351,7 @@ class LoansService:
     @rpc
     def patron_loans(self, patron_id):
         """A patron's current loans with titles, oldest due first, if the caller may see that patron."""
+        self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
         loans = self.db.scalars(
             select(Loan).where(Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id)

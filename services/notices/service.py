@@ -23,7 +23,7 @@ from shiori.clock import library_today, now
 from shiori.db import Database, checkpoint
 from shiori.errors import load
 from shiori.events import first_delivery, read_event, subscribe
-from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT
+from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT, may_serve_at
 from shiori.rpc import Caller, ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class NoticesService:
                 self.db.delete(notice)
             elif not contact["email"]:
                 notice.channel = "phone"
+                # The desk that phones: the library the notice is about (a pickup), else the patron's own.
+                notice.facts = {**notice.facts, "library": notice.facts.get("library") or contact["home_library"]}
             else:
                 self.send_mail(self._message(notice, contact))
                 self.db.delete(notice)  # told: nothing of it stays
@@ -147,10 +149,11 @@ class NoticesService:
 
     @rpc
     def phone_list(self):
-        """Notices for patrons without e-mail, with the name and phone number to call (each read recorded)."""
+        """Notices for the caller's libraries' patrons without e-mail, with the name and phone number to call
+        (each read recorded)."""
         self.caller.require(STAFF_ROLES)
-        notices = self.db.scalars(select(Notice).where(Notice.tenant == self.caller.tenant,
-                                                       Notice.channel == "phone").order_by(Notice.id)).all()
+        notices = [notice for notice in self.db.scalars(select(Notice).where(
+            Notice.tenant == self.caller.tenant, Notice.channel == "phone").order_by(Notice.id)) if self._ours(notice)]
         contacts = self.patrons.contacts(sorted({notice.patron_id for notice in notices}), ["name", "phone"]) \
             if notices else {}
         return [dict(NoticeSchema().dump(notice), **contacts[str(notice.patron_id)])
@@ -166,10 +169,11 @@ class NoticesService:
 
     @rpc
     def done(self, notice_id):
-        """The desk has phoned the patron: the notice goes."""
+        """The desk has phoned the patron: the notice goes. Another library's notice is as unknown as none."""
         self.caller.require(STAFF_ROLES)
         notice = self.db.get(Notice, notice_id)
-        if notice is None or notice.tenant != self.caller.tenant or notice.channel != "phone":
+        if notice is None or notice.tenant != self.caller.tenant or notice.channel != "phone" or \
+                not self._ours(notice):
             raise errors.NoticeNotFound(details={"notice_id": notice_id})
         self.db.delete(notice)
         self.db.commit()
@@ -186,6 +190,10 @@ class NoticesService:
         self.db.merge(NoticeSettings(tenant=self.caller.tenant, **values))
         self.db.commit()
         return values
+
+    def _ours(self, notice):
+        """Whether the notice is for a desk the caller works at."""
+        return may_serve_at(self.caller.role, self.caller.libraries, notice.facts.get("library"))
 
     def _settings_row(self, tenant):
         return self.db.get(NoticeSettings, tenant) or NoticeSettings(tenant=tenant, include_titles=False,

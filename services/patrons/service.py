@@ -75,6 +75,7 @@ class PatronsService:
 
     @rpc
     def register(self, payload):
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         data = load(PatronSchema(), payload)
         self._check_home_library(data["home_library"])
         pin = data.pop("pin", None)
@@ -110,6 +111,7 @@ class PatronsService:
 
     @rpc
     def get_patron(self, patron_id):
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
         self.access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
@@ -123,6 +125,7 @@ class PatronsService:
     @rpc
     def find_patrons(self, query):
         """Look a patron up by card number or by phone number (through their keyed hashes)."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         params = load(PatronLookupSchema(), query)
         if "card_number" in params:
             found = [self._patron_by_card(params["card_number"])]
@@ -140,6 +143,7 @@ class PatronsService:
 
     @rpc
     def update_patron(self, patron_id, payload):
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         changes = load(PatronSchema(), payload, partial=True)
         patron = self._patron(patron_id)
         if "home_library" in changes:
@@ -168,6 +172,7 @@ class PatronsService:
     def export_patron(self, patron_id):
         """Everything the system holds about a patron (開示請求): the record, current loans and the access
         record's entries about them."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
         entries = self.db.scalars(select(AccessEntry).where(
             AccessEntry.tenant == patron.tenant, AccessEntry.patron_id == patron.id).order_by(AccessEntry.seq))

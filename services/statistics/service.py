@@ -5,10 +5,12 @@ age band, item type and NDC class, for the numbers libraries report to the natio
 import base64
 import io
 
+from nameko.dependency_providers import Config
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.statistics.models import DIMENSIONS, Base, DailyCount, ProcessedEvent
+from services.statistics.rules import is_exact, protect
 from services.statistics.schemas import (
     CardRegisteredSchema, HoldPlacedSchema, LoanCreatedSchema, LoanDueDateChangedSchema, LoanReturnedSchema,
     StatisticsQuerySchema,
@@ -17,7 +19,7 @@ from shiori.clock import library_today
 from shiori.db import Database
 from shiori.errors import load
 from shiori.events import first_delivery, read_event, subscribe
-from shiori.roles import OPERATOR, STAFF_ROLES
+from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT, require_at
 from shiori.rpc import Caller, rpc
 
 EVENT_VERSION = 1
@@ -29,6 +31,7 @@ class StatisticsService:
 
     db = Database(Base.metadata)
     caller = Caller()
+    config = Config()
 
     @rpc
     def health(self):
@@ -96,20 +99,29 @@ class StatisticsService:
     @rpc
     def aggregates(self, query):
         """Counts per measure over a period, broken down by ``group_by`` (day and/or dimensions), summed
-        over the rest."""
+        over the rest: the tenant's libraries for its admins, else the caller's own. Answers finer than library
+        × month are protected (``rules.protect``): small cells suppressed, the others rounded."""
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         params = load(StatisticsQuerySchema(), query)
         columns = [getattr(DailyCount, name) for name in params["group_by"]] + [DailyCount.measure]
         conditions = [DailyCount.tenant == self.caller.tenant, DailyCount.day.between(params["since"], params["until"])]
         if "library" in params:
+            require_at(self.caller, params["library"])
             conditions.append(DailyCount.library == params["library"])
+        elif self.caller.role not in WHOLE_TENANT:
+            conditions.append(DailyCount.library.in_(self.caller.libraries))
         rows = self.db.execute(select(*columns, func.sum(DailyCount.count)).where(*conditions)
                                .group_by(*columns).order_by(*columns)).all()
         names = params["group_by"] + ["measure", "count"]
+        cells = [dict(zip(names, [value.isoformat() if hasattr(value, "isoformat") else value for value in row]))
+                 for row in rows]
+        min_cell = int(self.config["MIN_CELL"])
+        exact = is_exact(params["group_by"], params["since"], params["until"])
         return {"from": params["since"].isoformat(), "to": params["until"].isoformat(), "measures": list(MEASURES),
                 "group_by": params["group_by"],
-                "rows": [dict(zip(names, [value.isoformat() if hasattr(value, "isoformat") else value
-                                          for value in row])) for row in rows]}
+                "disclosure_control": None if exact else {"min_cell": min_cell, "rounded_to": max(1, min_cell)},
+                "rows": [dict(cell, suppressed=False) for cell in cells] if exact else
+                protect(cells, params["group_by"], min_cell)}
 
     @rpc
     def checkouts_chart(self, query):
@@ -122,7 +134,7 @@ class StatisticsService:
         counts = self.aggregates(dict(query, group_by="day,library"))
         per_library = {}
         for row in counts["rows"]:
-            if row["measure"] == "checkouts":
+            if row["measure"] == "checkouts" and not row["suppressed"]:  # a day with few check-outs has no point
                 per_library.setdefault(row["library"], {})[row["day"]] = row["count"]
         figure, axes = pyplot.subplots(figsize=(10, 4), dpi=100)
         for library, days in sorted(per_library.items()):

@@ -15,6 +15,15 @@ ALLOWED_COLUMNS = {"tenant", "day", "measure", "library", "patron_category", "ag
                    "count", "event_id", "processed_at"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def exact_counts(system):
+    """This module counts ones and twos: its statistics service suppresses nothing and rounds nothing
+    (test_statistics_disclosure.py tests what an answer withholds)."""
+    system.stop("statistics")
+    system.environ["SHIORI_STATISTICS_MIN_CELL"] = "1"
+    system.start("statistics")
+
+
 def counts(staff, library, group_by="library"):
     today = library_today().isoformat()
     response = staff.get(f"{staff.base_url}/api/v1/statistics", timeout=10,
