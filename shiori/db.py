@@ -114,9 +114,12 @@ class Database(DependencyProvider):
         self.sessions = {}
 
     def setup(self):
-        self.engine = make_engine(self.container.config[self.url_key])
+        self.engine = self.make_engine(self.container.config[self.url_key])
         create_schema(self.engine, self.metadata)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def make_engine(self, url):
+        return make_engine(url)
 
     def stop(self):
         self.engine.dispose()

@@ -11,6 +11,7 @@ from services.catalog.errors import ItemNotFound
 from services.catalog.models import Base as CatalogBase, Contributor, Item, Library, Person, Tenant, Work
 from services.catalog.search import Cataloguer, KnownNames
 from services.catalog.service import CatalogService
+from services.loans.borrowers import Borrower, Borrowers, StoreBase
 from services.loans.errors import ItemAlreadyOnLoan, ItemNotOnLoan
 from services.loans.models import Base as LoansBase, Loan, Suspension
 from services.loans.service import LoansService
@@ -33,6 +34,7 @@ PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_da
 @pytest.fixture
 def loans(sqlite_session):
     service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
+                             borrowers=Borrowers(sqlite_session(StoreBase.metadata)),
                              config=load_config("loans", environ={}))  # the defaults of config.yml
     service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult",
                                                                             "age_band": "30-39"}
@@ -57,12 +59,15 @@ def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_rem
     for number, (patron_id, due) in enumerate([(1, today + timedelta(days=2)), (1, today + timedelta(days=2)),
                                                (2, today - timedelta(days=1)), (3, today - timedelta(days=8)),
                                                (3, today - timedelta(days=3)), (4, today - timedelta(days=3))]):
-        loans.db.add(Loan(tenant="kaizu", patron_id=patron_id, item_barcode=f"K{number}", work_id=number,
+        loans.borrowers.session.add(Borrower(ref=f"r{number}", tenant="kaizu", patron_id=patron_id,
+                                             recorded_at=datetime.now(timezone.utc)))
+        loans.db.add(Loan(tenant="kaizu", borrower_ref=f"r{number}", item_barcode=f"K{number}", work_id=number,
                           library="main", loaned_on=due - timedelta(days=14), due_date=due,
                           created_at=datetime.now(timezone.utc)))
     loans.db.add_all([Suspension(tenant="kaizu", patron_id=5, until=today - timedelta(days=1)),
                       Suspension(tenant="kaizu", patron_id=6, until=today)])
     loans.db.commit()
+    loans.borrowers.session.commit()
 
     loans.daily_pass()
     published = [(args[0], args[2]) for args, _ in loans.publish.call_args_list]
