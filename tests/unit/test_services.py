@@ -5,7 +5,7 @@ from unittest.mock import call
 
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from services.catalog.errors import ItemNotFound
 from services.catalog.models import Base as CatalogBase, Contributor, Item, Library, Person, Tenant, Work
@@ -100,6 +100,30 @@ def test_checkin_deletes_the_loan(loans):
     assert loans.db.query(Loan).count() == 0
     with pytest.raises(ItemNotOnLoan):
         loans.checkin({"item_barcode": "K1", "library": "main"})
+
+
+def test_a_refused_checkout_forgets_the_borrower_it_recorded_and_a_return_erases_its_own(loans):
+    payload = {"card_number": "100000000008", "item_barcode": "K1", "library": "main"}
+    loans.checkout(payload)
+    with pytest.raises(ItemAlreadyOnLoan):
+        loans.checkout(payload)
+    [(patron_id, ref)] = loans.borrowers.session.query(Borrower.patron_id, Borrower.ref).all()
+    assert (patron_id, ref) == (42, loans.db.query(Loan).one().borrower_ref)
+    loans.checkin({"item_barcode": "K1", "library": "main"})
+    assert loans.borrowers.session.query(Borrower).count() == 0
+
+
+def test_a_borrower_the_store_fails_to_erase_at_checkin_is_swept_once_no_loan_names_it(loans, monkeypatch):
+    loans.checkout({"card_number": "100000000008", "item_barcode": "K1", "library": "main"})
+    with monkeypatch.context() as failing:
+        failing.setattr(loans.borrowers, "forget", lambda refs: loans.borrowers.session.execute(text("SELECT x")))
+        assert loans.checkin({"item_barcode": "K1", "library": "main"})["action"] == "shelve"
+    assert loans.db.query(Loan).count() == 0 and loans.borrowers.session.query(Borrower).count() == 1
+    loans.sweep_borrowers()
+    assert loans.borrowers.session.query(Borrower).count() == 1  # too recent to tell from a commit under way
+    loans.borrowers.session.query(Borrower).update({"recorded_at": datetime.now(timezone.utc) - timedelta(hours=1)})
+    loans.sweep_borrowers()
+    assert loans.borrowers.session.query(Borrower).count() == 0
 
 
 def test_bad_checkout_input_is_refused_before_anyone_is_asked(loans):
