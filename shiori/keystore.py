@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 from nameko.exceptions import ConfigurationError
-from sqlalchemy import create_engine, event
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-from shiori.db import Database
+from shiori.db import Database, sqlite_engine
 
 ERASING_PRAGMAS = (
     "PRAGMA journal_mode=DELETE",
@@ -41,16 +41,12 @@ def erasing_engine(url, setting):
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     path.chmod(0o600)  # SQLite gives its journal the database file's mode
-    engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False})
+    engine = sqlite_engine(url, ERASING_PRAGMAS)
 
     @event.listens_for(engine, "connect")
-    def set_pragmas(dbapi_connection, _record):
-        cursor = dbapi_connection.cursor()
-        for pragma in ERASING_PRAGMAS:
-            cursor.execute(pragma)
-        # A store another process still holds in WAL mode cannot change its journal: refuse to run on it.
-        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-        cursor.close()
+    def refuse_a_write_ahead_log(dbapi_connection, _record):
+        # A store that another process still holds in WAL mode cannot leave it: refuse to run on it.
+        mode = dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0]
         if mode != "delete":
             raise ConfigurationError(f"{setting}: {path} is in journal mode {mode!r} (another process holds it)")
 

@@ -102,6 +102,7 @@ class LoansService:
         with self.borrowers.recorded([lent_to]):
             commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
         if own_hold is not None:
+            checkpoint(self.db)  # the ended hold's bytes leave the write-ahead log too (PRIVACY.md 2)
             self._forget([own_hold.borrower_ref])
 
         self.publish("loan_created", loan.tenant, {
@@ -563,7 +564,7 @@ class LoansService:
             self.publish("loans_due_soon", tenant, {"patron_id": patron_id, "items": len(due), "due_date": soon})
         every = int(self.config["OVERDUE_REMINDER_EVERY_DAYS"])
         for (tenant, patron_id), overdue in self._loans_by_patron(Loan.due_date < today):
-            items, oldest = len(overdue), min(due_date for due_date in overdue)
+            items, oldest = len(overdue), min(overdue)
             days_overdue = (today - oldest).days
             if (days_overdue - 1) % every == 0:
                 self.publish("loans_overdue", tenant, {"patron_id": patron_id, "items": items,
