@@ -13,9 +13,9 @@ forget that fails leaves an orphan that ``sweep`` erases).
 """
 import secrets
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Integer, String, UniqueConstraint, delete, select
+from sqlalchemy import Date, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiori.clock import now
@@ -43,6 +43,18 @@ class Borrower(StoreBase):
     age_band: Mapped[str | None] = mapped_column(String(8))
     held_work_id: Mapped[int | None] = mapped_column(Integer)
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Suspension(StoreBase):
+    """No borrowing until ``until`` (inclusive), after a late return; deleted once it has passed. Here, not
+    in the loans database: written as a loan is returned, it would share the return's transaction (and its
+    id in PostgreSQL's dead row) there."""
+
+    __tablename__ = "suspensions"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    patron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    until: Mapped[date] = mapped_column(Date)
 
 
 def new_ref():
@@ -94,6 +106,23 @@ class Borrowers:
         """The refs of these patrons' loans and holds."""
         return list(self.session.scalars(select(Borrower.ref).where(
             Borrower.tenant == tenant, Borrower.patron_id.in_(list(patron_ids)))))
+
+    def suspension(self, tenant, patron_id):
+        return self.session.get(Suspension, (tenant, patron_id))
+
+    def suspend(self, tenant, patron_id, until):
+        """No borrowing until ``until``, or a later day a suspension already runs to."""
+        suspension = self.suspension(tenant, patron_id)
+        if suspension is None:
+            self.session.add(Suspension(tenant=tenant, patron_id=patron_id, until=until))
+        else:
+            suspension.until = max(suspension.until, until)
+        self.session.commit()
+
+    def lift_suspensions(self, today):
+        """Drop the suspensions that ended before ``today``."""
+        self.session.execute(delete(Suspension).where(Suspension.until < today))
+        self.session.commit()
 
     def sweep(self, live_refs):
         """Erase borrowers that no loan or hold names (``live_refs``: every ref the loans database holds),

@@ -128,16 +128,6 @@ class LibraryCalendar(Base):
     closures: Mapped[list] = mapped_column(JSON, default=list)
 
 
-class Suspension(Base):
-    """No borrowing until ``until`` (inclusive), after a late return; deleted once it has passed."""
-
-    __tablename__ = "suspensions"
-
-    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
-    patron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    until: Mapped[date] = mapped_column(Date)
-
-
 class DailyPass(Base):
     """The days the overdue pass has run, so that a restart or a second replica does not run it twice."""
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.catalog.errors import WorkNotFound
@@ -14,7 +14,7 @@ from services.loans import errors
 from services.loans.borrowers import Borrower, BorrowerStore, new_ref
 from services.loans.holds import HoldQueues
 from services.loans.models import (
-    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, Suspension, Transit,
+    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, Transit,
 )
 from services.loans.rules import (
     Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
@@ -131,7 +131,9 @@ class LoansService:
             lent_to = self.borrowers.get(loan.borrower_ref)
             late = days_late(loan.due_date, today, self._calendar(data["library"]))
             if late and self._settings()["suspend_for_late_days"]:
-                self._suspend(lent_to.patron_id, today + timedelta(days=late))
+                # Before the return commits: should it fail, the copy is still overdue, which stops borrowing
+                # as the suspension would.
+                self.borrowers.suspend(tenant, lent_to.patron_id, today + timedelta(days=late))
             returned = {"loan_id": loan.id, "item_barcode": barcode, "work_id": loan.work_id,
                         "library": data["library"], "returned_on": today, **counted(loan, lent_to)}
             # Deleted, not flagged, and its borrower erased: once returned, nothing links the patron to this
@@ -330,7 +332,7 @@ class LoansService:
         self._check_suspension(patron_id, today)
 
     def _check_suspension(self, patron_id, today):
-        suspension = self.db.get(Suspension, (self.caller.tenant, patron_id))
+        suspension = self.borrowers.suspension(self.caller.tenant, patron_id)
         if suspension and suspension.until >= today:
             raise errors.BorrowingSuspended(f"{suspension.until.isoformat()}まで貸出停止中です",
                                             {"until": suspension.until.isoformat()})
@@ -347,13 +349,6 @@ class LoansService:
                 f"この種類の資料の貸出は{policy.max_items_of_type}点までです",
                 {"item_type": item_type, "max_items_of_type": policy.max_items_of_type,
                  "on_loan": counts.get(item_type, 0)})
-
-    def _suspend(self, patron_id, until):
-        suspension = self.db.get(Suspension, (self.caller.tenant, patron_id))
-        if suspension is None:
-            self.db.add(Suspension(tenant=self.caller.tenant, patron_id=patron_id, until=until))
-        else:
-            suspension.until = max(suspension.until, until)
 
     def _loan(self, loan_id):
         """The loan and its borrower, if the caller may see them."""
@@ -550,8 +545,7 @@ class LoansService:
         except IntegrityError:
             self.db.rollback()
             return
-        self.db.execute(delete(Suspension).where(Suspension.until < today))
-        self.db.commit()
+        self.borrowers.lift_suspensions(today)
         ended = self.db.scalars(select(Hold).where(or_(
             and_(Hold.status.in_(("waiting", "pending")), Hold.not_needed_after < today),
             and_(Hold.status == "ready", Hold.ready_until < today),

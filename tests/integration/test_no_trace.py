@@ -5,7 +5,7 @@ opened their record. PostgreSQL keeps deleted rows, so these read the server's o
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from support import add_copy, check_in, check_out, in_database, register_patron
@@ -78,6 +78,19 @@ def test_a_returned_loan_and_an_ended_hold_leave_nothing_in_any_file_that_names_
     assert patron["card_number"].encode() not in found, found
     assert in_database(system, "loan_borrowers", "SELECT count(*) FROM borrowers WHERE patron_id = :patron",
                        patron=patron["id"]) == [(0,)]
+
+
+def test_no_table_of_the_loans_database_names_a_patron(system):
+    """Loans, holds and suspensions after a late return: who they are for is in the erasing store alone. A
+    loan rule's patron category is a rule, not a person."""
+    engine = create_engine(system.database_urls["loans"])
+    try:
+        tables = inspect(engine).get_table_names()
+        naming = [(table, column["name"]) for table in tables for column in inspect(engine).get_columns(table)
+                  if "patron" in column["name"] or column["name"] == "age_band"]
+    finally:
+        engine.dispose()
+    assert "loans" in tables and naming == [("loan_policies", "patron_category")]
 
 
 def test_a_deleted_patrons_data_key_is_in_no_file(system, staff):

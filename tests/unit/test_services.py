@@ -11,9 +11,9 @@ from services.catalog.errors import ItemNotFound
 from services.catalog.models import Base as CatalogBase, Contributor, Item, Library, Person, Tenant, Work
 from services.catalog.search import Cataloguer, KnownNames
 from services.catalog.service import CatalogService
-from services.loans.borrowers import Borrower, Borrowers, StoreBase
+from services.loans.borrowers import Borrower, Borrowers, StoreBase, Suspension
 from services.loans.errors import ItemAlreadyOnLoan, ItemNotOnLoan
-from services.loans.models import Base as LoansBase, Loan, Suspension
+from services.loans.models import Base as LoansBase, Loan
 from services.loans.service import LoansService
 from services.patrons.errors import InvalidCredentials
 from services.patrons.models import Base as PatronsBase, Patron
@@ -64,8 +64,8 @@ def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_rem
         loans.db.add(Loan(tenant="kaizu", borrower_ref=f"r{number}", item_barcode=f"K{number}", work_id=number,
                           library="main", loaned_on=due - timedelta(days=14), due_date=due,
                           created_at=datetime.now(timezone.utc)))
-    loans.db.add_all([Suspension(tenant="kaizu", patron_id=5, until=today - timedelta(days=1)),
-                      Suspension(tenant="kaizu", patron_id=6, until=today)])
+    loans.borrowers.session.add_all([Suspension(tenant="kaizu", patron_id=5, until=today - timedelta(days=1)),
+                                     Suspension(tenant="kaizu", patron_id=6, until=today)])
     loans.db.commit()
     loans.borrowers.session.commit()
 
@@ -78,7 +78,7 @@ def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_rem
         ("loans_overdue", {"patron_id": 3, "items": 2, "oldest_due_date": today - timedelta(days=8),
                            "days_overdue": 8}),
     ]  # patron 4, three days overdue, was reminded on day 1 and will be again on day 8
-    assert [suspension.patron_id for suspension in loans.db.query(Suspension)] == [6]
+    assert [suspension.patron_id for suspension in loans.borrowers.session.query(Suspension)] == [6]
     loans.publish.reset_mock()
     loans.daily_pass()
     assert loans.publish.call_args_list == []
