@@ -35,7 +35,6 @@ import time  # noqa: E402
 from collections import Counter, deque  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -44,13 +43,13 @@ for path in (str(HERE), str(REPO)):
         sys.path.insert(0, path)
 
 import requests  # noqa: E402
-from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from circulation import (  # noqa: E402
-    LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, ended_early, free_port, http_session,
-    local_only, machine_cpu, release, say, stop_main_on_signals, with_vhost, write_report,
+    LOCALHOST, TENANT, Broker, PostgresDatabases, Stop, System, add_broker_arguments, check_broker_arguments, cpu_seconds, ended_early, free_port, http_session,
+    machine_cpu, release, say, stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
+from shiori.commands import operator_rpc  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
 from services.catalog.imports import BATCH_SIZE, IN_FLIGHT  # noqa: E402
 from services.catalog.rules import _isbn13_check  # noqa: E402
@@ -63,7 +62,6 @@ LIBRARIES = (
     {"code": "bench-school", "name": "ベンチ学校図書館", "kind": "school"},
 )
 # Who the benchmark calls as: the vendor's operator role, which bulk loads use (shiori/roles.py).
-RPC_CONTEXT = {"tenant": TENANT, "actor": "bench", "role": "operator"}
 DEFAULT_RPC_TIMEOUT = 5.0  # what the services use when SHIORI_RPC_TIMEOUT is not set
 KANJI = re.compile(r"[\u4e00-\u9fff]")
 KANJI_RUN = re.compile(r"[\u4e00-\u9fff]{2,4}")
@@ -707,7 +705,7 @@ def parse_args(argv=None):
     parser.add_argument("--pg-analyze", choices=("auto", "off"), default="auto",
                         help="auto (default): VACUUM (ANALYZE) after the import, and ANALYZE during it as "
                              "autovacuum would if the server has autovacuum off; off: never")
-    parser.add_argument("--amqp-uri", default="amqp://guest:guest@127.0.0.1:5672/")
+    add_broker_arguments(parser)
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/catalogue-<database>-<works>.json)")
@@ -722,7 +720,7 @@ def parse_args(argv=None):
         parser.error("--works: at least 1000")
     if not 0 <= args.copy_share <= 1:
         parser.error("--copy-share: between 0 and 1")
-    local_only(args.amqp_uri, "--amqp-uri")
+    check_broker_arguments(args)
     if args.pg_host not in (LOCALHOST, "localhost"):
         parser.error(f"--pg-host must be {LOCALHOST}")
     return args
@@ -733,7 +731,7 @@ def main(argv=None):
     stopping = stop_main_on_signals()
 
     data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-catalogue-"))
-    vhost, databases, system, importing = Vhost(), None, None, None
+    broker, databases, system, importing = Broker(args.broker_url, args.broker_admin_url), None, None, None
     report = {
         "benchmark": "catalogue", "database": args.database, "works": args.works,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -751,13 +749,7 @@ def main(argv=None):
             f"{len(catalogue.given_names)} given names, {len(catalogue.publishers)} publishers, "
             f"{len(catalogue.fragments):,} title fragments ({time.monotonic() - began:.1f} s)")
 
-        amqp_uri = args.amqp_uri
-        if vhost.create():
-            amqp_uri = with_vhost(args.amqp_uri, vhost.name)
-            say(f"broker vhost {vhost.name}")
-        else:
-            vhost.delete()
-            say(f"WARNING: no throwaway vhost (rabbitmqctl unusable); using {urlsplit(amqp_uri).path or '/'} as is")
+        say(f"broker virtual host {broker.vhost}")
         database_urls = {}
         if args.database == "postgresql":
             databases = PostgresDatabases(args.pg_host, args.pg_port)
@@ -765,7 +757,7 @@ def main(argv=None):
             database_urls = databases.urls()
             say(f"databases {', '.join(databases.names.values())}")
 
-        system = System(data_dir, free_port(), amqp_uri, database_urls)
+        system = System(data_dir, free_port(), broker, database_urls)
         system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}",
                            "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port()),
                            "SHIORI_RPC_TIMEOUT": f"{args.rpc_timeout:g}"})
@@ -775,8 +767,7 @@ def main(argv=None):
         catalog_pids = [pid for name, pid in system.processes().items() if name.split("-")[0] == "catalog"]
         say(f"system up at {base_url} in {report['startup_seconds']} s; catalog service pids {catalog_pids}")
 
-        config = {"AMQP_URI": amqp_uri}
-        with ClusterRpcProxy(config, context_data=RPC_CONTEXT, timeout=900) as rpc:
+        with operator_rpc(TENANT, 900, system.operator_environment()) as rpc:
             for library in LIBRARIES:
                 rpc.catalog.add_library(library)
             say(f"{len(LIBRARIES)} libraries; importing {args.works:,} works in batches of {BATCH_SIZE}, "
@@ -846,7 +837,7 @@ def main(argv=None):
                 say(f"warnings/errors in the service logs: {counts}")
                 for line in samples:
                     say(f"  {line}")
-        release(databases, vhost, data_dir, args.keep_data)
+        release(databases, broker, data_dir, args.keep_data)
 
     if report.get("import"):
         print_table(report)

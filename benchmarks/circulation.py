@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/circulation.py [--clients 1,5,20] [--seconds 10] [--database sqlite|postgresql]
 
-Starts the whole system (``python -m shiori run``) in a temporary data directory on a free port, on its own
-RabbitMQ vhost when ``rabbitmqctl`` can make one, and, with ``--database postgresql``, on three throwaway
-databases. Sets up a library, patrons and items through the HTTP API, then for each concurrency level runs
+Starts the whole system (``python -m shiori run``) in a temporary data directory on a free port, on a
+RabbitMQ virtual host of its own that the launcher provisions (through the management API, as ``make run``
+does), and, with ``--database postgresql``, on throwaway databases. Sets up a library, patrons and items through the HTTP API, then for each concurrency level runs
 N clients that loop check-out/check-in on their own items for a bounded time. Also measures the floor of an
-empty nameko RPC (a ``bench_echo`` service started in this process) and ``GET /health`` through the gateway.
+empty RPC with a signed caller context (a ``bench_echo`` service started in this process) and ``GET /health`` through the gateway.
 Everything it starts is stopped and removed at the end, also on Ctrl-C and on errors. Only 127.0.0.1 is used.
 See benchmarks/README.md.
 """
@@ -36,13 +36,16 @@ import time  # noqa: E402
 import traceback  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import urlsplit, urlunsplit  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
 
 import requests  # noqa: E402
-from nameko.rpc import rpc  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
-from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from figures import latency_summary  # noqa: E402
+from shiori.broker import OPERATOR  # noqa: E402
+from shiori.commands import operator_rpc  # noqa: E402
+from shiori.deployment import DEFAULT_BROKER_URL, operator_environment  # noqa: E402
+from shiori.provision import DEFAULT_ADMIN_URL, ProvisioningFailed, deprovision  # noqa: E402
+from shiori.rpc import rpc  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -103,11 +106,6 @@ def local_only(url, what):
         raise SystemExit(f"{what} must point at {LOCALHOST} (got {host!r}): this benchmark only targets localhost")
 
 
-def with_vhost(amqp_uri, vhost):
-    parts = urlsplit(amqp_uri)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + vhost.replace("/", "%2F"), parts.query, ""))
-
-
 def http_session(token=None):
     session = requests.Session()
     session.trust_env = False  # never through a proxy from the environment: 127.0.0.1 only
@@ -116,37 +114,27 @@ def http_session(token=None):
     return session
 
 
-# --- the broker vhost, the databases and the system under test ----------------------------------------
+# --- the broker's virtual host, the databases and the system under test ----------------------------------------
 
 
-class Vhost:
-    """A throwaway RabbitMQ vhost (via rabbitmqctl), so the system's queues meet no other run's."""
+class Broker:
+    """The system's own deployment on the broker: a throwaway virtual host, which the launcher provisions as
+    ``make run`` does (a broker user per process, permissions read off the code), removed at the end with its
+    users, so the system's queues meet no other run's."""
 
-    def __init__(self):
-        self.name = f"shiori-bench-{os.getpid()}-{secrets.token_hex(3)}"
-        self.created = False
+    def __init__(self, broker_url, admin_url):
+        self.broker_url, self.admin_url = broker_url, admin_url
+        self.vhost = f"shiori-bench-{os.getpid()}-{secrets.token_hex(3)}"
 
-    def _ctl(self, *args):
-        return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=90)
-
-    def create(self):
-        if not shutil.which("rabbitmqctl"):
-            return False
-        try:
-            if self._ctl("add_vhost", self.name).returncode != 0:
-                return False
-            self.created = True
-            return self._ctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*").returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            return False
+    def environment(self):
+        return {"SHIORI_BROKER_URL": self.broker_url, "SHIORI_BROKER_VHOST": self.vhost,
+                "SHIORI_BROKER_ADMIN_URL": self.admin_url}
 
     def delete(self):
-        if self.created:
-            try:
-                self._ctl("delete_vhost", self.name)
-            except (OSError, subprocess.TimeoutExpired) as error:
-                say(f"  could not delete vhost {self.name}: {error}")
-            self.created = False
+        try:
+            deprovision(self.admin_url, self.vhost)
+        except ProvisioningFailed as error:
+            say(f"  could not remove the virtual host {self.vhost}: {error}")
 
 
 class PostgresDatabases:
@@ -234,8 +222,9 @@ def process_alive(pid):
 class System:
     """``python -m shiori run`` in a temporary data directory, and its clean stop."""
 
-    def __init__(self, data_dir, port, amqp_uri, database_urls):
+    def __init__(self, data_dir, port, broker, database_urls, code=REPO):
         self.data_dir = data_dir
+        self.code = code  # the source tree it runs from: this checkout, or an earlier version's
         self.port = port
         self.password = secrets.token_urlsafe(18)
         self.env = {key: value for key, value in os.environ.items()
@@ -243,7 +232,7 @@ class System:
         self.env.update({
             "SHIORI_DATA_DIR": str(data_dir), "SHIORI_GATEWAY_HOST": LOCALHOST, "SHIORI_GATEWAY_PORT": str(port),
             "SHIORI_ADMIN_USER": "admin", "SHIORI_ADMIN_PASSWORD": self.password, "SHIORI_DEMO": "0",
-            "AMQP_URI": amqp_uri, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+            **broker.environment(), "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
             "PYTHONUNBUFFERED": "1", **database_urls,
         })
         self.output_path = data_dir / "launcher.out"
@@ -254,7 +243,7 @@ class System:
     def start(self):
         output = open(self.output_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shiori", "run"], cwd=REPO, env=self.env, stdout=output,
+            [sys.executable, "-m", "shiori", "run"], cwd=self.code, env=self.env, stdout=output,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # our Ctrl-C is handled here, then the launcher is stopped in order
         )
@@ -274,6 +263,11 @@ class System:
             time.sleep(0.2)
         raise RuntimeError(f"the system was not ready within {STARTUP_SECONDS} s\n"
                            + self.output_path.read_text(errors="replace")[-3000:])
+
+    def operator_environment(self):
+        """What an operators' command of this system runs with (its broker user and signing key), from the
+        data folder's secrets that the launcher made."""
+        return operator_environment({**self.env, "SHIORI_DATA_DIR": str(self.data_dir)})
 
     def _note_service_pids(self):
         if self.process is not None and self.process.poll() is None:
@@ -545,15 +539,17 @@ def settle(api, amqp_uri, clients, stopping):
     }
 
 
-def rpc_floor(amqp_uri, calls):
-    """Sequential empty RPCs to ``bench_echo`` (started here) through one standalone proxy."""
-    runner = ServiceRunner({"AMQP_URI": amqp_uri, "max_workers": 10})
+def rpc_floor(operator_environ, calls):
+    """Sequential empty RPCs to ``bench_echo`` (started here) through one standalone proxy, with a signed
+    caller context checked as every service checks it, over the operator's broker user."""
+    runner = ServiceRunner({"AMQP_URI": operator_environ["AMQP_URI"], "BROKER_PRINCIPAL": OPERATOR,
+                            "CONTEXT_VERIFY_KEYS": operator_environ["SHIORI_CONTEXT_VERIFY_KEYS"],
+                            "max_workers": 10})
     runner.add_service(BenchEcho)
     runner.start()
     try:
         latencies = []
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"tenant": TENANT, "actor": "operator", "role": "operator"},
-                             timeout=30) as proxy:
+        with operator_rpc(TENANT, 30, operator_environ) as proxy:
             for _ in range(50):  # warm-up: reply queue, connections
                 proxy.bench_echo.ping()
             for _ in range(calls):
@@ -650,8 +646,7 @@ def parse_args(argv=None):
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--rpc-calls", type=int, default=1000, help="sequential empty RPCs (default 1000)")
     parser.add_argument("--health-calls", type=int, default=200, help="sequential GET /health (default 200)")
-    parser.add_argument("--amqp-uri", default="amqp://guest:guest@127.0.0.1:5672/",
-                        help="broker (127.0.0.1 only); a throwaway vhost is made on it when rabbitmqctl works")
+    add_broker_arguments(parser)
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results file (default benchmarks/results/circulation-<database>.json)")
@@ -667,10 +662,23 @@ def parse_args(argv=None):
         parser.error("--seconds: between 0 and 120")
     if args.items_per_client < 1 or args.max_pairs < 1:
         parser.error("--items-per-client and --max-pairs must be at least 1")
-    local_only(args.amqp_uri, "--amqp-uri")
+    check_broker_arguments(args)
     if args.pg_host not in (LOCALHOST, "localhost"):
         parser.error(f"--pg-host must be {LOCALHOST}")
     return args
+
+
+def add_broker_arguments(parser):
+    parser.add_argument("--broker-url", default=DEFAULT_BROKER_URL,
+                        help=f"RabbitMQ (127.0.0.1 only; default {DEFAULT_BROKER_URL}): the system runs on a "
+                             "throwaway virtual host there")
+    parser.add_argument("--broker-admin-url", default=DEFAULT_ADMIN_URL,
+                        help="its management API, which provisions the virtual host (default the local one, guest)")
+
+
+def check_broker_arguments(args):
+    local_only(args.broker_url, "--broker-url")
+    local_only(args.broker_admin_url, "--broker-admin-url")
 
 
 def stop_main_on_signals():
@@ -703,8 +711,8 @@ def ended_early(error):
     return 1
 
 
-def release(databases, vhost, data_dir, keep_data):
-    """Drop the throwaway vhost, and the databases and data directory unless asked to keep them (to inspect
+def release(databases, broker, data_dir, keep_data):
+    """Remove the throwaway virtual host, and the databases and data directory unless asked to keep them (to inspect
     a large catalogue without building it again)."""
     if keep_data and databases is not None and databases.created:
         say(f"kept databases {databases.created}")
@@ -713,7 +721,7 @@ def release(databases, vhost, data_dir, keep_data):
             databases.drop()
         except Exception as error:  # noqa: BLE001 - whatever failed, the rest must still be cleaned up
             say(f"could not drop databases {databases.created}: {error}")
-    vhost.delete()
+    broker.delete()
     if keep_data:
         say(f"kept {data_dir}")
     else:
@@ -742,7 +750,7 @@ def main(argv=None):
     stopping = stop_main_on_signals()
 
     data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-"))
-    vhost, databases, system = Vhost(), None, None
+    broker, databases, system = Broker(args.broker_url, args.broker_admin_url), None, None
     report = {
         "benchmark": "circulation", "database": args.database,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -753,15 +761,8 @@ def main(argv=None):
     exit_code = 0
     try:
         say(f"data dir {data_dir}")
-        amqp_uri = args.amqp_uri
-        if vhost.create():
-            amqp_uri = with_vhost(args.amqp_uri, vhost.name)
-            say(f"broker vhost {vhost.name}")
-        else:
-            vhost.delete()
-            say(f"WARNING: no throwaway vhost (rabbitmqctl unusable); using {urlsplit(amqp_uri).path or '/'} as is: "
-                "another Shiori on the same vhost would share the queues")
-        report["vhost"] = urlsplit(amqp_uri).path
+        say(f"broker virtual host {broker.vhost}")
+        report["vhost"] = broker.vhost
         database_urls = {}
         if args.database == "postgresql":
             databases = PostgresDatabases(args.pg_host, args.pg_port)
@@ -769,7 +770,7 @@ def main(argv=None):
             database_urls = databases.urls()
             say(f"databases {', '.join(databases.names.values())}")
 
-        system = System(data_dir, free_port(), amqp_uri, database_urls)
+        system = System(data_dir, free_port(), broker, database_urls)
         started = time.monotonic()
         base_url = system.start()
         report["startup_seconds"] = round(time.monotonic() - started, 1)
@@ -786,7 +787,7 @@ def main(argv=None):
             f"in {report['setup']['seconds']} s")
 
         say(f"empty RPC floor: {args.rpc_calls} sequential bench_echo.ping() ...")
-        report["rpc_floor"] = rpc_floor(amqp_uri, args.rpc_calls)
+        report["rpc_floor"] = rpc_floor(system.operator_environment(), args.rpc_calls)
         floor = report["rpc_floor"]
         say(f"  p50/p95/p99 {floor['p50_ms']}/{floor['p95_ms']}/{floor['p99_ms']} ms")
         say(f"GET /health: {args.health_calls} sequential ...")
@@ -822,7 +823,7 @@ def main(argv=None):
                 busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
                 # whole machine, in % of one core like the rest: broker, PostgreSQL and anything else included
                 result["cpu_percent"]["machine"] = round(busy * 100 * (os.cpu_count() or 1), 1)
-            result["events"] = settle(admin, amqp_uri, clients[level], stopping)
+            result["events"] = settle(admin, system.operator_environment()["AMQP_URI"], clients[level], stopping)
             report["levels"].append(result)
             print_level(result)
     except (Stop, Exception) as error:  # noqa: BLE001
@@ -840,7 +841,7 @@ def main(argv=None):
                 say(f"warnings/errors in the service logs: {counts}")
                 for line in samples:
                     say(f"  {line}")
-        release(databases, vhost, data_dir, args.keep_data)
+        release(databases, broker, data_dir, args.keep_data)
 
     if report["levels"]:
         print_table(report)

@@ -44,8 +44,8 @@ from catalogue import (  # noqa: E402
     proc_status,
 )
 from circulation import (  # noqa: E402
-    LOCALHOST, TENANT, PostgresDatabases, Stop, System, Vhost, cpu_seconds, ended_early, free_port, local_only,
-    machine_cpu, release, say, stop_main_on_signals, with_vhost, write_report,
+    LOCALHOST, TENANT, Broker, PostgresDatabases, Stop, System, add_broker_arguments, check_broker_arguments, cpu_seconds, ended_early, free_port,
+    machine_cpu, release, say, stop_main_on_signals, write_report,
 )
 
 
@@ -112,7 +112,7 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=20240501)
     parser.add_argument("--pg-analyze", choices=("auto", "off"), default="auto",
                         help="auto (default): ANALYZE as autovacuum would if the server has autovacuum off")
-    parser.add_argument("--amqp-uri", default="amqp://guest:guest@127.0.0.1:5672/")
+    add_broker_arguments(parser)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/import-<database>-<works>.json)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and databases")
@@ -120,7 +120,7 @@ def parse_args(argv=None):
     check_catalog_processes(parser, args)
     if args.works < 1000:
         parser.error("--works: at least 1000")
-    local_only(args.amqp_uri, "--amqp-uri")
+    check_broker_arguments(args)
     return args
 
 
@@ -128,7 +128,7 @@ def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
     data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-import-"))
-    vhost, databases, system = Vhost(), None, None
+    broker, databases, system = Broker(args.broker_url, args.broker_admin_url), None, None
     report = {"benchmark": "import_command", "format": "marc21", "database": args.database, "works": args.works,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "catalog_processes": args.catalog_processes, "seed": args.seed, "code": code_version()}
@@ -138,13 +138,12 @@ def main(argv=None):
         began = time.monotonic()
         size = write_marc21(Catalogue(args.seed), args.works, marc_path)
         say(f"wrote {args.works:,} MARC21 records, {size / 2 ** 20:,.0f} MiB, in {time.monotonic() - began:.0f} s")
-        amqp_uri = with_vhost(args.amqp_uri, vhost.name) if vhost.create() else args.amqp_uri
         database_urls = {}
         if args.database == "postgresql":
             databases = PostgresDatabases(LOCALHOST, args.pg_port)
             databases.create()
             database_urls = databases.urls()
-        system = System(data_dir, free_port(), amqp_uri, database_urls)
+        system = System(data_dir, free_port(), broker, database_urls)
         system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}",
                            "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port())})
         system.start()
@@ -182,7 +181,7 @@ def main(argv=None):
         stopping.set()
         if system is not None:
             system.stop()
-        release(databases, vhost, data_dir, args.keep_data)
+        release(databases, broker, data_dir, args.keep_data)
     if report.get("import"):
         output = Path(args.output) if args.output else RESULTS_DIR / f"import-{args.database}-{args.works}.json"
         write_report(report, output, complete=exit_code == 0)

@@ -31,11 +31,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 from circulation import (  # noqa: E402
-    LOCALHOST, RESULTS_DIR, Api, PostgresDatabases, Stop, System, Vhost, free_port, login, release, say,
-    stop_main_on_signals, with_vhost, write_report,
+    LOCALHOST, RESULTS_DIR, Api, Broker, PostgresDatabases, Stop, System, add_broker_arguments, check_broker_arguments, free_port, login, release, say,
+    stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
 
@@ -116,34 +115,35 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--checkouts", type=int, default=100, help="timed check-outs per case (default 100)")
-    parser.add_argument("--amqp-uri", default="amqp://guest:guest@127.0.0.1:5672/")
+    add_broker_arguments(parser)
     parser.add_argument("--pg-host", default=LOCALHOST)
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/loan-scale-<database>.json)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and databases")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_broker_arguments(args)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
     data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-"))
-    vhost, databases, system = Vhost(), None, None
+    broker, databases, system = Broker(args.broker_url, args.broker_admin_url), None, None
     report = {"benchmark": "loan-scale", "database": args.database, "checkouts_per_case": args.checkouts,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "cases": {}}
     output = Path(args.output) if args.output else RESULTS_DIR / f"loan-scale-{args.database}.json"
     complete = False
     try:
-        amqp_uri = with_vhost(args.amqp_uri, vhost.name) if vhost.create() else args.amqp_uri
         database_urls = {}
         if args.database == "postgresql":
             databases = PostgresDatabases(args.pg_host, args.pg_port)
             databases.create()
             database_urls = databases.urls()
-        system = System(data_dir, free_port(), amqp_uri, database_urls)
+        system = System(data_dir, free_port(), broker, database_urls)
         base_url = system.start()
-        say(f"system up at {base_url} ({args.database}, vhost {urlsplit(amqp_uri).path})")
+        say(f"system up at {base_url} ({args.database}, virtual host {broker.vhost})")
         api = Api(base_url, login(base_url, system.password))
         api.expect(api.post("/api/v1/libraries", {"code": LIBRARY, "name": "ベンチマーク図書館", "kind": "main"}), 201)
         api.expect(api.post("/api/v1/loan-policies", {"loan_days": 14, "max_items": 1000, "renewals": 1,
@@ -172,7 +172,7 @@ def main(argv=None):
     finally:
         if system is not None:
             system.stop()
-        release(databases, vhost, data_dir, args.keep_data)
+        release(databases, broker, data_dir, args.keep_data)
         write_report(report, output, complete)
     return 0 if complete else 1
 

@@ -8,7 +8,7 @@ and compares, in the same run, four variants on fresh databases holding the same
 
     (a) as shipped: the real PatronVault (AES-256-GCM, data keys in the key store) and the access record;
     (b) no encryption: a pass-through vault defined here, injected as ``vault=``;
-    (c) no access record: ``services.patrons.service.access_record.record`` replaced by a no-op;
+    (c) no access record: the service's ``access_record.record`` replaced by a no-op;
     (d) neither.
 
 Every call gets fresh database sessions and a fresh vault, as a nameko worker does (so nothing is served
@@ -56,7 +56,7 @@ from sqlalchemy import func, select, text  # noqa: E402
 from sqlalchemy.orm import sessionmaker  # noqa: E402
 
 from services.patrons import service as patrons_module  # noqa: E402
-from services.patrons.access_record import AccessEntry, verify  # noqa: E402
+from services.patrons.access_record import AccessChain, AccessEntry  # noqa: E402
 from services.patrons.models import Base as PatronsBase, Patron  # noqa: E402
 from services.patrons.rules import new_card_number  # noqa: E402
 from services.patrons.service import PatronsService  # noqa: E402
@@ -309,6 +309,7 @@ class Variant:
         self.service = worker_factory(PatronsService, db=None, vault=None, caller=CALLER, config=CONFIG)
         self.service.catalog = CatalogStub()
         self.service.publish = publish_nothing
+        self.service.access_record = AccessChain(secrets.token_bytes(32))
         self.patrons = []  # (id, card_number) in registration order
         self.latencies = {operation: [] for operation in OPERATIONS}
 
@@ -318,7 +319,7 @@ class Variant:
         if self.record:
             yield
         else:
-            with patched(patrons_module.access_record, "record", record_nothing):
+            with patched(self.service.access_record, "record", record_nothing):
                 yield
 
     def call(self, method, *args):
@@ -345,7 +346,7 @@ class Variant:
                 "patrons": db.scalar(select(func.count()).select_from(Patron)),
                 "data_keys": keys.scalar(select(func.count()).select_from(DataKey)),
                 "access_entries": db.scalar(select(func.count()).select_from(AccessEntry)),
-                "access_chain": verify(db, TENANT),
+                "access_chain": self.service.access_record.verify(db, TENANT),
                 "name_stored_as_plaintext": sealed is not None and _is_text(sealed),
                 "patrons_db_bytes": databases.size(self.patrons_engine),
                 "keys_db_bytes": databases.size(self.keys_engine),

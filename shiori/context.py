@@ -6,7 +6,8 @@ caller is signs it with its own Ed25519 key — the staff gateway for HTTP reque
 for the operator, a service for its own timers and event work — and every service verifies it before a
 worker runs. Verifying needs only public keys, so no service can sign for another: a compromised loans
 process cannot claim to be the gateway, or an operator. What each signer may claim is limited
-(``SIGNER_RULES``): the gateway never signs for the operator, a service only for ``system:<itself>``.
+(``may_claim``): the gateway never signs for the operator, and for the system only as ``system:gateway`` in
+the ``system`` role (which opens no tenant's data); a service only for ``system:<itself>``.
 
 The public catalogue (OPAC) holds no signing key at all: its calls are anonymous, and a service answers an
 anonymous call only on the methods it marks public (the catalogue's search, works and libraries), as the
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shiori.errors import DomainError
-from shiori.roles import OPERATOR, PUBLIC
+from shiori.roles import OPERATOR, PUBLIC, SYSTEM
 
 security_log = logging.getLogger("shiori.security")
 
@@ -32,6 +33,8 @@ DEFAULT_LIFETIME_SECONDS = 60
 # Hosts of one deployment keep time by NTP; a context is not refused for a few seconds of skew.
 CLOCK_SKEW_SECONDS = 5
 GATEWAY, OPERATOR_SIGNER = "gateway", "operator"
+# The gateway's own housekeeping (asking the patrons service which credentials were revoked), as the system.
+GATEWAY_SYSTEM_ACTOR = f"system:{GATEWAY}"
 
 
 class ContextRefused(DomainError):
@@ -40,6 +43,8 @@ class ContextRefused(DomainError):
 
 
 def _allowed_by_gateway(data):
+    if data.get("role") == SYSTEM or data.get("actor") == GATEWAY_SYSTEM_ACTOR:
+        return data.get("role") == SYSTEM and data.get("actor") == GATEWAY_SYSTEM_ACTOR
     return data.get("role") != OPERATOR and not str(data.get("actor", "")).startswith(("operator", "system:"))
 
 

@@ -40,6 +40,7 @@ LOCAL_SECRETS = {
     "SHIORI_TOKEN_SECRET": ("token-secret", lambda: secrets.token_urlsafe(48), "gateway"),
     "SHIORI_PATRONS_MASTER_KEYS": ("master-keys", lambda: f"k1:{random_key()}", "patrons"),
     "SHIORI_PATRONS_LOOKUP_KEY": ("lookup-key", random_key, "patrons"),
+    "SHIORI_ACCESS_RECORD_KEY": ("access-record-key", random_key, "patrons"),
 }
 # Settings that are secrets of one process, when the environment gives them.
 # The broker's administrator is the provisioning's alone (the launcher's), never a process's.

@@ -18,7 +18,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields
 import eventlet
 from nameko.amqp.publish import Publisher
 from nameko.constants import AMQP_URI_CONFIG_KEY
-from nameko.events import EventDispatcher, EventHandler
+from nameko.events import BROADCAST, EventDispatcher, EventHandler
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -121,6 +121,25 @@ class Subscription(EventHandler):
 
 
 subscribe = Subscription.decorator
+
+
+class Broadcast(Subscription):
+    """A subscription of every process of the service, not of one of them: each gets every event, on a queue
+    of its own (named with a process-unique suffix, removed when the process goes). For what each process
+    keeps in memory, such as a gateway's revoked tokens. An event published while a process is down is not
+    kept for it: such a subscriber must catch up by asking when it starts."""
+
+    def __init__(self, source_service, event_type, **kwargs):
+        super().__init__(source_service, event_type, handler_type=BROADCAST, reliable_delivery=False, **kwargs)
+
+    def setup(self):
+        super().setup()
+        # Not exclusive (nameko's default for a broadcast), so that the operator may look into it as into any
+        # queue; the broker's permissions keep it the subscriber's, and auto-delete removes it with the process.
+        self.queue.exclusive = False
+
+
+broadcast = Broadcast.decorator
 
 
 def read_event(body, version, data_schema):

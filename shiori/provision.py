@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from nameko.events import BROADCAST
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 
@@ -32,6 +33,7 @@ from shiori.broker import (
 
 DEFAULT_ADMIN_URL = "http://guest:guest@127.0.0.1:15672"
 REPLY_ID = "[0-9a-f]{32}"
+BROADCAST_ID = "[0-9a-f]{32}"  # nameko's broadcast identifier of a process: a uuid4's hex
 METHOD = "[a-z_][a-z0-9_]*"
 NOTHING = "^$"  # matches no resource: RabbitMQ's name for the default exchange is amq.default
 
@@ -106,7 +108,8 @@ def service_grants(service_class, service_class_of):
     for attribute, subscription in subscriptions:
         source, event_type = subscription.source_service, subscription.event_type
         # A broadcast subscription's queue carries the process's own identifier after the handler's name.
-        grants.own_queue(re.escape(f"evt-{source}-{event_type}--{name}.{attribute}") + "(-[0-9a-f]+)?")
+        process = f"-{BROADCAST_ID}" if subscription.handler_type == BROADCAST else ""
+        grants.own_queue(re.escape(f"evt-{source}-{event_type}--{name}.{attribute}") + process)
         grants.topic(events_exchange(source), read=re.escape(event_type))
     if subscriptions:
         grants.topic(DEAD_LETTERS_EXCHANGE, write=re.escape(name))

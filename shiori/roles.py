@@ -5,6 +5,7 @@ SCHOOL_LIBRARIAN = "school_librarian"  # one school library and its own patrons 
 PATRON = "patron"  # themself only
 OPERATOR = "operator"  # the vendor's commands (first run, imports): a tenant's whole system, no HTTP route
 PUBLIC = "public"  # anonymous: the public catalogue only
+SYSTEM = "system"  # a process's own housekeeping (the gateway asking for revoked credentials): no tenant's data
 
 STAFF_ROLES = (ADMIN, LIBRARIAN, SCHOOL_LIBRARIAN)
 WHOLE_TENANT = (ADMIN, OPERATOR)

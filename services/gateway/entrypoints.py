@@ -17,7 +17,7 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Request, Response
 
 from services.gateway import errors
-from services.gateway.tokens import TokenIssuer
+from services.gateway.tokens import RevokedCredentials, TokenIssuer
 from shiori.errors import DomainError, Forbidden, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
 from shiori.rpc import ContextKeys
@@ -36,6 +36,8 @@ MAX_ID = 2**31 - 1
 
 
 class GatewayServer(WebServer):
+    revoked = RevokedCredentials()
+
     def setup(self):
         config = self.container.config
         # The public catalogue gateway serves anonymous requests only, and holds no token secret at all.
@@ -66,6 +68,8 @@ class GatewayServer(WebServer):
         if scheme.lower() != "bearer" or not token.strip():
             raise NotAuthenticated("use an Authorization: Bearer <token> header")
         claims = self.tokens.verify(token.strip())
+        if self.revoked.refuses(claims):
+            raise NotAuthenticated("the access token has been revoked: log in again")
         allowed = roles or (() if public else STAFF_ROLES)
         if allowed and claims["role"] not in allowed:
             raise Forbidden(details={"allowed_roles": list(allowed)})

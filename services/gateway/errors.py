@@ -13,6 +13,7 @@ from shiori.errors import DomainError, TooManyAttempts
 STATUS_BY_CODE = {
     "VALIDATION_ERROR": 400,
     "INVALID_JSON": 400,
+    "PIN_TOO_COMMON": 400,
     "NOT_AUTHENTICATED": 401,
     "INVALID_CREDENTIALS": 401,
     "FORBIDDEN": 403,

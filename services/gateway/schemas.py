@@ -1,4 +1,5 @@
-"""Query parameters the gateway itself reads (the services validate their own payloads)."""
+"""Query parameters the gateway itself reads (the services validate their own payloads), and what it reads of
+the revoked credentials the patrons service tells it of."""
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from shiori.errors import load
@@ -17,6 +18,18 @@ class StatisticsFormatSchema(Schema):
         unknown = EXCLUDE
 
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class RevocationSchema(Schema):
+    """A revoked credential: ``credentials_revoked``'s data (the tenant is the envelope's), or one of the
+    patrons service's ``recent_revocations``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    tenant = fields.String()
+    subject = fields.String(required=True)
+    not_before = fields.AwareDateTime(required=True)
 
 
 def page_of(items, query):

@@ -4,7 +4,10 @@ the payload with its own schema), and answers in the API's shape."""
 import base64
 import csv
 import io
+import logging
+from datetime import timedelta
 
+from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
@@ -13,11 +16,18 @@ from services.catalog.schemas import ImportQuerySchema
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
-from services.gateway.schemas import StatisticsFormatSchema, page_of
-from services.gateway.tokens import Tokens
-from shiori.errors import load
-from shiori.roles import ADMIN, PATRON, STAFF_ROLES
+from services.gateway.schemas import RevocationSchema, StatisticsFormatSchema, page_of
+from services.gateway.tokens import Revocations, Tokens, catch_up_timer
+from shiori.clock import now
+from shiori.context import GATEWAY_SYSTEM_ACTOR
+from shiori.errors import ServiceUnavailable, load
+from shiori.events import broadcast, read_event
+from shiori.roles import ADMIN, PATRON, STAFF_ROLES, SYSTEM
 from shiori.rpc import Caller, ServiceRpc
+
+log = logging.getLogger(__name__)
+# How often each gateway process asks for recent revocations, in case it missed a broadcast.
+REVOCATIONS_CATCH_UP_SECONDS = 60
 
 
 class GatewayService(CatalogueRoutes):
@@ -25,6 +35,7 @@ class GatewayService(CatalogueRoutes):
     backing_services = ("patrons", "loans", "catalog", "statistics", "notices")
 
     tokens = Tokens()
+    revocations = Revocations()
     caller = Caller()
     patrons = ServiceRpc("patrons")
     loans = ServiceRpc("loans")
@@ -48,6 +59,30 @@ class GatewayService(CatalogueRoutes):
         account = self.patrons.authenticate_patron(read_json(request))
         return {"access_token": self.tokens.issue(account), "token_type": "Bearer",
                 "expires_in": self.tokens.lifetime_seconds}
+
+    @broadcast("patrons", "credentials_revoked")
+    def on_credentials_revoked(self, body):
+        """Every gateway process hears of every revocation, and refuses the tokens it ends from then on."""
+        event = read_event(body, 1, RevocationSchema())
+        if event is not None:
+            self.revocations.revoke(event["tenant"], event["data"]["subject"], event["data"]["not_before"])
+
+    @catch_up_timer(interval=REVOCATIONS_CATCH_UP_SECONDS, eager=True)
+    def catch_up_on_revocations(self):
+        """At start, and every minute for a broadcast missed (the broker restarted, this process was cut off):
+        the revocations of every token that may still be valid, from the patrons service."""
+        horizon = now() - timedelta(seconds=self.tokens.lifetime_seconds)
+        # A context names a tenant; the call reads every tenant's revocations, whichever it names.
+        self.caller.act_as(self.config["PUBLIC_TENANT"], GATEWAY_SYSTEM_ACTOR, SYSTEM)
+        try:
+            revoked = RevocationSchema(many=True).load(self.patrons.recent_revocations(horizon.isoformat()))
+        except (ServiceUnavailable, ValidationError) as error:
+            log.warning("could not catch up on revoked credentials (%s); trying again in %d s", error,
+                        REVOCATIONS_CATCH_UP_SECONDS)
+            return
+        self.revocations.forget_before(horizon)
+        for revocation in revoked:
+            self.revocations.revoke(revocation["tenant"], revocation["subject"], revocation["not_before"])
 
     # --- a patron's own record --------------------------------------------------------------------
 

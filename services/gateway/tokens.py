@@ -1,9 +1,17 @@
 """Signed, short-lived access tokens for staff and patrons (JWT, HS256), checked at the gateway on every
-request; the role in the token decides which routes it opens."""
+request; the role in the token decides which routes it opens.
+
+A token ends before it expires when its holder's credentials are revoked (a staff account deleted or
+changed, a PIN changed, a card reported lost): the patrons service broadcasts ``credentials_revoked`` to
+every gateway process, which then refuses that holder's tokens issued before the revocation. Each process
+also asks for the recent revocations when it starts and every minute, for a broadcast it missed.
+"""
 from datetime import datetime, timedelta, timezone
 
 import jwt
-from nameko.extensions import DependencyProvider
+from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.messaging import QueueConsumer
+from nameko.timer import Timer
 
 from shiori.errors import NotAuthenticated
 from shiori.roles import PATRON
@@ -28,7 +36,8 @@ class TokenIssuer:
     def issue(self, account):
         issued = datetime.now(timezone.utc)
         claims = {
-            "iss": ISSUER, "aud": AUDIENCE, "iat": issued, "exp": issued + self.lifetime,
+            # iat to the microsecond, so that a token issued just after a revocation is not taken for one before
+            "iss": ISSUER, "aud": AUDIENCE, "iat": issued.timestamp(), "exp": issued + self.lifetime,
             "sub": f"{'patron' if account['role'] == PATRON else 'staff'}:{account['id']}",
             "tenant": account["tenant"], "role": account["role"], "libraries": account.get("libraries", []),
         }
@@ -54,3 +63,45 @@ class Tokens(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.issuer
+
+
+class RevokedCredentials(SharedExtension):
+    """This process's revoked credentials: (tenant, subject) -> the instant (POSIX seconds) before which that
+    subject's tokens are refused."""
+
+    def setup(self):
+        self.not_before = {}
+
+    def revoke(self, tenant, subject, not_before):
+        key = (tenant, subject)
+        self.not_before[key] = max(not_before.timestamp(), self.not_before.get(key, 0.0))
+
+    def forget_before(self, horizon):
+        """Revocations older than ``horizon`` refuse nothing any more: every token they ended has expired."""
+        self.not_before = {key: instant for key, instant in self.not_before.items() if instant >= horizon.timestamp()}
+
+    def refuses(self, claims):
+        return claims["iat"] < self.not_before.get((claims["tenant"], claims["sub"]), float("-inf"))
+
+
+class Revocations(DependencyProvider):
+    """The container's revoked credentials, for the handlers that learn of them."""
+
+    revoked = RevokedCredentials()
+
+    def get_dependency(self, worker_ctx):
+        return self.revoked
+
+
+class CatchUpTimer(Timer):
+    """A timer whose first run waits until the container consumes from its queues: its RPC replies, and the
+    ``credentials_revoked`` broadcast, so that no revocation falls between the broadcast and the catch-up."""
+
+    queue_consumer = QueueConsumer()
+
+    def start(self):
+        self.queue_consumer.start()  # returns once the consumers are ready (it starts them only once)
+        super().start()
+
+
+catch_up_timer = CatchUpTimer.decorator

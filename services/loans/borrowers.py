@@ -124,6 +124,11 @@ class Borrowers:
         self.session.execute(delete(Suspension).where(Suspension.until < today))
         self.session.commit()
 
+    def lift_suspension(self, tenant, patron_id):
+        """Drop a patron's suspension (the patron is deleted)."""
+        self.session.execute(delete(Suspension).where(Suspension.tenant == tenant, Suspension.patron_id == patron_id))
+        self.session.commit()
+
     def sweep(self, live_refs):
         """Erase borrowers that no loan or hold names (``live_refs``: every ref the loans database holds),
         but for those recorded too recently to tell. Answers how many."""

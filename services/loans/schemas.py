@@ -5,7 +5,7 @@ No event pairs a patron with a copy or work: ``loan_created`` and ``loan_returne
 """
 from datetime import timedelta
 
-from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
 from services.catalog.schemas import ITEM_TYPES
 from services.loans.rules import LONGEST_CLOSURE_DAYS
@@ -118,6 +118,16 @@ class UnplannedClosureSchema(ClosureSchema):
     """Libraries closed without notice (typhoon, earthquake, outage) for a period."""
 
     libraries = fields.List(fields.String(validate=CODE), required=True, validate=validate.Length(1, 100))
+
+
+class PatronDeletedSchema(Schema):
+    """What this service reads of the patrons service's ``patron_deleted``: the id, whatever else it comes
+    to carry."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    patron_id = fields.Integer(required=True)
 
 
 class CountedSchema(Schema):

@@ -14,24 +14,25 @@ from services.loans import errors
 from services.loans.borrowers import Borrower, BorrowerStore, new_ref
 from services.loans.holds import HoldQueues
 from services.loans.models import (
-    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, Transit,
+    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, ProcessedEvent, Transit,
 )
 from services.loans.rules import (
     Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
 )
 from services.loans.schemas import (
     PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, HoldRequestSchema,
-    HoldSchema, LoanPolicySchema, LoanSchema, UnplannedClosureSchema,
+    HoldSchema, LoanPolicySchema, LoanSchema, PatronDeletedSchema, UnplannedClosureSchema,
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, checkpoint, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
-from shiori.events import EventPublisher
+from shiori.events import EventPublisher, first_delivery, read_event, subscribe
 from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, WHOLE_TENANT, may_serve_at
 from shiori.rpc import Caller, ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
 DEFAULT_SETTINGS = {"renew_from": "today", "renewal_grace_days": 0, "suspend_for_late_days": False}
+EVENT_VERSION = 1  # of the events this service reads
 
 
 def counted(loan, borrower):
@@ -397,6 +398,24 @@ class LoansService:
             Loan.tenant == self.caller.tenant,
             Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, patron_ids)))).all()
         return sorted({borrower.patron_id for borrower in self.borrowers.of(lent).values()})
+
+    # --- a patron deleted ---------------------------------------------------------------------------
+
+    @subscribe("patrons", "patron_deleted")
+    def on_patron_deleted(self, body):
+        """A deleted patron leaves nothing here: their holds end as a cancelled hold does (a copy kept or
+        travelling for them passes to the next in the queue) and their suspension goes. Loans there are
+        none: the patrons service deletes nobody who has anything out."""
+        event = read_event(body, EVENT_VERSION, PatronDeletedSchema())
+        if event is None or not first_delivery(self.db, ProcessedEvent, event):
+            return
+        tenant, patron_id = event["tenant"], event["data"]["patron_id"]
+        self.caller.act_as(tenant, "system:loans:patron-deleted", OPERATOR)
+        self.borrowers.lift_suspension(tenant, patron_id)
+        holds = self.db.scalars(select(Hold).where(
+            Hold.tenant == tenant, Hold.borrower_ref.in_(self.borrowers.refs_of(tenant, [patron_id])))
+            .order_by(Hold.id)).all()
+        self._end_holds(holds, library_today())  # commits it all, with the event's id, then announces
 
     def _check_desk(self, library):
         if not may_serve_at(self.caller.role, self.caller.libraries, library):

@@ -4,24 +4,26 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from services.notices.templates import KINDS
 
 
-class ReminderEventSchema(Schema):
+class PatronEventSchema(Schema):
+    """An event about a patron (a reminder, a ready hold, a deletion): the id, whatever else it carries."""
+
     class Meta:
         unknown = EXCLUDE
 
     patron_id = fields.Integer(required=True)
 
 
-class HoldReadySchema(ReminderEventSchema):
+class HoldReadySchema(PatronEventSchema):
     pickup_library = fields.String(required=True)
     ready_until = fields.Date(required=True)
 
 
-class LoansDueSoonSchema(ReminderEventSchema):
+class LoansDueSoonSchema(PatronEventSchema):
     items = fields.Integer(required=True)
     due_date = fields.Date(required=True)
 
 
-class LoansOverdueSchema(ReminderEventSchema):
+class LoansOverdueSchema(PatronEventSchema):
     items = fields.Integer(required=True)
     oldest_due_date = fields.Date(required=True)
 

@@ -10,17 +10,17 @@ from email.utils import formataddr
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from services.notices import errors
 from services.notices.mailer import Mailer
 from services.notices.models import Base, Notice, NoticeSettings, ProcessedEvent
 from services.notices.schemas import (
-    HoldReadySchema, LoansDueSoonSchema, LoansOverdueSchema, NoticeSchema, NoticeSettingsSchema,
+    HoldReadySchema, LoansDueSoonSchema, LoansOverdueSchema, NoticeSchema, NoticeSettingsSchema, PatronEventSchema,
 )
 from services.notices.templates import render, titles_line
 from shiori.clock import library_today, now
-from shiori.db import Database
+from shiori.db import Database, checkpoint
 from shiori.errors import load
 from shiori.events import first_delivery, read_event, subscribe
 from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT
@@ -63,6 +63,18 @@ class NoticesService:
     def on_overdue(self, body):
         self._take(body, LoansOverdueSchema(), "overdue",
                    lambda data: {"items": data["items"], "date": data["oldest_due_date"].isoformat()})
+
+    @subscribe("patrons", "patron_deleted")
+    def on_patron_deleted(self, body):
+        """A deleted patron is told nothing more: their notices not sent yet and their lines on the phone list
+        go."""
+        event = read_event(body, EVENT_VERSION, PatronEventSchema())
+        if event is None or not first_delivery(self.db, ProcessedEvent, event):
+            return
+        self.db.execute(delete(Notice).where(Notice.tenant == event["tenant"],
+                                             Notice.patron_id == event["data"]["patron_id"]))
+        self.db.commit()
+        checkpoint(self.db)
 
     def _take(self, body, schema, kind, facts_of):
         """Keep the notice first (it survives anything after this commit), then try to send it."""

@@ -31,6 +31,12 @@ class InvalidCredentials(DomainError):
     default_message = "unknown user name or wrong password"
 
 
+class PinTooCommon(DomainError):
+    code = "PIN_TOO_COMMON"
+    default_message = "推測されやすい暗証番号は使えません（0000、1234 のような同じ数字や連番など）。別の番号にしてください"
+    field_message = "a PIN others would try first: the same digit, a run such as 1234 or 9876, or a well-known one"
+
+
 class UsernameTaken(DomainError):
     code = "USERNAME_TAKEN"
     default_message = "this user name is taken"

@@ -65,11 +65,15 @@ class RetiredCard(Base):
 
 
 class StaffAccount(Base):
+    """A user name is the tenant's own: two municipalities may each have an ``admin``. (A database made
+    before this held user names unique across tenants, and keeps that until it is migrated.)"""
+
     __tablename__ = "staff_accounts"
+    __table_args__ = (UniqueConstraint("tenant", "username"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32), index=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(32))
     libraries: Mapped[list] = mapped_column(JSON, default=list)
@@ -88,7 +92,8 @@ class KnownLibrary(Base):
 
 
 class LoginFailure(Base):
-    """Failed log-ins per account, card or address, for throttling; the key holds no name or card number."""
+    """Log-in attempts per account, card or address, for throttling (services/patrons/credentials.py); the key
+    holds no name or card number, only their keyed hash."""
 
     __tablename__ = "login_failures"
 
@@ -96,6 +101,18 @@ class LoginFailure(Base):
     failures: Mapped[int] = mapped_column(Integer)
     first_failed_at: Mapped[datetime] = mapped_column(UtcDateTime)
     blocked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class RevokedCredential(Base):
+    """Tokens of a staff member or patron issued before ``not_before`` no longer work (an account deleted or
+    changed, a PIN changed, a card reported lost). Kept only as long as a token lives, for gateways that
+    start or missed the broadcast ``credentials_revoked``."""
+
+    __tablename__ = "revoked_credentials"
+
+    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(40), primary_key=True)
+    not_before: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):

@@ -1,5 +1,5 @@
 """Library-card rules: card numbers with a check digit, card validity, who may borrow, who may see whom,
-and how failed log-ins are throttled."""
+how failed log-ins are throttled, and which PINs are too easy to guess."""
 import math
 import secrets
 from dataclasses import dataclass
@@ -96,11 +96,17 @@ class Scope:
 
 @dataclass(frozen=True)
 class Throttle:
-    """After ``max_failures`` failed log-ins within ``window``, the key is refused for ``block``."""
+    """After ``max_failures`` failed log-ins within ``window``, the key is refused for ``block``; each time
+    the limit is reached again after a block, the next block lasts twice as long, up to ``max_block``. A key
+    left alone for ``max_block`` after its last block starts again from the first block.
+
+    ``failures`` counts every failure since the key's first block series began, so its blocks so far are
+    ``failures // max_failures``; ``first_failed_at`` is when the current round of tries began."""
 
     max_failures: int = 5
     window: timedelta = timedelta(minutes=15)
     block: timedelta = timedelta(minutes=15)
+    max_block: timedelta = timedelta(days=1)
 
     def retry_after(self, blocked_until, now: datetime):
         """Seconds until a blocked key may try again, or 0 when it may try now."""
@@ -108,9 +114,41 @@ class Throttle:
             return 0
         return math.ceil((blocked_until - now).total_seconds())
 
-    def after_failure(self, failures, first_failed_at, now: datetime):
-        """The (failures, first_failed_at, blocked_until) to keep after one more failure."""
-        if first_failed_at is None or now - first_failed_at > self.window:
-            failures, first_failed_at = 0, now
+    def block_for(self, blocks_before):
+        """How long the block after ``blocks_before`` earlier ones lasts."""
+        return min(self.block * 2 ** min(blocks_before, 32), self.max_block)
+
+    def after_failure(self, failures, first_failed_at, now: datetime, blocked_until=None):
+        """The (failures, first_failed_at, blocked_until) to keep after one more failure (of a key that is
+        not blocked now)."""
+        in_round = failures % self.max_failures
+        if failures and not in_round:  # a block has ended: a new round of tries, or a fresh start
+            if blocked_until is None or now - blocked_until > self.max_block:
+                failures = 0
+            first_failed_at = now
+        elif first_failed_at is None or now - first_failed_at > self.window:
+            failures, first_failed_at = failures - in_round, now  # this round's failures are too old to count
         failures += 1
-        return failures, first_failed_at, (now + self.block if failures >= self.max_failures else None)
+        if failures % self.max_failures == 0:
+            blocked_until = now + self.block_for(failures // self.max_failures - 1)
+        return failures, first_failed_at, blocked_until
+
+    def refunded(self, failures, blocked_until, now: datetime):
+        """The (failures, blocked_until) to keep when an attempt counted in advance succeeded: one failure
+        fewer, and no block if that attempt alone reached the limit."""
+        if failures and failures % self.max_failures == 0 and self.retry_after(blocked_until, now):
+            blocked_until = None
+        return max(failures - 1, 0), blocked_until
+
+
+# The PINs tried first by anyone holding a found card: besides same digits and runs (0000, 1234, 9876).
+WELL_KNOWN_PINS = frozenset({"1212", "1122", "1313", "1010", "0101", "2580", "0852", "1004", "2000", "2001",
+                             "6969", "5683", "1192", "4649"})
+
+
+def pin_refusal(pin):
+    """Why this PIN may not be chosen (a domain error to raise), or None when it may."""
+    steps = {int(after) - int(before) for before, after in zip(pin, pin[1:])}
+    if pin in WELL_KNOWN_PINS or steps in ({0}, {1}, {-1}):
+        return errors.PinTooCommon(details={"pin": [errors.PinTooCommon.field_message]})
+    return None

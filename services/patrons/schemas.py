@@ -3,6 +3,7 @@ from datetime import date, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
+from services.catalog.schemas import CODE as TENANT_CODE
 from services.patrons.rules import STATUSES, card_number_is_valid
 from shiori.roles import STAFF_ROLES
 
@@ -97,11 +98,23 @@ class StaffAccountChangeSchema(Schema):
 class CredentialsSchema(Schema):
     username = fields.String(required=True, validate=validate.Length(1, 64))
     password = fields.String(required=True, validate=validate.Length(1, 200))
+    # User names are each tenant's own; without one, the log-in is to the tenant the gateway serves.
+    tenant = fields.String(validate=TENANT_CODE)
 
 
 class PatronCredentialsSchema(Schema):
     card_number = CardNumber(required=True)
     pin = fields.String(required=True, validate=validate.Length(1, 32))
+
+
+class RevocationQuerySchema(Schema):
+    since = fields.AwareDateTime(required=True, default_timezone=timezone.utc)
+
+
+class RevokedCredentialSchema(Schema):
+    tenant = fields.String(required=True)
+    subject = fields.String(required=True)
+    not_before = fields.AwareDateTime(required=True)
 
 
 class AccessEntrySchema(Schema):
@@ -178,9 +191,15 @@ class CardUsedEventSchema(Schema):
     used_on = fields.Date(required=True)
 
 
+class CredentialsRevokedSchema(Schema):
+    subject = fields.String(required=True, validate=validate.Regexp(r"^(staff|patron):[0-9]+$"))
+    not_before = fields.AwareDateTime(required=True)
+
+
 PUBLISHED_EVENTS = {
     "patron_registered": (1, PatronRegisteredSchema()),
     "card_registered": (1, CardRegisteredSchema()),
     "patron_updated": (1, PatronUpdatedSchema()),
     "patron_deleted": (1, PatronEventSchema()),
+    "credentials_revoked": (1, CredentialsRevokedSchema()),
 }

@@ -15,30 +15,34 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.catalog.errors import LibraryNotFound
-from services.patrons import access_record, errors
-from services.patrons.access_record import AccessEntry
+from services.patrons import errors, logins
+from services.patrons.access_record import AccessEntry, AccessRecord
 from services.patrons.models import (
-    SEALED_FIELDS, Base, KnownLibrary, LoginFailure, Patron, ProcessedEvent, RetiredCard, StaffAccount,
+    SEALED_FIELDS, Base, KnownLibrary, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
 from services.patrons.rules import (
-    Scope, Throttle, age_band, borrowing_refusal, new_card_number, phone_digits, years_after,
+    Scope, Throttle, age_band, borrowing_refusal, new_card_number, phone_digits, pin_refusal, years_after,
 )
 from services.patrons.vault import Vault
 from services.patrons.schemas import (
     PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardUsedEventSchema, PatronLookupSchema,
     CardStatusSchema, CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema,
-    PatronSchema, StaffAccountChangeSchema, StaffAccountSchema,
+    PatronSchema, RevocationQuerySchema, RevokedCredentialSchema, StaffAccountChangeSchema, StaffAccountSchema,
 )
 from shiori.clock import library_today, now
 from shiori.db import Database, commit_unique
-from shiori.errors import Forbidden, InvalidInput, TooManyAttempts, load
+from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
-from shiori.roles import ADMIN, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, WHOLE_TENANT
+from shiori.roles import ADMIN, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, SYSTEM, WHOLE_TENANT
 from shiori.rpc import Caller, ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
 EVENT_VERSION = 1
 ADDRESS_FACTOR = 10
+# Changing these ends the patron's tokens: whoever held the old PIN or the lost card is logged out.
+CREDENTIAL_FIELDS = {"pin", "card_number"}
+# A revocation is kept for a token's lifetime and this much more, for clocks a little apart.
+REVOCATION_MARGIN = timedelta(minutes=1)
 password_hasher = PasswordHasher()
 # Verified against when the account is unknown, so a wrong name costs as long as a wrong password.
 _DUMMY_HASH = password_hasher.hash("not a password of anyone")
@@ -55,6 +59,7 @@ class PatronsService:
 
     db = Database(Base.metadata)
     vault = Vault()
+    access_record = AccessRecord()
     caller = Caller()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
@@ -79,7 +84,7 @@ class PatronsService:
             tenant=tenant, key_ref=self.vault.new_key(), home_library=data["home_library"],
             category=data["category"], registered_on=today, total_uses=0, status="active",
             expires_on=years_after(today, int(self.config["CARD_VALIDITY_YEARS"])),
-            pin_hash=slow_hash(pin) if pin else None,
+            pin_hash=self._pin_hash(pin),
         )
         self._seal(patron, data)
         for _attempt in range(5):
@@ -93,7 +98,7 @@ class PatronsService:
                 self.db.rollback()
         else:
             raise RuntimeError("could not draw a free card number")
-        access_record.record(self.db, self.caller, "create", [patron.id], data)
+        self.access_record.record(self.db, self.caller, "create", [patron.id], data)
         self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
@@ -106,7 +111,7 @@ class PatronsService:
     @rpc
     def get_patron(self, patron_id):
         patron = self._patron(patron_id)
-        access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
+        self.access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return self._dump(patron)
 
@@ -128,7 +133,7 @@ class PatronsService:
                                                             phone_digits(params["phone"])))).all()
         found = [patron for patron in found if self._visible(patron)]
         if found:  # a list read is recorded for every patron it shows
-            access_record.record(self.db, self.caller, "read", [patron.id for patron in found], PERSONAL_FIELDS)
+            self.access_record.record(self.db, self.caller, "read", [patron.id for patron in found], PERSONAL_FIELDS)
             self.db.commit()
         return {"items": [self._dump(patron) for patron in found], "total": len(found),
                 "page": params["page"], "per_page": params["per_page"]}
@@ -141,8 +146,7 @@ class PatronsService:
             self._check_home_library(changes["home_library"])
         changed_fields = sorted(changes)  # the PIN among them by name, never by value
         if "pin" in changes:
-            pin = changes.pop("pin")
-            patron.pin_hash = slow_hash(pin) if pin else None
+            patron.pin_hash = self._pin_hash(changes.pop("pin"))
         for field in ("home_library", "category"):
             if field in changes:
                 setattr(patron, field, changes.pop(field))
@@ -172,7 +176,7 @@ class PatronsService:
             "loans": self.loans.patron_loans(patron.id),
             "access_record": AccessEntrySchema(many=True).dump(entries),
         }
-        access_record.record(self.db, self.caller, "export", [patron.id], PERSONAL_FIELDS)
+        self.access_record.record(self.db, self.caller, "export", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return export
 
@@ -183,9 +187,20 @@ class PatronsService:
         self.caller.require(WHOLE_TENANT)
         return self._retention(dry_run)
 
+    @rpc
+    def drop_expired_addresses(self):
+        """Operators: drop now the client addresses older than the address retention period, as the hourly
+        pass does, in every tenant's access record and in the log-in failure records."""
+        self.caller.require((OPERATOR,))
+        return self._drop_expired_addresses()
+
     @timer(interval=3600)
     def retention_timer(self):
-        """The scheduled pass: every tenant, as the system."""
+        """The scheduled pass: addresses past their time, then every tenant's unused patrons, as the system."""
+        dropped = self._drop_expired_addresses()
+        if dropped["access_entries"] or dropped["login_failures"]:
+            log.info("dropped the addresses of %d access record entries and %d log-in failure records",
+                     dropped["access_entries"], dropped["login_failures"])
         for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
             self.caller.act_as(tenant, "system:patrons:retention", OPERATOR)
             outcome = self._retention(dry_run=False)
@@ -208,13 +223,22 @@ class PatronsService:
         return {"retention_years": years, "due": len(due), "kept_with_loans": len(with_loans),
                 "deleted": 0 if dry_run else len(erasable)}
 
+    def _drop_expired_addresses(self):
+        days = int(self.config["ADDRESS_RETENTION_DAYS"])
+        if days <= 0:
+            return {"address_retention_days": 0, "access_entries": 0, "login_failures": 0}
+        cutoff = now() - timedelta(days=days)
+        login_failures = logins.forget_addresses_before(self.db, cutoff)
+        access_entries = self.access_record.drop_addresses(self.db, cutoff)  # commits both
+        return {"address_retention_days": days, "access_entries": access_entries, "login_failures": login_failures}
+
     def _erase(self, patron):
         patron_id, tenant = patron.id, patron.tenant
         # The key first: once it is gone the record is unreadable everywhere, backups included, even if
         # deleting the row itself were to fail (a retry then completes it).
         self.vault.shred(patron.key_ref)
         self.db.delete(patron)
-        access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
+        self.access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
         self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
 
@@ -260,7 +284,7 @@ class PatronsService:
         patrons = [patron for patron in self.db.scalars(select(Patron).where(
             Patron.tenant == self.caller.tenant, Patron.id.in_(list(patron_ids)))) if self._visible(patron)]
         if patrons:
-            access_record.record(self.db, self.caller, "read", [patron.id for patron in patrons], list(fields))
+            self.access_record.record(self.db, self.caller, "read", [patron.id for patron in patrons], list(fields))
             self.db.commit()
         return {str(patron.id): {"home_library": patron.home_library, **{
             field: self.vault.open(patron.key_ref, field, getattr(patron, f"{field}_sealed")) for field in fields}}
@@ -293,9 +317,12 @@ class PatronsService:
         return self._changed_card(patron, ["status"])
 
     def _changed_card(self, patron, changed_fields):
-        access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
+        self.access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
+        credentials_changed = CREDENTIAL_FIELDS & set(changed_fields)
+        revoked = [self._revoke(patron.tenant, f"patron:{patron.id}")] if credentials_changed else []
         self.db.commit()
         self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
+        self._announce(patron.tenant, revoked)
         return self._dump(patron)
 
     @subscribe("loans", "patron_card_used")
@@ -352,7 +379,7 @@ class PatronsService:
     def verify_access_record(self):
         """Operators: walk the tenant's hash chain; says whether it is intact, and where it breaks."""
         self.caller.require(WHOLE_TENANT)
-        return access_record.verify(self.db, self.caller.tenant)
+        return self.access_record.verify(self.db, self.caller.tenant)
 
     def _entries_page(self, conditions, params, schema):
         page, per_page = params["page"], params["per_page"]
@@ -365,14 +392,17 @@ class PatronsService:
 
     @rpc
     def authenticate_staff(self, payload):
+        """User name and password, in the tenant the log-in names (else the one the gateway serves)."""
         credentials = load(CredentialsSchema(), payload)
-        keys = [f"user:{credentials['username']}", f"address:{self.caller.address}"]
-        self._refuse_if_throttled(keys)
-        account = self.db.scalar(select(StaffAccount).where(StaffAccount.username == credentials["username"]))
+        tenant = credentials.get("tenant") or self.caller.tenant
+        # The tenant is part of the key: wrong passwords for one town's ``admin`` do not block another's.
+        account_key = f"user:{self.vault.lookup_hash(tenant, 'user', credentials['username'])[:40]}"
+        self._admit_attempt(account_key)
+        account = self.db.scalar(select(StaffAccount).where(
+            StaffAccount.tenant == tenant, StaffAccount.username == credentials["username"]))
         if not self._verify(account.password_hash if account else None, credentials["password"]):
-            self._count_failure(keys)
             raise errors.InvalidCredentials()
-        self._forget_failures(keys[:1])
+        self._attempt_succeeded(account_key)
         if password_hasher.check_needs_rehash(account.password_hash):
             account.password_hash = slow_hash(credentials["password"])
             self.db.commit()
@@ -383,17 +413,42 @@ class PatronsService:
         """Card number and PIN: the patron's own log-in. Unknown card, no PIN set and wrong PIN look alike."""
         credentials = load(PatronCredentialsSchema(), payload)
         # Keyed, like the card look-up: a plain hash of a 12-digit number could be reversed by trying them all.
-        card_key = self.vault.lookup_hash(self.caller.tenant, "card", credentials["card_number"])[:40]
-        keys = [f"card:{card_key}", f"address:{self.caller.address}"]
-        self._refuse_if_throttled(keys)
+        card_key = f"card:{self.vault.lookup_hash(self.caller.tenant, 'card', credentials['card_number'])[:40]}"
+        self._admit_attempt(card_key)
         patron = self.db.scalar(select(Patron).where(
             Patron.tenant == self.caller.tenant,
             Patron.card_hash == self.vault.lookup_hash(self.caller.tenant, "card", credentials["card_number"])))
         if not self._verify(patron.pin_hash if patron else None, credentials["pin"]):
-            self._count_failure(keys)
             raise errors.InvalidCredentials("unknown card number or wrong PIN")
-        self._forget_failures(keys[:1])
+        self._attempt_succeeded(card_key)
         return {"id": patron.id, "tenant": patron.tenant, "role": PATRON}
+
+    # --- revoked credentials -----------------------------------------------------------------------
+
+    @rpc
+    def recent_revocations(self, since):
+        """For the gateways, when they start and every minute (in case they missed a ``credentials_revoked``
+        broadcast): every tenant's revocations since ``since`` (ISO 8601)."""
+        self.caller.require((SYSTEM, OPERATOR))
+        params = load(RevocationQuerySchema(), {"since": since})
+        return RevokedCredentialSchema(many=True).dump(logins.revocations_since(self.db, params["since"]))
+
+    @timer(interval=600)
+    def forget_old_revocations(self):
+        """Once no token issued before a revocation can still be valid, the revocation goes."""
+        lifetime = timedelta(seconds=int(self.config["TOKEN_LIFETIME_SECONDS"]))
+        logins.forget_revocations_before(self.db, now() - lifetime - REVOCATION_MARGIN)
+
+    def _revoke(self, tenant, subject):
+        """End the tokens ``subject`` holds, in this transaction; answers the revocation, to announce once it
+        commits."""
+        revocation = {"subject": subject, "not_before": now()}
+        logins.revoke(self.db, tenant, subject, revocation["not_before"])
+        return revocation
+
+    def _announce(self, tenant, revocations):
+        for revocation in revocations:
+            self.publish("credentials_revoked", tenant, revocation)
 
     # --- staff accounts ----------------------------------------------------------------------------
 
@@ -403,7 +458,8 @@ class PatronsService:
         was created (a password is never returned)."""
         self.caller.require(WHOLE_TENANT)
         data = load(StaffAccountSchema(), payload)
-        if self.db.scalar(select(StaffAccount).where(StaffAccount.username == data["username"])):
+        if self.db.scalar(select(StaffAccount).where(StaffAccount.tenant == self.caller.tenant,
+                                                     StaffAccount.username == data["username"])):
             return {"created": False, "username": data["username"]}
         account = self._new_staff_account(data)
         return {"created": True, "username": account.username}
@@ -430,10 +486,14 @@ class PatronsService:
         role = changes.get("role", account.role)
         libraries = changes.get("libraries", account.libraries)
         self._check_staff_libraries(role, libraries)
+        # Whoever holds a token issued for the old role, libraries or password must log in again.
+        changed = (role, set(libraries)) != (account.role, set(account.libraries)) or "password" in changes
         account.role, account.libraries = role, libraries
         if "password" in changes:
             account.password_hash = slow_hash(changes["password"])
+        revoked = [self._revoke(account.tenant, f"staff:{account.id}")] if changed else []
         self.db.commit()
+        self._announce(account.tenant, revoked)
         return StaffAccountSchema().dump(account)
 
     @rpc
@@ -443,8 +503,10 @@ class PatronsService:
         if account.role == ADMIN and self.db.scalar(select(func.count()).select_from(StaffAccount).where(
                 StaffAccount.tenant == account.tenant, StaffAccount.role == ADMIN)) == 1:
             raise errors.LastAdmin()
+        revoked = [self._revoke(account.tenant, f"staff:{account.id}")]
         self.db.delete(account)
         self.db.commit()
+        self._announce(account.tenant, revoked)
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -464,7 +526,7 @@ class PatronsService:
         if not self._visible(patron):  # another tenant's, another school's, or none: all look the same
             if patron is not None and patron.tenant == self.caller.tenant:
                 # a look at a patron outside the caller's scope is itself recorded, in the patron's tenant
-                access_record.record(self.db, self.caller, "denied", [patron.id], PERSONAL_FIELDS)
+                self.access_record.record(self.db, self.caller, "denied", [patron.id], PERSONAL_FIELDS)
                 self.db.commit()
             raise errors.PatronNotFound(details={"patron_id": patron_id})
         return patron
@@ -519,26 +581,27 @@ class PatronsService:
         per_account = int(self.config["LOGIN_MAX_FAILURES"])
         return Throttle(per_account * (ADDRESS_FACTOR if key.startswith("address:") else 1), block, block)
 
-    def _refuse_if_throttled(self, keys):
-        current = now()
-        wait = max((self._throttle(row.key).retry_after(row.blocked_until, current)
-                    for row in self.db.scalars(select(LoginFailure).where(LoginFailure.key.in_(keys)))), default=0)
-        if wait:
-            raise TooManyAttempts(details={"retry_after": wait})
+    def _address_key(self):
+        return f"address:{self.caller.address}"
 
-    def _count_failure(self, keys):
-        current = now()
-        for key in keys:
-            row = self.db.get(LoginFailure, key) or LoginFailure(key=key, failures=0)
-            row.failures, row.first_failed_at, row.blocked_until = self._throttle(key).after_failure(
-                row.failures, row.first_failed_at, current)
-            self.db.add(row)
-        self.db.commit()
+    def _admit_attempt(self, account_key):
+        """Count this log-in against the account (or card) and the address before its secret is checked;
+        TooManyAttempts while either is blocked."""
+        keys = (account_key, self._address_key())
+        logins.admit_attempt(self.db, {key: self._throttle(key) for key in keys}, now)
 
-    def _forget_failures(self, keys):
-        for row in self.db.scalars(select(LoginFailure).where(LoginFailure.key.in_(keys))):
-            self.db.delete(row)
-        self.db.commit()
+    def _attempt_succeeded(self, account_key):
+        address_key = self._address_key()
+        logins.attempt_succeeded(self.db, account_key, {address_key: self._throttle(address_key)}, now)
+
+    def _pin_hash(self, pin):
+        """What is stored of a PIN being chosen (None: no PIN); one too easy to guess is refused."""
+        if pin is None:
+            return None
+        refusal = pin_refusal(pin)
+        if refusal:
+            raise refusal
+        return slow_hash(pin)
 
     def _new_staff_account(self, data):
         account = StaffAccount(

@@ -87,6 +87,7 @@ def environments_of(pids):
 
 SECRETS_OF = {  # each secret the run command makes, and the one process that holds it (PRIVACY.md 10)
     "SHIORI_TOKEN_SECRET": "gateway", "SHIORI_PATRONS_MASTER_KEYS": "patrons", "SHIORI_PATRONS_LOOKUP_KEY": "patrons",
+    "SHIORI_ACCESS_RECORD_KEY": "patrons",
     "SHIORI_LOANS_DATABASE_URL": "loans",  # given to the run command: passed on to its owner only
 }
 

@@ -7,9 +7,9 @@ from sqlalchemy import create_engine, text
 from support import add_copy, check_out, patron_fields, register_patron, unique
 
 
-def login(system, username, password):
-    response = requests.post(f"{system.url}/api/v1/auth/token", json={"username": username, "password": password},
-                             timeout=10)
+def login(system, username, password, **tenant):
+    response = requests.post(f"{system.url}/api/v1/auth/token", timeout=10,
+                             json={"username": username, "password": password, **tenant})
     assert response.status_code == 200, response.text
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -44,6 +44,7 @@ def accounts(system, staff, school):
         session.close()
 
 
+@pytest.mark.privacy(7)
 def test_a_patron_logs_in_with_card_and_pin_and_sees_only_themself(system, staff):
     patron = register_patron(staff, pin="2468")
     other = register_patron(staff)
@@ -77,6 +78,7 @@ def test_wrong_pin_unknown_card_and_no_pin_look_the_same(system, staff):
     assert patron_login(system, "123", "0000").status_code == 400  # not a card number at all
 
 
+@pytest.mark.privacy(11)
 def test_staff_may_set_a_pin_but_never_read_it(system, staff):
     patron = register_patron(staff)
     changed = staff.patch(f"{system.url}/api/v1/patrons/{patron['id']}", json={"pin": "97531"}, timeout=10)
@@ -86,6 +88,7 @@ def test_staff_may_set_a_pin_but_never_read_it(system, staff):
     assert "pin" in refused.json()["error"]["details"]
 
 
+@pytest.mark.privacy(7)
 def test_a_school_librarian_sees_the_school_and_nobody_else(system, staff, accounts, school):
     city_patron = register_patron(staff)
     school_clerk, city_clerk = accounts["school_librarian"], accounts["librarian"]
@@ -143,7 +146,7 @@ def test_another_tenant_sees_nothing_of_this_one(system, staff):
         rpc.catalog.ensure_tenant({"code": "othercity", "name": "他市"})
         rpc.patrons.ensure_staff_account({"username": "othercity-admin", "password": "other-city-password",
                                           "role": "admin", "libraries": []})
-    outsider = login(system, "othercity-admin", "other-city-password")
+    outsider = login(system, "othercity-admin", "other-city-password", tenant="othercity")
     assert outsider.get(f"{system.url}/api/v1/patrons/{patron['id']}", timeout=10).status_code == 404
     lookup = outsider.get(f"{system.url}/api/v1/patrons", params={"card_number": patron["card_number"]}, timeout=10)
     assert lookup.json()["items"] == []
@@ -152,6 +155,7 @@ def test_another_tenant_sees_nothing_of_this_one(system, staff):
     assert staff.get(f"{system.url}/api/v1/patrons/{patron['id']}", timeout=10).json()["name"] == patron["name"]
 
 
+@pytest.mark.privacy(11)
 def test_repeated_failures_lock_the_account_for_a_while(system, staff):
     username = unique("locked-")
     assert staff.post(f"{system.url}/api/v1/staff", timeout=10, json={
@@ -172,6 +176,7 @@ def test_repeated_failures_lock_the_account_for_a_while(system, staff):
         engine.dispose()
 
 
+@pytest.mark.privacy(5)
 def test_refusals_are_logged_without_credentials(system, caplog):
     caplog.set_level("WARNING", logger="shiori.security")
     forged = "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzdGFmZjoxIn0.c2lnbmF0dXJl"
@@ -183,6 +188,7 @@ def test_refusals_are_logged_without_credentials(system, caplog):
     assert not [line for line in refusals if "guess-1" in line or "c2lnbmF0dXJl" in line or "nobody" in line]
 
 
+@pytest.mark.privacy(7)
 def test_the_services_enforce_scope_even_when_called_directly(system, staff, school):
     """A bug in the gateway alone must not leak: the services check the identity that comes with a call."""
     from services.patrons.errors import PatronNotFound

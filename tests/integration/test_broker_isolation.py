@@ -41,6 +41,7 @@ def own_reply_queue(principal):
 
 @pytest.mark.parametrize("routing_key", ["patrons.get_patron", "patrons.authenticate_staff", "loans.checkout",
                                          "loans.patron_loans", "catalog.add_work", "catalog.import_works"])
+@pytest.mark.privacy(9)
 def test_the_opac_may_not_call_the_patrons_or_loans_or_change_the_catalogue(system, routing_key):
     with pytest.raises(AccessRefused):
         publish(system, "opac", routing_key)
@@ -56,6 +57,7 @@ def test_a_call_without_a_reply_address_is_dropped_and_the_service_keeps_serving
     assert register_patron(staff)["id"]  # patrons and the catalogue both still answer
 
 
+@pytest.mark.privacy(9)
 @pytest.mark.parametrize("exchange", ["nameko-rpc", "loans.events", "patrons.events", "catalog.events"])
 def test_the_opac_may_not_listen_to_everything(system, exchange):
     with pytest.raises(AccessRefused):

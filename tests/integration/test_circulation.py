@@ -2,6 +2,8 @@
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
+import pytest
+
 from support import add_copy, check_in, check_out, register_patron, wait_until
 
 
@@ -61,6 +63,7 @@ def test_a_copy_is_never_lent_twice_even_when_desks_race(staff):
     assert sorted(statuses) == [201] + [409] * (len(patrons) - 1)
 
 
+@pytest.mark.privacy(6)
 def test_refusals_have_their_own_codes(staff):
     patron = register_patron(staff)
     _work, item = add_copy(staff)

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -44,6 +45,7 @@ def every_value(url):
         engine.dispose()
 
 
+@pytest.mark.privacy(10)
 def test_a_copy_of_the_databases_reveals_no_resident(system, staff):
     patron, secrets = resident(staff)
     assert staff.get(f"{staff.base_url}/api/v1/patrons/{patron['id']}", timeout=10).json()["name"] == patron["name"]
@@ -58,6 +60,7 @@ def test_a_copy_of_the_databases_reveals_no_resident(system, staff):
                 assert not [secret for secret in secrets if secret.encode() in raw], file
 
 
+@pytest.mark.privacy(10)
 def test_look_ups_by_card_and_phone_go_through_keyed_hashes(staff):
     patron, _secrets = resident(staff)
     by_card = staff.get(f"{staff.base_url}/api/v1/patrons", params={"card_number": patron["card_number"]}, timeout=10)
@@ -68,6 +71,7 @@ def test_look_ups_by_card_and_phone_go_through_keyed_hashes(staff):
     assert neither.status_code == 400
 
 
+@pytest.mark.privacy(6, 10)
 def test_deleting_a_patron_destroys_their_data_key(system, staff):
     patron, _secrets = resident(staff)
     (key_ref, sealed_name), = rows(system.database_urls["patrons"],

@@ -27,7 +27,8 @@ def desk(system):
                 rpc.catalog.add_library({"code": code, "name": f"規則市立図書館 {code}", "kind": kind})
     session = requests.Session()
     token = session.post(f"{system.url}/api/v1/auth/token", timeout=10,
-                         json={"username": ADMIN["username"], "password": ADMIN["password"]}).json()["access_token"]
+                         json={"username": ADMIN["username"], "password": ADMIN["password"],
+                               "tenant": TENANT}).json()["access_token"]
     session.headers["Authorization"] = f"Bearer {token}"
     session.base_url = system.url
     yield Desk(session, system)

@@ -75,6 +75,7 @@ def message():
     return mail
 
 
+@pytest.mark.privacy(12)
 def test_mail_goes_over_starttls_with_a_log_in_and_a_checked_certificate(tls_server):
     mailer(tls_server)(message())
     [received] = tls_server.received()
@@ -88,6 +89,7 @@ def test_mail_goes_over_starttls_with_a_log_in_and_a_checked_certificate(tls_ser
     ({"SMTP_PASSWORD": "wrong"}, smtplib.SMTPAuthenticationError),
     ({"SMTP_SECURITY": "none", "SMTP_USER": ""}, smtplib.SMTPResponseException),  # the server insists on TLS
 ])
+@pytest.mark.privacy(12)
 def test_mail_is_not_sent_to_an_unchecked_server_or_without_the_right_log_in(tls_server, overrides, failure):
     with pytest.raises(failure):
         mailer(tls_server, **overrides)(message())

@@ -60,6 +60,7 @@ def event_tap(system):
         yield drain
 
 
+@pytest.mark.privacy(2, 5)
 def test_a_return_leaves_no_link_between_patron_and_title(system, staff, event_tap, caplog):
     caplog.set_level(logging.DEBUG)
     keep_payloads_out_of_logs()  # as every service process does at start
@@ -140,6 +141,7 @@ def test_events_follow_their_documented_contract(staff, event_tap):
         assert not (PATRON_KEYS & event["data"].keys() and COPY_KEYS & event["data"].keys()), event
 
 
+@pytest.mark.privacy(4)
 def test_consumed_events_leave_no_message_behind(system, staff):
     patron = register_patron(staff)
     _work, item = add_copy(staff)
@@ -191,6 +193,7 @@ def every_message(system):
         yield read
 
 
+@pytest.mark.privacy(2, 4)
 def test_nothing_on_the_broker_links_a_patron_to_a_copy_or_a_work(system, staff, every_message):
     """Issue 11 part 3: after a desk session, no event (body or headers) and no message left in any queue,
     dead letters included, names a patron together with a copy or a work, nor carries who called."""

@@ -4,6 +4,7 @@ tests' loans do not meet its numbers."""
 import csv
 import io
 
+import pytest
 import requests
 from sqlalchemy import create_engine, inspect, text
 
@@ -23,6 +24,7 @@ def counts(staff, library, group_by="library"):
             for row in response.json()["rows"]}
 
 
+@pytest.mark.privacy(3)
 def test_circulation_is_counted_anonymously_per_library_category_age_type_and_class(system, staff):
     library = unique("st").lower()
     assert staff.post(f"{staff.base_url}/api/v1/libraries", timeout=10,
