@@ -44,17 +44,22 @@ def make_engine(url):
     if url.get_backend_name() == "sqlite":
         if url.database:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False})
-
-        @event.listens_for(engine, "connect")
-        def set_pragmas(dbapi_connection, _record):
-            cursor = dbapi_connection.cursor()
-            for pragma in SQLITE_PRAGMAS:
-                cursor.execute(pragma)
-            cursor.close()
-
-        return engine
+        return sqlite_engine(url, SQLITE_PRAGMAS)
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def sqlite_engine(url, pragmas):
+    """An engine on a SQLite database that sets ``pragmas`` on every connection it opens."""
+    engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(pragma)
+        cursor.close()
+
+    return engine
 
 
 def create_schema(engine, metadata):
@@ -114,9 +119,12 @@ class Database(DependencyProvider):
         self.sessions = {}
 
     def setup(self):
-        self.engine = make_engine(self.container.config[self.url_key])
+        self.engine = self.make_engine(self.container.config[self.url_key])
         create_schema(self.engine, self.metadata)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def make_engine(self, url):
+        return make_engine(url)
 
     def stop(self):
         self.engine.dispose()

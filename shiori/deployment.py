@@ -25,7 +25,8 @@ DEFAULT_VHOST = "shiori"
 SIGNERS = ("gateway", "patrons", "loans", "catalog", "statistics", "notices", OPERATOR)
 DATABASES = {  # the variable naming each database's URL: the service that owns it
     "SHIORI_PATRONS_DATABASE_URL": "patrons", "SHIORI_PATRONS_KEYS_DATABASE_URL": "patrons",
-    "SHIORI_LOANS_DATABASE_URL": "loans", "SHIORI_CATALOG_DATABASE_URL": "catalog",
+    "SHIORI_LOANS_DATABASE_URL": "loans", "SHIORI_LOANS_BORROWERS_DATABASE_URL": "loans",
+    "SHIORI_CATALOG_DATABASE_URL": "catalog",
     "SHIORI_STATISTICS_DATABASE_URL": "statistics", "SHIORI_NOTICES_DATABASE_URL": "notices",
 }
 

@@ -158,22 +158,27 @@ def postgres_databases(server_url, names):
 # Each service's database, and the variable that names it.
 DATABASES = {
     "patrons": "SHIORI_PATRONS_DATABASE_URL",
-    "patron_keys": "SHIORI_PATRONS_KEYS_DATABASE_URL",
     "loans": "SHIORI_LOANS_DATABASE_URL",
     "catalog": "SHIORI_CATALOG_DATABASE_URL",
     "statistics": "SHIORI_STATISTICS_DATABASE_URL",
     "notices": "SHIORI_NOTICES_DATABASE_URL",
 }
+# The erasing stores (shiori/keystore.py): SQLite files whatever the services' databases are.
+KEY_STORES = {
+    "patron_keys": "SHIORI_PATRONS_KEYS_DATABASE_URL",
+    "loan_borrowers": "SHIORI_LOANS_BORROWERS_DATABASE_URL",
+}
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_urls(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("databases")
+    key_stores = {name: f"sqlite:///{folder}/{name}.db" for name in KEY_STORES}
     if request.param == "sqlite":
-        folder = tmp_path_factory.mktemp("databases")
-        yield {name: f"sqlite:///{folder}/{name}.db" for name in DATABASES}
+        yield {**{name: f"sqlite:///{folder}/{name}.db" for name in DATABASES}, **key_stores}
     else:
         with postgres_databases(request.getfixturevalue("postgres_server"), DATABASES) as urls:
-            yield urls
+            yield {**urls, **key_stores}
 
 
 @pytest.fixture(scope="session")
@@ -229,7 +234,7 @@ class RunningSystem:
             "SHIORI_TENANT": TENANT,
             "SHIORI_SMTP_PORT": str(smtp_port),
             "SHIORI_NOTICE_RETRY_FIRST_SECONDS": "1",
-            **{DATABASES[name]: url for name, url in database_urls.items()},
+            **{{**DATABASES, **KEY_STORES}[name]: url for name, url in database_urls.items()},
         }
         self.keys = keys
         self.broker = broker

@@ -24,8 +24,8 @@ class Routing:
 
 
 class HoldQueues:
-    def __init__(self, session, tenant, calendar_of, pickup_days):
-        self.session, self.tenant = session, tenant
+    def __init__(self, session, borrowers, tenant, calendar_of, pickup_days):
+        self.session, self.borrowers, self.tenant = session, borrowers, tenant
         self.calendar_of = calendar_of  # library code -> rules.Calendar
         self.pickup_days = pickup_days
 
@@ -101,7 +101,8 @@ class HoldQueues:
         hold.ready_until = self.calendar_of(here).next_open(today + timedelta(days=self.pickup_days))
         self._arrived(barcode)
         routing = self._routing(HOLD_SHELF, here, barcode, hold)
-        routing.events.append(("hold_ready", {"patron_id": hold.patron_id, "pickup_library": here,
+        patron_id = self.borrowers.get(hold.borrower_ref).patron_id
+        routing.events.append(("hold_ready", {"patron_id": patron_id, "pickup_library": here,
                                               "ready_until": hold.ready_until}))
         return routing
 

@@ -1,6 +1,7 @@
 """The loans service's tables: loans, and the circulation rules of each tenant (loan policies, library
-calendars, settings). A loan row is the only place that links a patron to a copy, and it is deleted, not
-flagged, at check-in."""
+calendars, settings). A loan or hold row names no patron: its ``borrower_ref`` is a random value that only the
+erasing store (borrowers.py) maps to one, until the row is deleted (not flagged) at check-in or when the
+hold ends."""
 from datetime import date, datetime
 
 from sqlalchemy import JSON, Boolean, Date, Integer, String, UniqueConstraint, event
@@ -23,14 +24,10 @@ class Loan(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32))
-    patron_id: Mapped[int] = mapped_column(Integer, index=True)
+    borrower_ref: Mapped[str] = mapped_column(String(32), unique=True)
     item_barcode: Mapped[str] = mapped_column(String(32))
     work_id: Mapped[int] = mapped_column(Integer)
     item_type: Mapped[str] = mapped_column(String(16), default="book")
-    # The borrower's category when lent: which loan policy governs renewals. With the age band and the NDC
-    # class, what statistics count (coarse: none of them tells who borrowed).
-    patron_category: Mapped[str] = mapped_column(String(16), default="adult")
-    age_band: Mapped[str | None] = mapped_column(String(8))
     ndc_class: Mapped[str | None] = mapped_column(String(1))
     library: Mapped[str] = mapped_column(String(32))
     loaned_on: Mapped[date] = mapped_column(Date)
@@ -40,22 +37,21 @@ class Loan(Base):
 
 
 class Hold(Base):
-    """A title-level hold (予約) on a work, in a FIFO queue per work (by id). Like a loan, the row is the only
-    place that links the patron to the work, and it is deleted when the hold ends: lent, cancelled, lapsed
-    or not picked up.
+    """A title-level hold (予約) on a work, in a FIFO queue per work (by id). Like a loan's, its patron is in
+    the erasing store only, and the row is deleted when the hold ends: lent, cancelled, lapsed or not
+    picked up.
 
     ``status``: ``pending`` (a later volume of a series hold, not yet in the queue), ``waiting``,
     ``in_transit`` (a copy is reserved and on its way to the pickup library) or ``ready`` (on the hold
     shelf until ``ready_until``)."""
 
     __tablename__ = "holds"
-    __table_args__ = (UniqueConstraint("tenant", "patron_id", "work_id", name="one_hold_per_work"),
-                      UniqueConstraint("tenant", "item_barcode", name="one_hold_per_copy"),
+    __table_args__ = (UniqueConstraint("tenant", "item_barcode", name="one_hold_per_copy"),
                       {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32))
-    patron_id: Mapped[int] = mapped_column(Integer, index=True)
+    borrower_ref: Mapped[str] = mapped_column(String(32), unique=True)
     work_id: Mapped[int] = mapped_column(Integer, index=True)
     pickup_library: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
@@ -130,16 +126,6 @@ class LibraryCalendar(Base):
     library: Mapped[str] = mapped_column(String(32), primary_key=True)
     closed_weekdays: Mapped[list] = mapped_column(JSON, default=list)
     closures: Mapped[list] = mapped_column(JSON, default=list)
-
-
-class Suspension(Base):
-    """No borrowing until ``until`` (inclusive), after a late return; deleted once it has passed."""
-
-    __tablename__ = "suspensions"
-
-    tenant: Mapped[str] = mapped_column(String(32), primary_key=True)
-    patron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    until: Mapped[date] = mapped_column(Date)
 
 
 class DailyPass(Base):

@@ -6,15 +6,15 @@ from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import and_, delete, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.catalog.errors import WorkNotFound
 from services.loans import errors
+from services.loans.borrowers import Borrower, BorrowerStore, new_ref
 from services.loans.holds import HoldQueues
 from services.loans.models import (
-    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, ProcessedEvent, Suspension,
-    Transit,
+    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, ProcessedEvent, Transit,
 )
 from services.loans.rules import (
     Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
@@ -35,16 +35,17 @@ DEFAULT_SETTINGS = {"renew_from": "today", "renewal_grace_days": 0, "suspend_for
 EVENT_VERSION = 1  # of the events this service reads
 
 
-def counted(loan):
+def counted(loan, borrower):
     """What statistics count a loan by: coarse enough that none of it tells who borrowed."""
-    return {"patron_category": loan.patron_category, "age_band": loan.age_band, "item_type": loan.item_type,
-            "ndc_class": loan.ndc_class}
+    return {"patron_category": borrower.patron_category, "age_band": borrower.age_band,
+            "item_type": loan.item_type, "ndc_class": loan.ndc_class}
 
 
 class LoansService:
     name = "loans"
 
     db = Database(Base.metadata)
+    borrowers = BorrowerStore()
     caller = Caller()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
@@ -75,21 +76,23 @@ class LoansService:
         calendar = self._calendar(data["library"])
         if not calendar.is_open(today):
             raise errors.LibraryClosed(details={"library": data["library"], "date": today.isoformat()})
-        self._check_standing(borrower["id"], today)
+        mine = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
+        self._check_standing(borrower["id"], mine, today)
         policy = self._policy(borrower["category"], item_type, data["library"])
-        self._check_limits(borrower["id"], item_type, policy)
+        self._check_limits(mine, item_type, policy)
         reserved = self.db.scalar(select(Hold).where(Hold.tenant == self.caller.tenant,
                                                      Hold.item_barcode == item["barcode"]))
-        if reserved is not None and reserved.patron_id != borrower["id"]:
+        if reserved is not None and reserved.borrower_ref not in mine:
             raise errors.ItemHeldForAnotherPatron(details={"item_barcode": item["barcode"]})
         own_hold = reserved or self.db.scalar(select(Hold).where(
-            Hold.tenant == self.caller.tenant, Hold.patron_id == borrower["id"], Hold.work_id == item["work_id"],
+            Hold.tenant == self.caller.tenant, Hold.borrower_ref.in_(mine), Hold.work_id == item["work_id"],
             Hold.item_barcode.is_(None)))
 
+        lent_to = Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"],
+                           patron_category=borrower["category"], age_band=borrower["age_band"], recorded_at=now())
         loan = Loan(
-            tenant=self.caller.tenant, patron_id=borrower["id"], item_barcode=item["barcode"], item_type=item_type,
-            patron_category=borrower["category"], age_band=borrower["age_band"], ndc_class=item["ndc_class"],
-            work_id=item["work_id"], library=data["library"],
+            tenant=self.caller.tenant, borrower_ref=lent_to.ref, item_barcode=item["barcode"], item_type=item_type,
+            ndc_class=item["ndc_class"], work_id=item["work_id"], library=data["library"],
             loaned_on=today, due_date=due_date(today, policy.loan_days, calendar), renewals=0, created_at=now(),
         )
         if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
@@ -98,13 +101,15 @@ class LoansService:
         if transit is not None:  # lent from here, so it travels no more
             self.db.delete(transit)
         self.db.add(loan)  # last: a second loan of the copy is refused at the commit, which undoes the rest
-        commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
+        with self.borrowers.recorded([lent_to]):
+            commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
         if own_hold is not None:
             checkpoint(self.db)  # the ended hold's bytes leave the write-ahead log too (PRIVACY.md 2)
+            self._forget([own_hold.borrower_ref])
 
         self.publish("loan_created", loan.tenant, {
-            "loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id,
-            "library": loan.library, "loaned_on": loan.loaned_on, "due_date": loan.due_date, **counted(loan),
+            "loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id, "library": loan.library,
+            "loaned_on": loan.loaned_on, "due_date": loan.due_date, **counted(loan, lent_to),
         })
         self.publish("patron_card_used", loan.tenant,
                      {"patron_id": borrower["id"], "used_on": today, "library": loan.library})
@@ -126,12 +131,16 @@ class LoansService:
             raise errors.ItemNotOnLoan(details={"item_barcode": barcode})
         late, returned = 0, None
         if loan is not None:
+            lent_to = self.borrowers.get(loan.borrower_ref)
             late = days_late(loan.due_date, today, self._calendar(data["library"]))
             if late and self._settings()["suspend_for_late_days"]:
-                self._suspend(loan.patron_id, today + timedelta(days=late))
+                # Before the return commits: should it fail, the copy is still overdue, which stops borrowing
+                # as the suspension would.
+                self.borrowers.suspend(tenant, lent_to.patron_id, today + timedelta(days=late))
             returned = {"loan_id": loan.id, "item_barcode": barcode, "work_id": loan.work_id,
-                        "library": data["library"], "returned_on": today, **counted(loan)}
-            # Deleted, not flagged: once returned, nothing links the patron to this copy (PRIVACY.md 2).
+                        "library": data["library"], "returned_on": today, **counted(loan, lent_to)}
+            # Deleted, not flagged, and its borrower erased: once returned, nothing links the patron to this
+            # copy (PRIVACY.md 2).
             self.db.delete(loan)
         routing = queues.route_copy(barcode, item["work_id"], item["library"], data["library"], today)
         answer = {"item_barcode": barcode, "title": item["title"], "action": routing.action,
@@ -140,6 +149,7 @@ class LoansService:
         self.db.commit()
         checkpoint(self.db)
         if returned:
+            self._forget([loan.borrower_ref])
             self.publish("loan_returned", tenant, returned)
         self._publish_all(tenant, routing.events)
         return answer
@@ -148,11 +158,11 @@ class LoansService:
     def renew(self, loan_id):
         """Renew a loan (staff, or the patron their own): refused with the reason, else the new due date."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
-        loan = self._loan(loan_id)
-        self.patrons.borrower_by_id(loan.patron_id)  # the card must still be valid and not suspended
+        loan, lent_to = self._loan(loan_id)
+        self.patrons.borrower_by_id(lent_to.patron_id)  # the card must still be valid and not suspended
         today = library_today()
-        self._check_suspension(loan.patron_id, today)
-        policy = self._policy(loan.patron_category, loan.item_type, loan.library)
+        self._check_suspension(lent_to.patron_id, today)
+        policy = self._policy(lent_to.patron_category, loan.item_type, loan.library)
         settings = self._settings()
         refusal = renewal_refusal(loan, policy, settings["renewal_grace_days"], today)
         if refusal:
@@ -164,7 +174,7 @@ class LoansService:
         loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, self._calendar(loan.library))
         loan.renewals += 1
         self.db.commit()
-        self._announce_due_date(loan, "renewal")
+        self._announce_due_date(loan, lent_to, "renewal")
         return LoanSchema().dump(loan)
 
     # --- holds (予約) ----------------------------------------------------------------------------------
@@ -195,13 +205,20 @@ class LoansService:
         self._check_hold_limits(borrower, work_ids, pickup["code"])
 
         series = str(uuid.uuid4()) if len(work_ids) > 1 else None
-        holds = [Hold(tenant=self.caller.tenant, patron_id=borrower["id"], work_id=work_id,
+        holders = [Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"], held_work_id=work_id,
+                            recorded_at=now()) for work_id in work_ids]
+        holds = [Hold(tenant=self.caller.tenant, borrower_ref=holder.ref, work_id=holder.held_work_id,
                       pickup_library=pickup["code"], status="waiting" if position == 0 else "pending",
                       not_needed_after=data.get("not_needed_after"), series=series,
                       series_position=position + 1 if series else None, placed_on=today)
-                 for position, work_id in enumerate(work_ids)]
-        self.db.add_all(holds)
-        commit_unique(self.db, errors.HoldExists(details={"work_ids": work_ids}))
+                 for position, holder in enumerate(holders)]
+        try:
+            with self.borrowers.recorded(holders):
+                self.db.add_all(holds)
+                self.db.commit()
+        except IntegrityError:  # the store's: the patron holds one of these works already
+            self.db.rollback()
+            raise errors.HoldExists(details={"work_ids": work_ids}) from None
         for hold in holds:
             self.publish("hold_placed", hold.tenant, {"work_id": hold.work_id, "pickup_library": hold.pickup_library,
                                                       "patron_category": borrower["category"],
@@ -210,14 +227,14 @@ class LoansService:
         return {"series": series, "holds": dumped} if series else dumped[0]
 
     def _check_hold_limits(self, borrower, work_ids, pickup_library):
-        tenant, patron_id = self.caller.tenant, borrower["id"]
+        tenant, mine = self.caller.tenant, self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
         borrowed = self.db.scalars(select(Loan.work_id).where(
-            Loan.tenant == tenant, Loan.patron_id == patron_id, Loan.work_id.in_(work_ids))).all()
+            Loan.tenant == tenant, Loan.borrower_ref.in_(mine), Loan.work_id.in_(work_ids))).all()
         if borrowed:
             raise errors.WorkAlreadyOnLoan(details={"work_ids": sorted(set(borrowed))})
         policy = self._policy(borrower["category"], None, pickup_library)
         held = self.db.scalar(select(func.count()).select_from(Hold).where(Hold.tenant == tenant,
-                                                                           Hold.patron_id == patron_id))
+                                                                           Hold.borrower_ref.in_(mine)))
         if held + len(work_ids) > policy.max_holds:
             raise errors.HoldLimitReached(f"予約は{policy.max_holds}件までです",
                                           {"max_holds": policy.max_holds, "holds": held})
@@ -227,11 +244,12 @@ class LoansService:
         """Cancel a hold at any time (the patron their own, or staff). A copy it held passes on."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         hold = self.db.get(Hold, hold_id)
-        if hold is None or hold.tenant != self.caller.tenant or (
-                self.caller.role == PATRON and hold.patron_id != self.caller.patron_id):
+        holder = self.borrowers.get(hold.borrower_ref) if hold is not None else None
+        if holder is None or hold.tenant != self.caller.tenant or (
+                self.caller.role == PATRON and holder.patron_id != self.caller.patron_id):
             raise errors.HoldNotFound(details={"hold_id": hold_id})
         if self.caller.role != PATRON:
-            self.patrons.ensure_visible(hold.patron_id)
+            self.patrons.ensure_visible(holder.patron_id)
         self._end_holds([hold], library_today())
 
     @rpc
@@ -239,8 +257,10 @@ class LoansService:
         """A patron's holds with titles and queue positions, if the caller may see that patron."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
-        holds = self.db.scalars(select(Hold).where(Hold.tenant == self.caller.tenant, Hold.patron_id == patron_id)
-                                .order_by(Hold.id)).all()
+        holds = self.db.scalars(select(Hold).where(
+            Hold.tenant == self.caller.tenant, Hold.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant,
+                                                                                            [patron_id])))
+            .order_by(Hold.id)).all()
         titles = self.catalog.describe_works(sorted({hold.work_id for hold in holds})) if holds else {}
         return [self._dump_hold(hold, titles) for hold in holds]
 
@@ -262,7 +282,7 @@ class LoansService:
         pull = {}
         for copy in on_shelves:  # one copy a work is enough for its first hold; the next check-in serves on
             pull.setdefault(copy["work_id"], dict(copy, holds_waiting=wanted[copy["work_id"]]))
-        return {"on_shelf": [self._hold_slip(hold) for hold in ready],
+        return {"on_shelf": self._hold_slips(ready),
                 "to_send": [{"item_barcode": transit.item_barcode, "to_library": transit.to_library,
                              "since": transit.since.isoformat()} for transit in sending],
                 "to_pull": list(pull.values())}
@@ -276,44 +296,57 @@ class LoansService:
                 events += routing.events
         self.db.commit()
         checkpoint(self.db)
+        self._forget([hold.borrower_ref for hold in holds])
         self._publish_all(self.caller.tenant, events)
 
+    def _forget(self, refs):
+        """Erase the borrowers of rows whose deletion has committed. One that cannot be erased now stays
+        until the sweep finds no row naming it."""
+        try:
+            self.borrowers.forget(refs)
+        except SQLAlchemyError as error:
+            log.warning("borrowers left for the sweep: %s", type(error).__name__)
+
     def _queues(self):
-        return HoldQueues(self.db, self.caller.tenant, self._calendar, int(self.config["PICKUP_DAYS"]))
+        return HoldQueues(self.db, self.borrowers, self.caller.tenant, self._calendar,
+                          int(self.config["PICKUP_DAYS"]))
 
     def _dump_hold(self, hold, titles):
         title = titles.get(str(hold.work_id), {}).get("title")
         return dict(HoldSchema().dump(hold), position=self._queues().position(hold), title=title)
 
-    @staticmethod
-    def _hold_slip(hold):
-        """What the desk writes on the slip of a copy for the hold shelf."""
-        if hold is None:
-            return None
-        return {"hold_id": hold.id, "patron_id": hold.patron_id, "pickup_library": hold.pickup_library,
-                "ready_until": hold.ready_until.isoformat() if hold.ready_until else None}
+    def _hold_slip(self, hold):
+        return self._hold_slips([hold])[0] if hold is not None else None
+
+    def _hold_slips(self, holds):
+        """What the desk writes on the slip of each copy for the hold shelf."""
+        holders = self.borrowers.of(hold.borrower_ref for hold in holds)
+        return [{"hold_id": hold.id, "patron_id": holders[hold.borrower_ref].patron_id,
+                 "pickup_library": hold.pickup_library,
+                 "ready_until": hold.ready_until.isoformat() if hold.ready_until else None} for hold in holds]
 
     def _publish_all(self, tenant, events):
         for event_type, data in events:
             self.publish(event_type, tenant, data)
 
-    def _check_standing(self, patron_id, today):
-        """Overdue copies or a suspension after a late return stop borrowing."""
+    def _check_standing(self, patron_id, refs, today):
+        """Overdue copies (among the loans and holds ``refs``) or a suspension after a late return stop
+        borrowing."""
         overdue = self.db.scalar(select(func.count()).select_from(Loan).where(
-            Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id, Loan.due_date < today))
+            Loan.tenant == self.caller.tenant, Loan.borrower_ref.in_(refs), Loan.due_date < today))
         if overdue:
             raise errors.OverdueItems(details={"overdue_items": overdue})
         self._check_suspension(patron_id, today)
 
     def _check_suspension(self, patron_id, today):
-        suspension = self.db.get(Suspension, (self.caller.tenant, patron_id))
+        suspension = self.borrowers.suspension(self.caller.tenant, patron_id)
         if suspension and suspension.until >= today:
             raise errors.BorrowingSuspended(f"{suspension.until.isoformat()}まで貸出停止中です",
                                             {"until": suspension.until.isoformat()})
 
-    def _check_limits(self, patron_id, item_type, policy):
+    def _check_limits(self, refs, item_type, policy):
         counts = dict(self.db.execute(
-            select(Loan.item_type, func.count()).where(Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id)
+            select(Loan.item_type, func.count()).where(Loan.tenant == self.caller.tenant, Loan.borrower_ref.in_(refs))
             .group_by(Loan.item_type)).all())
         if sum(counts.values()) >= policy.max_items:
             raise errors.LoanLimitReached(f"貸出は{policy.max_items}点までです",
@@ -324,27 +357,22 @@ class LoansService:
                 {"item_type": item_type, "max_items_of_type": policy.max_items_of_type,
                  "on_loan": counts.get(item_type, 0)})
 
-    def _suspend(self, patron_id, until):
-        suspension = self.db.get(Suspension, (self.caller.tenant, patron_id))
-        if suspension is None:
-            self.db.add(Suspension(tenant=self.caller.tenant, patron_id=patron_id, until=until))
-        else:
-            suspension.until = max(suspension.until, until)
-
     def _loan(self, loan_id):
+        """The loan and its borrower, if the caller may see them."""
         loan = self.db.get(Loan, loan_id)
-        if loan is None or loan.tenant != self.caller.tenant:
+        lent_to = self.borrowers.get(loan.borrower_ref) if loan is not None else None
+        if lent_to is None or loan.tenant != self.caller.tenant:
             raise errors.LoanNotFound(details={"loan_id": loan_id})
-        if self.caller.role == PATRON and loan.patron_id != self.caller.patron_id:
+        if self.caller.role == PATRON and lent_to.patron_id != self.caller.patron_id:
             raise errors.LoanNotFound(details={"loan_id": loan_id})
         if self.caller.role != PATRON:
-            self.patrons.ensure_visible(loan.patron_id)
-        return loan
+            self.patrons.ensure_visible(lent_to.patron_id)
+        return loan, lent_to
 
-    def _announce_due_date(self, loan, reason):
+    def _announce_due_date(self, loan, lent_to, reason):
         self.publish("loan_due_date_changed", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "library": loan.library,
-            "due_date": loan.due_date, "reason": reason, "changed_on": library_today(), **counted(loan)})
+            "due_date": loan.due_date, "reason": reason, "changed_on": library_today(), **counted(loan, lent_to)})
 
     # --- a patron's loans --------------------------------------------------------------------------
 
@@ -354,7 +382,8 @@ class LoansService:
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
         loans = self.db.scalars(
-            select(Loan).where(Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id)
+            select(Loan).where(Loan.tenant == self.caller.tenant,
+                               Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, [patron_id])))
             .order_by(Loan.due_date, Loan.id)
         ).all()
         works = self.catalog.describe_works(sorted({loan.work_id for loan in loans})) if loans else {}
@@ -365,16 +394,17 @@ class LoansService:
 
     @rpc
     def count_patron_loans(self, patron_id):
-        return self.db.scalar(
-            select(func.count()).select_from(Loan)
-            .where(Loan.tenant == self.caller.tenant, Loan.patron_id == patron_id)
-        )
+        return self.db.scalar(select(func.count()).select_from(Loan).where(
+            Loan.tenant == self.caller.tenant,
+            Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, [patron_id]))))
 
     @rpc
     def patrons_with_loans(self, patron_ids):
         """Which of these patrons have anything on loan (for deleting patrons in bulk)."""
-        return sorted(set(self.db.scalars(select(Loan.patron_id).where(
-            Loan.tenant == self.caller.tenant, Loan.patron_id.in_(list(patron_ids))))))
+        lent = self.db.scalars(select(Loan.borrower_ref).where(
+            Loan.tenant == self.caller.tenant,
+            Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, patron_ids)))).all()
+        return sorted({borrower.patron_id for borrower in self.borrowers.of(lent).values()})
 
     # --- a patron deleted ---------------------------------------------------------------------------
 
@@ -388,9 +418,10 @@ class LoansService:
             return
         tenant, patron_id = event["tenant"], event["data"]["patron_id"]
         self.caller.act_as(tenant, "system:loans:patron-deleted", OPERATOR)
-        self.db.execute(delete(Suspension).where(Suspension.tenant == tenant, Suspension.patron_id == patron_id))
-        holds = self.db.scalars(select(Hold).where(Hold.tenant == tenant, Hold.patron_id == patron_id)
-                                .order_by(Hold.id)).all()
+        self.borrowers.lift_suspension(tenant, patron_id)
+        holds = self.db.scalars(select(Hold).where(
+            Hold.tenant == tenant, Hold.borrower_ref.in_(self.borrowers.refs_of(tenant, [patron_id])))
+            .order_by(Hold.id)).all()
         self._end_holds(holds, library_today())  # commits it all, with the event's id, then announces
 
     def _check_desk(self, library):
@@ -488,8 +519,9 @@ class LoansService:
                 loan.due_date = calendar.next_open(loan.due_date)
             moved += loans
         self.db.commit()
+        lent_to = self.borrowers.of(loan.borrower_ref for loan in moved)
         for loan in moved:
-            self._announce_due_date(loan, "closure")
+            self._announce_due_date(loan, lent_to[loan.borrower_ref], "closure")
         return {"loans_moved": len(moved), "libraries": libraries}
 
     def _policy_row(self, policy_id):
@@ -539,8 +571,7 @@ class LoansService:
         except IntegrityError:
             self.db.rollback()
             return
-        self.db.execute(delete(Suspension).where(Suspension.until < today))
-        self.db.commit()
+        self.borrowers.lift_suspensions(today)
         ended = self.db.scalars(select(Hold).where(or_(
             and_(Hold.status.in_(("waiting", "pending")), Hold.not_needed_after < today),
             and_(Hold.status == "ready", Hold.ready_until < today),
@@ -549,20 +580,32 @@ class LoansService:
             self.caller.act_as(tenant, "system:loans:daily-pass", OPERATOR)
             self._end_holds([hold for hold in ended if hold.tenant == tenant], today)
         soon = today + timedelta(days=int(self.config["DUE_SOON_DAYS"]))
-        for tenant, patron_id, items in self.db.execute(
-            select(Loan.tenant, Loan.patron_id, func.count()).where(Loan.due_date == soon)
-            .group_by(Loan.tenant, Loan.patron_id)
-        ).all():
-            self.publish("loans_due_soon", tenant, {"patron_id": patron_id, "items": items, "due_date": soon})
+        for (tenant, patron_id), due in self._loans_by_patron(Loan.due_date == soon):
+            self.publish("loans_due_soon", tenant, {"patron_id": patron_id, "items": len(due), "due_date": soon})
         every = int(self.config["OVERDUE_REMINDER_EVERY_DAYS"])
-        for tenant, patron_id, items, oldest in self.db.execute(
-            select(Loan.tenant, Loan.patron_id, func.count(), func.min(Loan.due_date)).where(Loan.due_date < today)
-            .group_by(Loan.tenant, Loan.patron_id)
-        ).all():
+        for (tenant, patron_id), overdue in self._loans_by_patron(Loan.due_date < today):
+            items, oldest = len(overdue), min(overdue)
             days_overdue = (today - oldest).days
             if (days_overdue - 1) % every == 0:
                 self.publish("loans_overdue", tenant, {"patron_id": patron_id, "items": items,
                                                        "oldest_due_date": oldest, "days_overdue": days_overdue})
+
+    def _loans_by_patron(self, condition):
+        """The due dates of the loans meeting ``condition``, by (tenant, patron), in that order."""
+        loans = self.db.execute(select(Loan.tenant, Loan.borrower_ref, Loan.due_date).where(condition)).all()
+        lent_to = self.borrowers.of(ref for _tenant, ref, _due in loans)
+        grouped = {}
+        for tenant, ref, due in loans:
+            grouped.setdefault((tenant, lent_to[ref].patron_id), []).append(due)
+        return sorted(grouped.items())
+
+    @timer(interval=600, eager=True)
+    def sweep_borrowers(self):
+        """Erase borrowers that no loan or hold names any more: left by a commit that failed, or by an
+        erase that did not happen after one that succeeded."""
+        live = set(self.db.scalars(select(Loan.borrower_ref))) | set(self.db.scalars(select(Hold.borrower_ref)))
+        if swept := self.borrowers.sweep(live):
+            log.info("erased %d orphaned borrowers", swept)
 
     @timer(interval=60)
     def fold_write_ahead_log(self):

@@ -1,9 +1,10 @@
 """Personal fields encrypted at rest (PRIVACY.md 10), with keys kept outside the patrons database.
 
 Every patron has a data key of their own (AES-256-GCM). It is stored only *wrapped* by a master key that
-comes from configuration, in a key store that is a database of its own (``KEYS_DATABASE_URL``), backed up
-apart from the patrons database. A copy of the patrons database alone reveals no resident's name; deleting a
-patron deletes their data key, so earlier copies of their record can no longer be read (crypto-shredding).
+comes from configuration, in a key store of its own (``KEYS_DATABASE_URL``), an erasing SQLite file
+(shiori/keystore.py) kept apart from the patrons database. A copy of the patrons database alone reveals no
+resident's name; deleting a patron erases their data key from every file of the key store, so no copy of
+their record, taken before or after, can be read again (crypto-shredding).
 Card numbers and phone numbers are found through keyed hashes (HMAC-SHA256), never through plaintext.
 
 Master keys form a ring, newest first (``MASTER_KEYS = "id:base64url-key,id:base64url-key"``): data keys are
@@ -20,7 +21,7 @@ from nameko.exceptions import ConfigurationError
 from sqlalchemy import LargeBinary, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shiori.db import Database, checkpoint
+from shiori.keystore import ErasingStore
 
 NONCE_BYTES = 12
 
@@ -112,7 +113,6 @@ class PatronVault:
         if key is not None:
             self.session.delete(key)
             self.session.commit()
-            checkpoint(self.session)
         self.opened.pop(key_ref, None)
 
     def rewrap(self, limit):
@@ -135,7 +135,7 @@ class PatronVault:
         return self.opened[key_ref]
 
 
-class Vault(Database):
+class Vault(ErasingStore):
     """The key store's sessions, handed to workers as a ``PatronVault``."""
 
     def __init__(self):

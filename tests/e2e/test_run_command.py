@@ -150,7 +150,7 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
         assert first.stop() == 0
     assert processes_using(data_dir) == []
     assert sorted(path.name for path in data_dir.glob("*.db")) == [
-        "catalog.db", "loans.db", "notices.db", "patron-keys.db", "patrons.db", "statistics.db"]
+        "catalog.db", "loan-borrowers.db", "loans.db", "notices.db", "patron-keys.db", "patrons.db", "statistics.db"]
     # Everything under the data folder is its owner's alone: files 0600, folders 0700.
     for path in [data_dir, *data_dir.rglob("*")]:
         assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path

@@ -68,7 +68,8 @@ def test_a_returned_copy_serves_the_queue_in_order_through_transit_and_the_hold_
     assert holds_of(staff, first) == []
     assert [hold["position"] for hold in holds_of(staff, second)] == [1]
     # The fulfilled hold left nothing that pairs the patron with the work (PRIVACY.md 2).
-    assert in_database(system, "loans", "SELECT id FROM holds WHERE patron_id = :patron", patron=first["id"]) == []
+    assert in_database(system, "loan_borrowers", "SELECT ref FROM borrowers WHERE patron_id = :patron"
+                       " AND held_work_id IS NOT NULL", patron=first["id"]) == []
 
 
 def test_a_copy_on_the_shelf_is_checked_in_to_serve_a_hold_and_passes_on_when_a_hold_ends(system, staff):
@@ -94,8 +95,8 @@ def test_a_copy_on_the_shelf_is_checked_in_to_serve_a_hold_and_passes_on_when_a_
         "code"] == "HOLD_NOT_FOUND"
 
     # The second patron does not come: the pickup window ends, and the copy goes back to the shelf.
-    in_database(system, "loans", "UPDATE holds SET ready_until = :day WHERE patron_id = :patron",
-                      day=library_today() - timedelta(days=1), patron=second["id"])
+    in_database(system, "loans", "UPDATE holds SET ready_until = :day WHERE id = :id",
+                day=library_today() - timedelta(days=1), id=holds_of(staff, second)[0]["hold_id"])
     run_daily_pass(system)
     assert holds_of(staff, second) == []
     wait_until(lambda: copy_status(staff, copy["barcode"]) == "available", message="the copy back on the shelf")
@@ -121,8 +122,8 @@ def test_series_holds_activate_volume_by_volume_and_a_hold_lapses_after_its_date
     assert lapsing.status_code == 201
     run_daily_pass(system)
     assert len(holds_of(staff, other)) == 1  # not needed after today: still wanted today
-    in_database(system, "loans", "UPDATE holds SET not_needed_after = :day WHERE patron_id = :patron",
-                      day=library_today() - timedelta(days=1), patron=other["id"])
+    in_database(system, "loans", "UPDATE holds SET not_needed_after = :day WHERE id = :id",
+                day=library_today() - timedelta(days=1), id=lapsing.json()["hold_id"])
     run_daily_pass(system)
     assert holds_of(staff, other) == []
     past = place_hold(staff, other, volumes[2][0]["id"],

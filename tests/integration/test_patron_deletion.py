@@ -34,8 +34,9 @@ def holds_of(staff, patron):
 def held_about(system, patron):
     """Whatever the loans and notices services still hold about the patron, row by row."""
     return {
-        "holds": in_database(system, "loans", "SELECT id FROM holds WHERE patron_id = :p", p=patron["id"]),
-        "suspensions": in_database(system, "loans", "SELECT until FROM suspensions WHERE patron_id = :p",
+        "holds": in_database(system, "loan_borrowers", "SELECT ref FROM borrowers WHERE patron_id = :p"
+                             " AND held_work_id IS NOT NULL", p=patron["id"]),
+        "suspensions": in_database(system, "loan_borrowers", "SELECT until FROM suspensions WHERE patron_id = :p",
                                    p=patron["id"]),
         "notices": in_database(system, "notices", "SELECT channel FROM notices WHERE patron_id = :p",
                                p=patron["id"]),

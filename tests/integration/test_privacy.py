@@ -79,9 +79,9 @@ def test_a_return_leaves_no_link_between_patron_and_title(system, staff, event_t
     urls = system.database_urls
     # loans: the loan row is gone, and with it every trace of the copy.
     assert barcode not in values_of(urls["loans"])
-    engine = create_engine(urls["loans"])
+    engine = create_engine(urls["loan_borrowers"])
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT count(*) FROM loans WHERE patron_id = :p"), {"p": patron["id"]}).scalar() == 0
+        assert connection.execute(text("SELECT count(*) FROM borrowers WHERE patron_id = :p"), {"p": patron["id"]}).scalar() == 0
     engine.dispose()
     # patrons: knows the patron, never what they borrowed.
     patrons_values = values_of(urls["patrons"])

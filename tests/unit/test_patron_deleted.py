@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 from nameko.testing.services import worker_factory
 
-from services.loans.models import Base as LoansBase, Hold, Suspension
+from services.loans.borrowers import Borrower, Borrowers, StoreBase, Suspension
+from services.loans.models import Base as LoansBase, Hold
 from services.loans.service import LoansService
 from services.notices.models import Base as NoticesBase, Notice
 from services.notices.service import NoticesService
@@ -16,32 +17,44 @@ from shiori.rpc import CallerContext
 TODAY = date(2026, 12, 2)
 
 
-def hold(patron_id, status, barcode=None, pickup="main"):
-    return Hold(tenant="kaizu", patron_id=patron_id, work_id=5, pickup_library=pickup, status=status,
+def hold(loans, patron_id, status, barcode=None, pickup="main"):
+    """A hold on work 5, its patron recorded in the loans' store."""
+    holder = Borrower(ref=f"{patron_id}-{pickup}", tenant="kaizu", patron_id=patron_id, held_work_id=5,
+                      recorded_at=datetime.now(timezone.utc))
+    loans.borrowers.session.add(holder)
+    loans.borrowers.session.commit()
+    return Hold(tenant="kaizu", borrower_ref=holder.ref, work_id=5, pickup_library=pickup, status=status,
                 item_barcode=barcode, ready_until=TODAY if status == "ready" else None, placed_on=TODAY)
+
+
+def holders(loans):
+    """(patron, status, barcode) of every hold left."""
+    patrons = {borrower.ref: borrower.patron_id for borrower in loans.borrowers.session.query(Borrower)}
+    return [(patrons[held.borrower_ref], held.status, held.item_barcode) for held in loans.db.query(Hold)]
 
 
 def test_a_deleted_patrons_ready_hold_passes_to_the_next_and_a_second_delivery_changes_nothing(sqlite_session):
     unsigned = SimpleNamespace(sign=dict)  # an event's worker starts with nobody, and acts as the service
     loans = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CallerContext({}, unsigned),
+                           borrowers=Borrowers(sqlite_session(StoreBase.metadata)),
                            config=load_config("loans", environ={}))
     loans.catalog.get_item.return_value = {"library": "main"}
-    loans.db.add_all([hold(7, "ready", "K1"), hold(8, "waiting"),
-                      Suspension(tenant="kaizu", patron_id=7, until=TODAY)])
+    loans.db.add_all([hold(loans, 7, "ready", "K1"), hold(loans, 8, "waiting")])
     loans.db.commit()
+    loans.borrowers.suspend("kaizu", 7, TODAY)
     deleted = envelope("patron_deleted", 1, "kaizu", {"patron_id": 7})
 
     loans.on_patron_deleted(deleted)
-    assert [(held.patron_id, held.status, held.item_barcode) for held in loans.db.query(Hold)] == [(8, "ready", "K1")]
-    assert loans.db.query(Suspension).count() == 0
+    assert holders(loans) == [(8, "ready", "K1")]
+    assert loans.borrowers.session.query(Suspension).count() == 0
     assert (loans.caller.tenant, loans.caller.actor) == ("kaizu", "system:loans:patron-deleted")
     told = [args[0] for args, _ in loans.publish.call_args_list]
     assert told == ["copy_status_changed", "hold_ready"]
 
-    loans.db.add(hold(7, "waiting", pickup="east"))  # were the event applied again, this would end
+    loans.db.add(hold(loans, 7, "waiting", pickup="east"))  # were the event applied again, this would end
     loans.db.commit()
     loans.on_patron_deleted(deleted)
-    assert loans.db.query(Hold).filter_by(patron_id=7).count() == 1
+    assert [patron for patron, _status, _barcode in holders(loans)].count(7) == 1
     assert loans.publish.call_count == 2
 
 

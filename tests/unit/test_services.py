@@ -5,14 +5,15 @@ from unittest.mock import call
 
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from services.catalog.errors import ItemNotFound
 from services.catalog.models import Base as CatalogBase, Contributor, Item, Library, Person, Tenant, Work
 from services.catalog.search import Cataloguer, KnownNames
 from services.catalog.service import CatalogService
+from services.loans.borrowers import Borrower, Borrowers, StoreBase, Suspension
 from services.loans.errors import ItemAlreadyOnLoan, ItemNotOnLoan
-from services.loans.models import Base as LoansBase, Loan, Suspension
+from services.loans.models import Base as LoansBase, Loan
 from services.loans.service import LoansService
 from services.patrons.errors import InvalidCredentials
 from services.patrons.models import Base as PatronsBase, Patron
@@ -33,6 +34,7 @@ PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_da
 @pytest.fixture
 def loans(sqlite_session):
     service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
+                             borrowers=Borrowers(sqlite_session(StoreBase.metadata)),
                              config=load_config("loans", environ={}))  # the defaults of config.yml
     service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult",
                                                                             "age_band": "30-39"}
@@ -57,12 +59,15 @@ def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_rem
     for number, (patron_id, due) in enumerate([(1, today + timedelta(days=2)), (1, today + timedelta(days=2)),
                                                (2, today - timedelta(days=1)), (3, today - timedelta(days=8)),
                                                (3, today - timedelta(days=3)), (4, today - timedelta(days=3))]):
-        loans.db.add(Loan(tenant="kaizu", patron_id=patron_id, item_barcode=f"K{number}", work_id=number,
+        loans.borrowers.session.add(Borrower(ref=f"r{number}", tenant="kaizu", patron_id=patron_id,
+                                             recorded_at=datetime.now(timezone.utc)))
+        loans.db.add(Loan(tenant="kaizu", borrower_ref=f"r{number}", item_barcode=f"K{number}", work_id=number,
                           library="main", loaned_on=due - timedelta(days=14), due_date=due,
                           created_at=datetime.now(timezone.utc)))
-    loans.db.add_all([Suspension(tenant="kaizu", patron_id=5, until=today - timedelta(days=1)),
-                      Suspension(tenant="kaizu", patron_id=6, until=today)])
+    loans.borrowers.session.add_all([Suspension(tenant="kaizu", patron_id=5, until=today - timedelta(days=1)),
+                                     Suspension(tenant="kaizu", patron_id=6, until=today)])
     loans.db.commit()
+    loans.borrowers.session.commit()
 
     loans.daily_pass()
     published = [(args[0], args[2]) for args, _ in loans.publish.call_args_list]
@@ -73,7 +78,7 @@ def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_rem
         ("loans_overdue", {"patron_id": 3, "items": 2, "oldest_due_date": today - timedelta(days=8),
                            "days_overdue": 8}),
     ]  # patron 4, three days overdue, was reminded on day 1 and will be again on day 8
-    assert [suspension.patron_id for suspension in loans.db.query(Suspension)] == [6]
+    assert [suspension.patron_id for suspension in loans.borrowers.session.query(Suspension)] == [6]
     loans.publish.reset_mock()
     loans.daily_pass()
     assert loans.publish.call_args_list == []
@@ -95,6 +100,30 @@ def test_checkin_deletes_the_loan(loans):
     assert loans.db.query(Loan).count() == 0
     with pytest.raises(ItemNotOnLoan):
         loans.checkin({"item_barcode": "K1", "library": "main"})
+
+
+def test_a_refused_checkout_forgets_the_borrower_it_recorded_and_a_return_erases_its_own(loans):
+    payload = {"card_number": "100000000008", "item_barcode": "K1", "library": "main"}
+    loans.checkout(payload)
+    with pytest.raises(ItemAlreadyOnLoan):
+        loans.checkout(payload)
+    [(patron_id, ref)] = loans.borrowers.session.query(Borrower.patron_id, Borrower.ref).all()
+    assert (patron_id, ref) == (42, loans.db.query(Loan).one().borrower_ref)
+    loans.checkin({"item_barcode": "K1", "library": "main"})
+    assert loans.borrowers.session.query(Borrower).count() == 0
+
+
+def test_a_borrower_the_store_fails_to_erase_at_checkin_is_swept_once_no_loan_names_it(loans, monkeypatch):
+    loans.checkout({"card_number": "100000000008", "item_barcode": "K1", "library": "main"})
+    with monkeypatch.context() as failing:
+        failing.setattr(loans.borrowers, "forget", lambda refs: loans.borrowers.session.execute(text("SELECT x")))
+        assert loans.checkin({"item_barcode": "K1", "library": "main"})["action"] == "shelve"
+    assert loans.db.query(Loan).count() == 0 and loans.borrowers.session.query(Borrower).count() == 1
+    loans.sweep_borrowers()
+    assert loans.borrowers.session.query(Borrower).count() == 1  # too recent to tell from a commit under way
+    loans.borrowers.session.query(Borrower).update({"recorded_at": datetime.now(timezone.utc) - timedelta(hours=1)})
+    loans.sweep_borrowers()
+    assert loans.borrowers.session.query(Borrower).count() == 0
 
 
 def test_bad_checkout_input_is_refused_before_anyone_is_asked(loans):
