@@ -26,15 +26,14 @@ import eventlet
 import psycopg2
 import pytest
 import requests
+import trustme
 from kombu import Connection
 
-from conftest import ADMIN, TENANT, RunningSystem, provisioned
+from conftest import ADMIN, DATABASES, TENANT, RunningSystem, provisioned
 from services.patrons.vault import new_master_key_spec
 from shiori.launcher import die_with_parent
 from shiori.serve import SERVICE_NAMES
 from support import free_port, patron_fields, wait_until
-
-trustme = pytest.importorskip("trustme")
 
 RABBITMQ_SERVER = shutil.which("rabbitmq-server", path="/usr/lib/rabbitmq/bin") or shutil.which("rabbitmq-server")
 EPMD = shutil.which("epmd")
@@ -53,10 +52,6 @@ if MISSING:
 HOST = "localhost"  # the one name on the servers' certificates; 127.0.0.1 is not on them
 STARTUP_SECONDS = 60
 STOP_SECONDS = 20
-DATABASES = ("patrons", "patron_keys", "loans", "catalog", "statistics", "notices")
-DATABASE_VARIABLES = {"patrons": "SHIORI_PATRONS_DATABASE_URL", "patron_keys": "SHIORI_PATRONS_KEYS_DATABASE_URL",
-                      "loans": "SHIORI_LOANS_DATABASE_URL", "catalog": "SHIORI_CATALOG_DATABASE_URL",
-                      "statistics": "SHIORI_STATISTICS_DATABASE_URL", "notices": "SHIORI_NOTICES_DATABASE_URL"}
 
 
 def _tail(path, lines=30):
@@ -236,9 +231,10 @@ def tls_system(tls_broker, tls_postgres, ca, smtp_server, tmp_path_factory):
                 rpc.catalog.add_library({"code": "main", "name": "試験市立図書館", "kind": "main"})
             yield running
         finally:
+            runners = list(running.runners.values())
             with eventlet.Timeout(60, False):
                 running.stop_all()
-            for runner in running.runners.values():  # what did not stop in time
+            for runner in runners:  # those that did not stop in time (for the others, nothing)
                 runner.kill()
 
 
