@@ -13,6 +13,7 @@ from shiori.broker import OPERATOR as OPERATOR_PRINCIPAL, ScopedStandaloneReplyL
 from shiori.context import ContextSigner
 from shiori.deployment import operator_environment
 from shiori.roles import OPERATOR
+from shiori.tls import with_broker_tls
 
 DEMO_LIBRARIES = [
     {"code": "main", "name": "海津市図書館", "kind": "main"},
@@ -46,7 +47,7 @@ def operator_rpc(tenant, timeout, environ=None):
     from nameko.standalone.rpc import ClusterRpcProxy
 
     environ = operator_environment(os.environ if environ is None else environ)
-    config = {"AMQP_URI": environ["AMQP_URI"], "BROKER_PRINCIPAL": OPERATOR_PRINCIPAL}
+    config = with_broker_tls({"AMQP_URI": environ["AMQP_URI"], "BROKER_PRINCIPAL": OPERATOR_PRINCIPAL}, environ)
     with ClusterRpcProxy(config, context_data=operator_context(tenant, environ["SHIORI_CONTEXT_SIGNING_KEY"]),
                          timeout=timeout, reply_listener_cls=ScopedStandaloneReplyListener) as rpc:
         yield rpc

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from shiori.tls import with_broker_tls
+
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
 # Innermost placeholders first, so a default may itself contain a placeholder:
@@ -26,5 +28,6 @@ def expand(text, environ=None):
 
 
 def load_config(service_name, environ=None):
+    environ = os.environ if environ is None else environ
     path = SERVICES_DIR / service_name / "config.yml"
-    return yaml.safe_load(expand(path.read_text(encoding="utf-8"), environ)) or {}
+    return with_broker_tls(yaml.safe_load(expand(path.read_text(encoding="utf-8"), environ)) or {}, environ)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 import eventlet
 from nameko.amqp.publish import Publisher
-from nameko.constants import AMQP_URI_CONFIG_KEY
+from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
 from nameko.events import BROADCAST, EventDispatcher, EventHandler
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy import String
@@ -108,7 +108,8 @@ class Subscription(EventHandler):
 
     def dead_letter(self, message, error):
         service = self.container.service_name
-        publisher = Publisher(self.container.config[AMQP_URI_CONFIG_KEY])
+        config = self.container.config
+        publisher = Publisher(config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY))
         publisher.publish(
             message.payload, routing_key=service, exchange=DEAD_LETTERS_EXCHANGE,
             headers={"x-source": message.delivery_info.get("exchange"),

@@ -3,6 +3,7 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,7 +37,8 @@ def die_with_parent():
 def broker_reachable(broker_url):
     parts = urlsplit(broker_url)
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), timeout=3):
+        default_port = 5671 if parts.scheme == "amqps" else 5672
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=3):
             return True
     except OSError:
         return False
@@ -50,9 +52,11 @@ class System:
         self.env["SHIORI_DATA_DIR"] = str(self.data_dir)
         self.deployment = Deployment(self.env, LocalSecrets(self.data_dir))
         host = self.env.get("SHIORI_GATEWAY_HOST", "127.0.0.1")
-        self.url = f"http://{host}:{self.env.get('SHIORI_GATEWAY_PORT', '8000')}"
+        scheme = "https" if self.env.get("SHIORI_TLS_CERT") else "http"
+        self.url = f"{scheme}://{host}:{self.env.get('SHIORI_GATEWAY_PORT', '8000')}"
         opac_host = self.env.get("SHIORI_OPAC_HOST", "127.0.0.1")
-        self.opac_url = f"http://{opac_host}:{self.env.get('SHIORI_OPAC_PORT', '8001')}"
+        opac_scheme = "https" if self.env.get("SHIORI_OPAC_TLS_CERT", self.env.get("SHIORI_TLS_CERT")) else "http"
+        self.opac_url = f"{opac_scheme}://{opac_host}:{self.env.get('SHIORI_OPAC_PORT', '8001')}"
         self.processes = {}
         self.stopping = False
 
@@ -81,8 +85,14 @@ class System:
         )
 
     def healthy(self):
+        # Whether the gateway this run started answers on the address it was told to bind. Its certificate
+        # names the host clients use, which need not be that address; nothing but /health goes this way.
+        probe = None
+        if self.url.startswith("https:"):
+            probe = ssl.create_default_context()
+            probe.check_hostname, probe.verify_mode = False, ssl.CERT_NONE
         try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=5, context=probe) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False

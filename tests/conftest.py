@@ -170,10 +170,14 @@ KEY_STORES = {
 }
 
 
+def key_store_urls(folder):
+    return {name: f"sqlite:///{folder}/{name}.db" for name in KEY_STORES}
+
+
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def database_urls(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("databases")
-    key_stores = {name: f"sqlite:///{folder}/{name}.db" for name in KEY_STORES}
+    key_stores = key_store_urls(folder)
     if request.param == "sqlite":
         yield {**{name: f"sqlite:///{folder}/{name}.db" for name in DATABASES}, **key_stores}
     else:

@@ -2,13 +2,20 @@
 
 ``route(method, url)`` needs a staff token; ``route(..., public=True)`` needs none; ``roles=`` names the
 roles a route admits instead (e.g. patrons for /me). The caller's identity becomes nameko context data, so it travels with every RPC the request makes.
+
+With ``TLS_CERT``/``TLS_KEY`` the server speaks HTTPS only (shiori.tls). A body of at most ``MAX_BODY_BYTES`` is
+read before the request takes a worker, within ``HTTP_BODY_TIMEOUT`` seconds: a client that sends slowly holds
+its own connection and no worker, and is answered 408 on a connection then closed.
 """
 import json
 import logging
+import ssl
 import time
 from functools import partial
 
+import eventlet
 from eventlet.event import Event
+from eventlet.wsgi import HttpProtocol
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed as WerkzeugMethodNotAllowed, NotFound
@@ -21,6 +28,7 @@ from services.gateway.tokens import RevokedCredentials, TokenIssuer
 from shiori.errors import DomainError, Forbidden, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
 from shiori.rpc import ContextKeys
+from shiori.tls import gateway_context
 
 log = logging.getLogger(__name__)
 # One line per request with the route's pattern, never the path or query (they can hold ids and card numbers).
@@ -33,6 +41,25 @@ REFUSALS = ("NOT_AUTHENTICATED", "INVALID_CREDENTIALS", "FORBIDDEN", "TOO_MANY_A
 # whose range failures answer 404 or 405 depending on the order of the rules.
 ID = "int"
 MAX_ID = 2**31 - 1
+# Deeper than any body a route takes; json.loads itself gives up near Python's recursion limit (RecursionError).
+MAX_JSON_DEPTH = 32
+# The WSGI environ's key of a function that has the connection closed after this request's answer.
+CLOSE_CONNECTION = "shiori.close_connection"
+
+
+class GatewayProtocol(HttpProtocol):
+    """eventlet's HTTP/1.1 protocol, which also shuts TLS connections down cleanly (nameko's HttpOnlyProtocol
+    leaves that out), with a way for the application to close the connection after its answer."""
+
+    def get_environ(self):
+        environ = super().get_environ()
+        environ[CLOSE_CONNECTION] = self.close_after_answer
+        return environ
+
+    def close_after_answer(self):
+        # Before the answer's headers are written: eventlet then sends "Connection: close", reads nothing more
+        # of the request and closes.
+        self.close_connection = 1
 
 
 class GatewayServer(WebServer):
@@ -44,16 +71,41 @@ class GatewayServer(WebServer):
         self.public_only = bool(config.get("PUBLIC_ONLY"))
         self.tokens = None if self.public_only else TokenIssuer.from_config(config)
         self.public_tenant = config["PUBLIC_TENANT"]
+        self.body_timeout = float(config.get("HTTP_BODY_TIMEOUT", 30))
+        self.tls = gateway_context(config)
         super().setup()
 
     def get_wsgi_app(self):
         return JsonErrorsWsgiApp(self)
 
     def get_wsgi_server(self, sock, wsgi_app, **kwargs):
-        server = super().get_wsgi_server(sock, wsgi_app, **kwargs)
+        server = super().get_wsgi_server(sock, wsgi_app, protocol=GatewayProtocol, **kwargs)
         # eventlet's access log prints query strings, which carry card numbers: Route logs requests instead.
         server.log_output = False
+        if self.tls:  # eventlet looks for TLS on the listening socket, which stays plain: each connection is wrapped
+            server.environ = {"wsgi.url_scheme": "https", "HTTPS": "on"}
         return server
+
+    def process_request(self, sock, address):
+        if self.tls:
+            sock = self.handshake(sock, address)
+            if sock is None:
+                return
+        super().process_request(sock, address)
+
+    def handshake(self, sock, address):
+        """The connection over TLS, or None (closed) when the client does not complete a TLS handshake within
+        HTTP_BODY_TIMEOUT: plain HTTP, a bad or no ClientHello. It runs in the connection's own green thread,
+        so a slow handshake holds nobody else's."""
+        try:
+            with eventlet.Timeout(self.body_timeout):
+                connection = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                connection.do_handshake()
+            return connection
+        except (eventlet.Timeout, ssl.SSLError, OSError) as error:
+            log.debug("no TLS handshake from %s: %s", address[0], type(error).__name__)
+            sock.close()
+            return None
 
     def identify(self, request, public, roles, route):
         """The nameko context data for this request, or NotAuthenticated/Forbidden. A route that is not
@@ -130,6 +182,7 @@ class Route(HttpRequestHandler):
         try:
             context_data = self.context_keys.sign(
                 self.server.identify(request, self.public, self.roles, f"{request.method} {self.url}"))
+            self.read_body_in_time(request)
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
@@ -139,6 +192,21 @@ class Route(HttpRequestHandler):
             return self.response_from_result(event.wait())
         except Exception as exc:  # every failure leaves as the API's error shape
             return self.response_from_exception(exc)
+
+    def read_body_in_time(self, request):
+        """Read a body this route takes whole (at most MAX_BODY_BYTES) here, in the connection's own green
+        thread, within HTTP_BODY_TIMEOUT; larger ones (an import) stream to the worker. A body over the limit
+        is left unread: read_json refuses it (413)."""
+        if request.max_content_length > int(self.container.config.get("MAX_BODY_BYTES", 1 << 20)) or \
+                (request.content_length or 0) > request.max_content_length:
+            return
+        seconds = self.server.body_timeout
+        try:
+            with eventlet.Timeout(seconds):
+                request.get_data()  # kept for read_json
+        except eventlet.Timeout:
+            request.environ[CLOSE_CONNECTION]()  # the rest of the body may never come
+            raise errors.RequestTimeout(details={"seconds": seconds}) from None
 
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)
@@ -177,6 +245,29 @@ def read_json(request):
         raise errors.InvalidJson("the body is not valid UTF-8") from None
     except json.JSONDecodeError as error:
         raise errors.InvalidJson(f"the body is not valid JSON: {error.msg} at line {error.lineno}") from None
+    except RecursionError:
+        raise nested_too_deep() from None
     if not isinstance(body, dict):
         raise errors.InvalidJson("the body must be a JSON object")
+    if nests_deeper_than(body, MAX_JSON_DEPTH):
+        raise nested_too_deep()
     return body
+
+
+def nested_too_deep():
+    return errors.InvalidJson(f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+                              details={"max_depth": MAX_JSON_DEPTH})
+
+
+def nests_deeper_than(value, limit):
+    """Whether arrays and objects nest in ``value`` deeper than ``limit`` levels (checked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                pending.append((child, depth + 1))
+    return False

@@ -25,6 +25,7 @@ STATUS_BY_CODE = {
     "ITEM_NOT_FOUND": 404,
     "STAFF_ACCOUNT_NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
+    "REQUEST_TIMEOUT": 408,
     "ITEM_ALREADY_ON_LOAN": 409,
     "ITEM_NOT_ON_LOAN": 409,
     "PATRON_HAS_LOANS": 409,
@@ -76,6 +77,11 @@ class UnsupportedMediaType(DomainError):
 class PayloadTooLarge(DomainError):
     code = "PAYLOAD_TOO_LARGE"
     default_message = "the body is larger than this route accepts"
+
+
+class RequestTimeout(DomainError):
+    code = "REQUEST_TIMEOUT"
+    default_message = "the request body did not arrive in time; the connection is closed"
 
 
 class RouteNotFound(DomainError):

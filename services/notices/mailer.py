@@ -2,16 +2,23 @@
 import smtplib
 import ssl
 
+from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
+
+SECURITY = ("none", "starttls", "tls")
 
 
 class Mailer(DependencyProvider):
-    """Hands each worker a function that sends one ``email.message.EmailMessage``; any failure raises."""
+    """Hands each worker a function that sends one ``email.message.EmailMessage``; any failure raises.
+    An SMTP_SECURITY it does not know stops the service from starting, rather than mean plain text."""
 
     def setup(self):
         config = self.container.config
         self.settings = {key: config.get(key) for key in (
             "SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP_PASSWORD", "SMTP_TIMEOUT", "SMTP_CA_FILE")}
+        if self.settings["SMTP_SECURITY"] not in SECURITY:
+            raise ConfigurationError(f"SHIORI_SMTP_SECURITY is {self.settings['SMTP_SECURITY']!r}: "
+                                     f"give one of {', '.join(SECURITY)}")
 
     def get_dependency(self, worker_ctx):
         return self.send

@@ -61,6 +61,21 @@ def test_bodies_that_are_not_a_json_object_get_clear_errors(staff, body, headers
     assert_error(response, status, code)
 
 
+@pytest.mark.parametrize("depth", [33, 100_000])  # past the gateway's limit; past Python's recursion limit
+def test_json_nested_too_deep_is_a_400_not_a_500(staff, depth):
+    body = '{"name": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    response = staff.post(f"{staff.base_url}/api/v1/patrons", data=body, timeout=30,
+                          headers={"Content-Type": "application/json"})
+    assert assert_error(response, 400, "INVALID_JSON")["details"] == {"max_depth": 32}
+
+
+def test_json_nested_up_to_the_limit_is_read(staff):
+    body = '{"name": ' + "[" * 31 + "]" * 31 + "}"
+    response = staff.post(f"{staff.base_url}/api/v1/patrons", data=body, timeout=10,
+                          headers={"Content-Type": "application/json"})
+    assert "name" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
+
+
 def test_absurd_field_lengths_are_refused_not_truncated(staff):
     response = staff.post(f"{staff.base_url}/api/v1/works", json={"title": "長" * 100_000}, timeout=10)
     assert "title" in assert_error(response, 400, "VALIDATION_ERROR")["details"]
