@@ -52,7 +52,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LOCALHOST = "127.0.0.1"
 TENANT = "kaizu"
 LIBRARY = "bench"
-READY_LINE = re.compile(r"^Shiori is running: (http://127\.0\.0\.1:\d+)")
+READY_LINE = re.compile(r"^Shiori is running: (https?://127\.0\.0\.1:\d+)")
 STARTUP_SECONDS = 150
 STOP_SECONDS = 40
 REQUEST_TIMEOUT = 30
@@ -109,6 +109,7 @@ def local_only(url, what):
 def http_session(token=None):
     session = requests.Session()
     session.trust_env = False  # never through a proxy from the environment: 127.0.0.1 only
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE", True)  # a gateway on HTTPS with a CA of the run's
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
     return session

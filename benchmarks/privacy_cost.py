@@ -2,16 +2,19 @@
 side by side in one run.
 
     .venv/bin/python benchmarks/privacy_cost.py [--before 9220968] [--clients 1,5] [--seconds 8] [--rounds 3]
-                                                [--database sqlite|postgresql]
+                                                [--database sqlite|postgresql] [--https]
 
-Two systems run at once, each in its own data directory, on its own virtual host and databases:
+The systems run at once, each in its own data directory, on its own virtual host and databases:
 
 - ``before``: the code at ``--before`` (default: the last commit before issue 11), taken from git into a
   temporary folder — every process the broker's ``guest`` on one virtual host, caller contexts unsigned;
 - ``now``: this checkout — a broker user per process with permissions read off the code, every caller context
-  signed by the gateway and verified by each service, events without headers.
+  signed by the gateway and verified by each service, events without headers, borrowers in an erasing store;
+- with ``--https``, also ``now+https``: the same code with the staff gateway on HTTPS (a certificate of a CA made
+  for the run, which the clients verify). The broker and PostgreSQL hops stay plain here: TLS on them needs
+  servers of their own (tests/integration/test_tls.py starts such), which this benchmark does not.
 
-Each has its own library, patrons and copies (set up over HTTP). Then, per concurrency level, the two take turns
+Each system has its own library, patrons and copies (set up over HTTP). Then, per concurrency level, the two take turns
 (``before``, ``now``, ``before``, ...) for ``--rounds`` rounds of ``--seconds`` each, so that whatever else the
 machine does falls on both alike; the check-out and check-in latencies of all of a system's rounds are pooled.
 Prints p50/p95 per system and level and the difference. Everything is removed at the end.
@@ -86,8 +89,9 @@ def source_tree(revision, folder):
 class Variant:
     """One of the systems compared: where its code comes from, its broker, databases and data directory."""
 
-    def __init__(self, name, code, broker, database):
+    def __init__(self, name, code, broker, database, environ=None):
         self.name, self.code, self.broker, self.database = name, code, broker, database
+        self.environ = environ or {}
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"shiori-bench-{name}-"))
         self.databases = self.system = self.base_url = self.token = None
         self.clients, self.samples = {}, {}
@@ -99,6 +103,7 @@ class Variant:
             self.databases.create()
             database_urls = self.databases.urls()
         self.system = System(self.data_dir, free_port(), self.broker, database_urls, code=self.code)
+        self.system.env.update(self.environ)
         self.base_url = self.system.start()
         self.token = login(self.base_url, self.system.password)
         self.clients = set_up(Api(self.base_url, self.token), levels, items_per_client)
@@ -125,6 +130,21 @@ class Variant:
         release(self.databases, self.broker, self.data_dir, keep_data)
 
 
+def https_settings(folder):
+    """A CA made for this run, a certificate for 127.0.0.1 from it, and the staff gateway's settings to serve
+    it; the clients of this process trust that CA (requests reads REQUESTS_CA_BUNDLE)."""
+    import trustme
+
+    authority = trustme.CA(organization_name="Shiori benchmark CA")
+    certificate = authority.issue_cert("127.0.0.1")
+    files = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
+    authority.cert_pem.write_to_path(files["ca"])
+    certificate.cert_chain_pems[0].write_to_path(files["cert"])
+    certificate.private_key_pem.write_to_path(files["key"])
+    os.environ["REQUESTS_CA_BUNDLE"] = str(files["ca"])
+    return {"SHIORI_TLS_CERT": str(files["cert"]), "SHIORI_TLS_KEY": str(files["key"])}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", default=BEFORE_ISSUE_11,
@@ -135,6 +155,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-pairs", type=int, default=2000, help="at most this many pairs per client and round")
     parser.add_argument("--items-per-client", type=int, default=2)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--https", action="store_true", help="a third system: now, its staff gateway on HTTPS")
     add_broker_arguments(parser)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/privacy-cost-<database>.json)")
     parser.add_argument("--keep-data", action="store_true", help="keep the data directories and databases")
@@ -155,24 +176,26 @@ def print_comparison(report):
     say("")
     say(f"== check-out cost of issue 11's measures, {report['database']}, {report['cpus']} CPUs, "
         f"{report['rounds']} rounds of {report['seconds_per_round']:g} s per system and level ==")
-    say(f"{'clients':>7} {'system':>7} | {'checkout p50':>12} {'p95':>7} | {'checkin p50':>11} {'p95':>7} | "
+    say(f"{'clients':>7} {'system':>18} | {'checkout p50':>12} {'p95':>7} | {'checkin p50':>11} {'p95':>7} | "
         f"{'samples':>7} {'errors':>6}")
     for level in report["levels"]:
-        for name in ("before", "now"):
+        for name in report["systems"]:
             figures = level[name]
             co, ci = figures["checkout"], figures["checkin"]
-            say(f"{level['clients']:>7} {name:>7} | {fmt(co['p50_ms'], 12)} {fmt(co['p95_ms'], 7)} | "
+            say(f"{level['clients']:>7} {name:>18} | {fmt(co['p50_ms'], 12)} {fmt(co['p95_ms'], 7)} | "
                 f"{fmt(ci['p50_ms'], 11)} {fmt(ci['p95_ms'], 7)} | {co['count']:>7} {figures['errors']:>6}")
-        delta = level["checkout_p50_difference_ms"]
-        say(f"{'':>7} {'now-before':>7} | {fmt(delta, 12)} ms at the median check-out")
+        for name, delta in level["checkout_p50_over_before_ms"].items():
+            say(f"{'':>7} {name + ' - before':>18} | {fmt(delta, 12)} ms at the median check-out")
     say(f"(before = {report['before']}: guest on one virtual host, unsigned contexts; now = {report['now']}: "
-        "a broker user per process, signed and verified contexts, header-less events)")
+        "a broker user per process, signed and verified contexts, header-less events, borrowers in an erasing store"
+        + ("; now+https: the same, the staff gateway on HTTPS)" if "now+https" in report["systems"] else ")"))
 
 
 def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
     old_code = Path(tempfile.mkdtemp(prefix="shiori-bench-code-"))
+    certificates = Path(tempfile.mkdtemp(prefix="shiori-bench-ca-"))
     now = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     report = {"benchmark": "privacy-cost", "database": args.database, "before": args.before, "now": now.strip(),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
@@ -185,6 +208,10 @@ def main(argv=None):
         guest.create()
         variants = [Variant("before", old_code, guest, args.database),
                     Variant("now", REPO, Broker(args.broker_url, args.broker_admin_url), args.database)]
+        if args.https:
+            variants.append(Variant("now+https", REPO, Broker(args.broker_url, args.broker_admin_url),
+                                    args.database, https_settings(certificates)))
+        report["systems"] = [variant.name for variant in variants]
         for variant in variants:
             variant.start(args.levels, args.items_per_client)
         for level in args.levels:
@@ -195,8 +222,9 @@ def main(argv=None):
                         raise Stop("stopping")
                     variant.run(level, args.seconds, args.max_pairs, stopping)
             figures = {variant.name: variant.summary(level) for variant in variants}
-            difference = round(figures["now"]["checkout"]["p50_ms"] - figures["before"]["checkout"]["p50_ms"], 2)
-            report["levels"].append({"clients": level, **figures, "checkout_p50_difference_ms": difference})
+            before = figures["before"]["checkout"]["p50_ms"]
+            over = {name: round(figures[name]["checkout"]["p50_ms"] - before, 2) for name in report["systems"][1:]}
+            report["levels"].append({"clients": level, **figures, "checkout_p50_over_before_ms": over})
     except (Stop, Exception) as error:  # noqa: BLE001
         exit_code = ended_early(error)
     finally:
@@ -206,6 +234,7 @@ def main(argv=None):
         if not variants:
             guest.delete()
         shutil.rmtree(old_code, ignore_errors=True)
+        shutil.rmtree(certificates, ignore_errors=True)
     if report["levels"]:
         print_comparison(report)
         output = Path(args.output) if args.output else RESULTS_DIR / f"privacy-cost-{args.database}.json"
