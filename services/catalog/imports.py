@@ -43,7 +43,8 @@ def import_upload(stream, file_format, import_works, in_flight=IN_FLIGHT):
     """``import_file`` for a server under eventlet: a process of its own reads the file, handed its bytes as they
     arrive, and hands back the records it reads. The hub would run nothing else while parsing, so every other
     request would wait for a hostile file; and the memory a parse takes is returned when the process ends.
-    A failure to read ``stream`` (too large, the client gone) is raised once the records sent are settled."""
+    A failure to read ``stream`` that ended the file early (too large, the client gone) is raised once the
+    records read before it are settled."""
     import eventlet
     from eventlet.green import subprocess
 
@@ -53,9 +54,10 @@ def import_upload(stream, file_format, import_works, in_flight=IN_FLIGHT):
     try:
         summary = import_records((Imported(*orjson.loads(line)) for line in reader.stdout), import_works,
                                  in_flight=in_flight)
-        feeding.wait()
         if reader.wait() != 0:
             raise ReaderFailed(f"the import's reading process ended with status {reader.returncode}")
+        if feeding.dead:  # else the reader stopped early, and the rest of the file does not matter
+            feeding.wait()
         return summary
     finally:
         feeding.kill()
