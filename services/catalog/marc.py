@@ -13,6 +13,7 @@ MARCXML file needs ends the file with a reject: a DTD, elements nested more than
 declaration of more than 64 KiB.
 """
 import re
+import sys
 import unicodedata
 from collections import namedtuple
 from xml.parsers import expat
@@ -321,14 +322,15 @@ class _XmlRecord:
         if self.reason:
             return
         if depth == self.depth + 1 and _is(name, "controlfield"):
-            kept = [attributes.get("tag", "")]
+            kept = [_attribute(attributes, "tag", "")]
             self.fields.append((kept[0], self._read_text(depth)))
         elif depth == self.depth + 1 and _is(name, "datafield"):
-            kept = [attributes.get("tag", ""), attributes.get("ind1", " "), attributes.get("ind2", " ")]
+            kept = [_attribute(attributes, "tag", ""), _attribute(attributes, "ind1", " "),
+                    _attribute(attributes, "ind2", " ")]
             self._data_field = (*kept, [])
             self.fields.append(self._data_field)
         elif depth == self.depth + 2 and self._data_field and _is(name, "subfield"):
-            kept = [attributes.get("code", "")]
+            kept = [_attribute(attributes, "code", "")]
             self._data_field[3].append((kept[0], self._read_text(depth)))
         else:
             return
@@ -362,6 +364,11 @@ class _XmlRecord:
     def _reject(self, reason):
         self.reason = reason
         self.fields, self._data_field, self._pieces = [], None, None
+
+
+def _attribute(attributes, name, default):
+    # Tags, indicators and codes repeat: one string for each value, not one for each field.
+    return sys.intern(attributes.get(name, default))
 
 
 def _xml_record(fields):
