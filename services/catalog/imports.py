@@ -5,6 +5,7 @@ reads the file (``import_upload``), and by the operators' command ``python -m sh
 Run as ``python -m services.catalog.imports FORMAT``, this module is that reading process: the file on its
 standard input, one record a JSON line on its standard output.
 """
+import io
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ READERS = {"aozora-csv": read_aozora, "marc21": read_marc21, "marcxml": read_mar
 BATCH_SIZE = 1000
 IN_FLIGHT = 2  # batches being saved at once: the catalogue works on one while the database writes the other
 MAX_REPORTED_ERRORS = 1000
-_FEED_BLOCK = 1 << 16
+_PIPE_BUFFER = 1 << 16
 _CODE_ROOT = Path(__file__).resolve().parents[2]  # where the reading process finds this code
 
 
@@ -51,8 +52,9 @@ def import_upload(stream, file_format, import_works, in_flight=IN_FLIGHT):
     reader = subprocess.Popen([sys.executable, "-m", __name__, file_format], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, env=_reader_environment())
     feeding = eventlet.spawn(_feed, stream, reader.stdin)
+    lines = io.BufferedReader(reader.stdout, _PIPE_BUFFER)  # eventlet's pipes are unbuffered: a byte a read
     try:
-        summary = import_records((Imported(*orjson.loads(line)) for line in reader.stdout), import_works,
+        summary = import_records((Imported(*orjson.loads(line)) for line in lines), import_works,
                                  in_flight=in_flight)
         if reader.wait() != 0:
             raise ReaderFailed(f"the import's reading process ended with status {reader.returncode}")
@@ -64,7 +66,7 @@ def import_upload(stream, file_format, import_works, in_flight=IN_FLIGHT):
         if reader.poll() is None:
             reader.kill()
             reader.wait()
-        reader.stdout.close()
+        lines.close()
 
 
 def import_records(records, import_works, progress=None, batch_size=BATCH_SIZE, in_flight=IN_FLIGHT):
@@ -110,7 +112,7 @@ def _reader_environment():
 
 def _feed(stream, pipe):
     try:
-        while block := stream.read(_FEED_BLOCK):
+        while block := stream.read(_PIPE_BUFFER):
             pipe.write(block)
     except BrokenPipeError:
         pass  # the reading process ended early; its exit status says why
