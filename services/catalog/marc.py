@@ -67,6 +67,9 @@ _LIMITS = {"title": 1000, "subtitle": 1000, "responsibility": 1000, "title_readi
            "name": 300, "publisher": 500, "subject": 500, "authors": 50, "subjects": 50, "source_id": 100}
 
 _Statement = namedtuple("_Statement", "title subtitle responsibility")
+# A MARCXML field as it is read, each text as the list of its pieces.
+_ControlField = namedtuple("_ControlField", "tag pieces")
+_DataField = namedtuple("_DataField", "tag ind1 ind2 subfields")  # subfields: [(code, pieces), ...]
 
 
 class _Rejected(Exception):
@@ -303,9 +306,8 @@ def _is(name, local_name):
 
 
 class _XmlRecord:
-    """The fields of a MARCXML record being read: ``(tag, pieces)`` for a control field, ``(tag, ind1, ind2,
-    [(code, pieces), ...])`` for a data field, each text as the list of its pieces. Once the record is over a
-    limit, ``reason`` says so and nothing more of it is kept."""
+    """The fields of a MARCXML record being read, ``_ControlField`` and ``_DataField`` tuples. Once the record is
+    over a limit, ``reason`` says so and nothing more of it is kept."""
 
     def __init__(self, depth):
         self.depth = depth
@@ -314,8 +316,8 @@ class _XmlRecord:
         self._parts = 0
         self._characters = 0
         self._data_field = None  # the data field being read
-        self._pieces = None  # where the text being read goes, and the depth of its element
-        self._text_depth = None
+        self._pieces = None  # where the text being read goes
+        self._text_depth = None  # the depth of its element
         self._kept = 0  # characters kept of that text
 
     def start(self, depth, name, attributes):
@@ -323,15 +325,15 @@ class _XmlRecord:
             return
         if depth == self.depth + 1 and _is(name, "controlfield"):
             kept = [_attribute(attributes, "tag", "")]
-            self.fields.append((kept[0], self._read_text(depth)))
+            self.fields.append(_ControlField(kept[0], self._read_text(depth)))
         elif depth == self.depth + 1 and _is(name, "datafield"):
             kept = [_attribute(attributes, "tag", ""), _attribute(attributes, "ind1", " "),
                     _attribute(attributes, "ind2", " ")]
-            self._data_field = (*kept, [])
+            self._data_field = _DataField(*kept, [])
             self.fields.append(self._data_field)
         elif depth == self.depth + 2 and self._data_field and _is(name, "subfield"):
             kept = [_attribute(attributes, "code", "")]
-            self._data_field[3].append((kept[0], self._read_text(depth)))
+            self._data_field.subfields.append((kept[0], self._read_text(depth)))
         else:
             return
         self._count(1, sum(map(len, kept)))
@@ -373,13 +375,12 @@ def _attribute(attributes, name, default):
 
 def _xml_record(fields):
     record = Record()
-    for tag, *rest in fields:
-        if len(rest) == 1:
-            record.add_field(Field(tag, data="".join(rest[0])))
+    for field in fields:
+        if isinstance(field, _ControlField):
+            record.add_field(Field(field.tag, data="".join(field.pieces)))
         else:
-            first, second, subfields = rest
-            record.add_field(Field(tag, Indicators(first, second),
-                                   [Subfield(code, "".join(pieces)) for code, pieces in subfields]))
+            record.add_field(Field(field.tag, Indicators(field.ind1, field.ind2),
+                                   [Subfield(code, "".join(pieces)) for code, pieces in field.subfields]))
     return record
 
 
@@ -480,8 +481,8 @@ def _publication_fields(record):
 
 
 def _publisher(record):
-    return next((name for field in _publication_fields(record) for name in map(clean_subfield, field.get_subfields("b"))
-                 if name), None)
+    return next((name for field in _publication_fields(record)
+                 for name in map(clean_subfield, field.get_subfields("b")) if name), None)
 
 
 def _published_year(record):
