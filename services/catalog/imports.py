@@ -106,8 +106,10 @@ def import_records(records, import_works, progress=None, batch_size=BATCH_SIZE, 
 
 
 def _reader_environment():
-    """The reading process needs this code and nothing of the server's: no secret, no broker address."""
-    return {"PATH": os.environ.get("PATH", os.defpath), "PYTHONPATH": str(_CODE_ROOT)}
+    """The reading process needs this code, and where temporary files go (an Aozora file is merged in one), but
+    nothing else of the server's: no secret, no broker address."""
+    passed_on = {name: os.environ[name] for name in ("PATH", "TMPDIR") if name in os.environ}
+    return {"PYTHONPATH": str(_CODE_ROOT), **passed_on}
 
 
 def _feed(stream, pipe):

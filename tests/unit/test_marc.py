@@ -1,9 +1,12 @@
 """Reading MARC21 (ISO 2709 and MARCXML) into work records, with rejects for records that cannot be imported."""
 import io
+import os
 import time
 import tracemalloc
+from pathlib import Path
 from types import SimpleNamespace
 
+import eventlet
 import pytest
 
 from pymarc import Field, Indicators, Record, Subfield, XMLWriter, record_to_xml
@@ -572,3 +575,46 @@ def test_an_upload_is_read_by_a_process_of_its_own():
 def test_a_reading_process_that_fails_is_an_error_not_a_short_summary():
     with pytest.raises(ReaderFailed, match="ended with status 1"):
         import_upload(io.BytesIO(b"<collection/>"), "no-such-format", RecordingCatalogue())
+
+
+class WaitingStream(io.RawIOBase):
+    """An upload whose bytes have not come yet: it ends when ``arrived`` is sent."""
+
+    def __init__(self):
+        self.arrived = eventlet.Event()
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self.arrived.wait()
+        return 0
+
+
+def reading_process():
+    """The pid of this process's child that runs the import reader (once it runs it, not a copy of this one)."""
+    for _ in range(200):
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue  # a process that ended meanwhile
+            if parent == os.getpid() and b"services.catalog.imports" in command:
+                return stat.parent
+        eventlet.sleep(0.05)
+    raise AssertionError("no reading process")
+
+
+def test_the_reading_process_is_given_none_of_the_servers_secrets(monkeypatch):
+    monkeypatch.setenv("SHIORI_TOKEN_SECRET", "a-secret-the-gateway-holds-" * 2)
+    upload = WaitingStream()
+    importing = eventlet.spawn(import_upload, upload, "marcxml", RecordingCatalogue())
+    try:
+        environment = (reading_process() / "environ").read_bytes()
+    finally:
+        upload.arrived.send()
+        summary = importing.wait()
+    assert {entry.split(b"=", 1)[0] for entry in environment.split(b"\0") if entry} <= {b"PATH", b"TMPDIR",
+                                                                                        b"PYTHONPATH"}
+    assert summary["rejected"] == 1 and summary["errors"][0]["reason"].startswith("XML syntax error: no element")
