@@ -1,12 +1,22 @@
 """Bulk imports of bibliographic records: a format's reader streams records from a file, and batches of
-them go to the catalogue's ``import_works``. Used by ``POST /api/v1/works/import`` and by the operators'
-command ``python -m shiori import``."""
+them go to the catalogue's ``import_works``. Used by ``POST /api/v1/works/import``, where a process of its own
+reads the file (``import_upload``), and by the operators' command ``python -m shiori import``.
+
+Run as ``python -m services.catalog.imports FORMAT``, this module is that reading process: the file on its
+standard input, one record a JSON line on its standard output.
+"""
+import io
+import os
+import sys
 import time
 from collections import deque
 from itertools import islice
+from pathlib import Path
+
+import orjson
 
 from services.catalog.aozora import read_aozora
-from services.catalog.marc import read_marc21, read_marcxml
+from services.catalog.marc import Imported, read_marc21, read_marcxml
 
 READERS = {"aozora-csv": read_aozora, "marc21": read_marc21, "marcxml": read_marcxml}
 # Records per import_works call. Each call has fixed costs (the message, the look-ups of known records and
@@ -16,16 +26,55 @@ READERS = {"aozora-csv": read_aozora, "marc21": read_marc21, "marcxml": read_mar
 BATCH_SIZE = 1000
 IN_FLIGHT = 2  # batches being saved at once: the catalogue works on one while the database writes the other
 MAX_REPORTED_ERRORS = 1000
+_PIPE_BUFFER = 1 << 16
+_CODE_ROOT = Path(__file__).resolve().parents[2]  # where the reading process finds this code
+
+
+class ReaderFailed(Exception):
+    """The process reading an uploaded file ended without reading it to its end."""
 
 
 def import_file(stream, file_format, import_works, progress=None, batch_size=BATCH_SIZE, in_flight=IN_FLIGHT):
-    """Read ``stream`` in ``file_format`` and send its records in batches to ``import_works`` (the catalogue's
-    RPC, called with ``call_async``). Answers ``{added, updated, rejected, errors: [{record, reason}]}``,
-    record numbers counting from 1 in the file; ``progress(summary, records_per_second)`` is told after each
-    batch. Up to ``in_flight`` batches are saved at once (the catalogue saves one while the next is read and
-    sent), except that a batch waits for the ones holding any of its records' source ids, so that a record
-    repeated in the file is added once and then updated."""
-    records = READERS[file_format](stream)
+    """Read ``stream`` in ``file_format``, in this process, and send its records in batches to ``import_works``
+    (the catalogue's RPC, called with ``call_async``); see ``import_records``."""
+    return import_records(READERS[file_format](stream), import_works, progress, batch_size, in_flight)
+
+
+def import_upload(stream, file_format, import_works, in_flight=IN_FLIGHT):
+    """``import_file`` for a server under eventlet: a process of its own reads the file, handed its bytes as they
+    arrive, and hands back the records it reads. The hub would run nothing else while parsing, so every other
+    request would wait for a hostile file; and the memory a parse takes is returned when the process ends.
+    A failure to read ``stream`` that ended the file early (too large, the client gone) is raised once the
+    records read before it are settled."""
+    import eventlet
+    from eventlet.green import subprocess
+
+    reader = subprocess.Popen([sys.executable, "-m", __name__, file_format], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=_reader_environment())
+    feeding = eventlet.spawn(_feed, stream, reader.stdin)
+    lines = io.BufferedReader(reader.stdout, _PIPE_BUFFER)  # eventlet's pipes are unbuffered: a byte a read
+    try:
+        summary = import_records((Imported(*orjson.loads(line)) for line in lines), import_works,
+                                 in_flight=in_flight)
+        if reader.wait() != 0:
+            raise ReaderFailed(f"the import's reading process ended with status {reader.returncode}")
+        if feeding.dead:  # else the reader stopped early, and the rest of the file does not matter
+            feeding.wait()
+        return summary
+    finally:
+        feeding.kill()
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+        lines.close()
+
+
+def import_records(records, import_works, progress=None, batch_size=BATCH_SIZE, in_flight=IN_FLIGHT):
+    """Send ``records`` (``Imported``) in batches to ``import_works``. Answers ``{added, updated, rejected,
+    errors: [{record, reason}]}``, record numbers counting from 1 in the file; ``progress(summary,
+    records_per_second)`` is told after each batch. Up to ``in_flight`` batches are saved at once (the catalogue
+    saves one while the next is read and sent), except that a batch waits for the ones holding any of its
+    records' source ids, so that a record repeated in the file is added once and then updated."""
     summary = {"added": 0, "updated": 0, "rejected": 0, "errors": []}
     started, read, sending = time.monotonic(), 0, deque()
 
@@ -54,3 +103,35 @@ def import_file(stream, file_format, import_works, progress=None, batch_size=BAT
     while sending:
         settle()
     return summary
+
+
+def _reader_environment():
+    """The reading process needs this code, and where temporary files go (an Aozora file is merged in one), but
+    nothing else of the server's: no secret, no broker address."""
+    passed_on = {name: os.environ[name] for name in ("PATH", "TMPDIR") if name in os.environ}
+    return {"PYTHONPATH": str(_CODE_ROOT), **passed_on}
+
+
+def _feed(stream, pipe):
+    try:
+        while block := stream.read(_PIPE_BUFFER):
+            pipe.write(block)
+    except BrokenPipeError:
+        pass  # the reading process ended early; its exit status says why
+    finally:
+        try:
+            pipe.close()
+        except BrokenPipeError:
+            pass
+
+
+def _read_to_parent(file_format):
+    os.nice(10)  # the desks' requests come first when the CPU is short
+    out = sys.stdout.buffer
+    for record in READERS[file_format](sys.stdin.buffer):
+        out.write(orjson.dumps(list(record)) + b"\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    _read_to_parent(sys.argv[1])

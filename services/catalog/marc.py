@@ -1,13 +1,22 @@
 """Reading MARC21 bibliographic records (ISO 2709 or MARCXML) into the catalogue's work records, for bulk import.
 
-Both readers stream: they hold one record at a time, whatever the size of the file. Each record becomes an
-``Imported(position, work, reason)``: a work dict, or the reason it was rejected (bad leader, unreadable
-directory, broken character encoding, no title), and reading goes on with the next record.
+Both readers stream: they hold one record at a time, whatever the size of the file, and take time in proportion
+to it. Each record becomes an ``Imported(position, work, reason)``: a work dict, or the reason it was rejected
+(bad leader, unreadable directory, broken character encoding, no title, too large), and reading goes on with
+the next record.
+
+A MARCXML record is held to what an ISO 2709 record can carry, so that neither format costs more memory than
+the other: the text of a subfield or control field is kept up to 9,999 characters and the rest dropped (an
+ISO 2709 field holds 9,999 bytes, and nothing the catalogue keeps is longer than 1,000 characters); a record
+with more than 99,999 characters kept or more than 10,000 fields and subfields is rejected. Markup that no
+MARCXML file needs ends the file with a reject: a DTD, elements nested more than 64 deep, a tag, comment or
+declaration of more than 64 KiB.
 """
 import re
+import sys
 import unicodedata
-import xml.etree.ElementTree as ET
 from collections import namedtuple
+from xml.parsers import expat
 
 from pymarc import Field, Indicators, Record, Subfield, marc8_to_unicode
 
@@ -24,14 +33,21 @@ _BLOCK = 8192
 _END_OF_RECORD = b"\x1d"
 _END_OF_FIELD = 0x1E
 _SUBFIELD = b"\x1f"
-_MARCXML = "{http://www.loc.gov/MARC21/slim}"
+_MARCXML = "http://www.loc.gov/MARC21/slim "  # expat names an element "namespace local-name"
+_MAX_FIELD_TEXT = 9999
+_MAX_RECORD_TEXT = 99999
+_MAX_RECORD_PARTS = 10000
+_MAX_XML_DEPTH = 64
+_MAX_XML_TOKEN = 1 << 16
 
 # Bytes that no MARC-8 character set uses (C1 controls other than NSB, NSE, ZWJ and ZWNJ; 0xA0; 0xFF). pymarc
 # drops or blanks them without a word, so a record in another encoding (most often UTF-8 with leader/09 left
 # blank) would import as mojibake instead of being rejected.
 _NOT_MARC8 = re.compile(rb"[\x80-\x87\x8a-\x8c\x8f-\xa0\xff]")
 
-_SEPARATORS_AT_END = re.compile(r"[\s/:;=,]+$")
+# Matched at the start of the reversed text: searched for at the end ("[...]+$"), a long run of them that does
+# not reach the end is tried from each of its characters, which costs the square of its length.
+_SEPARATORS = re.compile(r"[\s/:;=,]*")
 # A final period that belongs to the text: an initial ("Keene, D.") or an ellipsis.
 _MEANINGFUL_PERIOD = re.compile(r"(?:^|[\s.])[A-Za-z]\.$|\.\.\.$")
 _DATES_AT_END = re.compile(r",\s*\d{3,4}\??-(?:\d{3,4}\??)?$")  # "夏目, 漱石, 1867-1916" when $a carries the dates
@@ -51,6 +67,9 @@ _LIMITS = {"title": 1000, "subtitle": 1000, "responsibility": 1000, "title_readi
            "name": 300, "publisher": 500, "subject": 500, "authors": 50, "subjects": 50, "source_id": 100}
 
 _Statement = namedtuple("_Statement", "title subtitle responsibility")
+# A MARCXML field as it is read, each text as the list of its pieces.
+_ControlField = namedtuple("_ControlField", "tag pieces")
+_DataField = namedtuple("_DataField", "tag ind1 ind2 subfields")  # subfields: [(code, pieces), ...]
 
 
 class _Rejected(Exception):
@@ -65,23 +84,19 @@ def read_marc21(stream):
 
 def read_marcxml(stream):
     """``Imported`` for each record of a binary MARCXML stream (a collection or a single record). An XML syntax
-    error ends the file: the records before it are yielded, then one reject with the parser's message."""
-    position = 0
-    open_elements = []
+    error, or markup that no MARCXML file needs, ends the file: the records before it are yielded, then one
+    reject saying why."""
+    parser = _MarcXmlParser()
     try:
-        for event, element in ET.iterparse(stream, events=("start", "end")):
-            if event == "start":
-                open_elements.append(element)
-                continue
-            open_elements.pop()
-            if _is(element, "record"):
-                yield _import(position, _xml_record, element)
-                position += 1
-                # Detached from its parent, the record's elements can be freed: memory holds one record.
-                if open_elements:
-                    open_elements[-1].remove(element)
-    except ET.ParseError as error:
-        yield Imported(position, None, f"XML syntax error: {error}")
+        while block := stream.read(_BLOCK):
+            parser.feed(block)
+            yield from parser.take()
+        parser.close()
+    except expat.ExpatError as error:
+        parser.stop(f"XML syntax error: {error}")
+    except _Unreadable as unreadable:
+        parser.stop(str(unreadable))
+    yield from parser.take()
 
 
 def _import(position, parse, raw):
@@ -212,21 +227,160 @@ def _marc8(data):
 # MARCXML -------------------------------------------------------------------------------------------------
 
 
-def _is(element, name):
-    """Whether ``element`` is the MARCXML element ``name`` (namespaced, or without a namespace as some
-    exporters write it; a ``record`` of another namespace, such as OAI-PMH's envelope, is not)."""
-    return element.tag in (_MARCXML + name, name)
+class _Unreadable(Exception):
+    """Markup that ends the reading of a MARCXML file; the message says why."""
 
 
-def _xml_record(element):
+class _MarcXmlParser:
+    """expat, fed block by block, keeping only the record being read (as plain tuples) and the records finished
+    since they were last taken. Elements outside MARC records, and those inside that are not MARC fields, are
+    counted in the depth and otherwise ignored, so a file of empty elements costs no memory."""
+
+    def __init__(self):
+        self._expat = expat.ParserCreate(namespace_separator=" ")
+        self._expat.buffer_text = True  # one call for a text, not one for each line and entity of it
+        self._expat.StartElementHandler = self._start
+        self._expat.EndElementHandler = self._end
+        self._expat.CharacterDataHandler = self._text
+        self._expat.StartDoctypeDeclHandler = self._doctype
+        self._fed = 0
+        self._depth = 0
+        self._record = None
+        self._finished = []
+        self._position = 0
+
+    def feed(self, block):
+        self._expat.Parse(block, False)
+        self._fed += len(block)
+        # Past its last event expat holds the unfinished token, whole: a tag of a million attributes would be
+        # held, then handed over as a dict of a million entries.
+        if self._fed - self._expat.CurrentByteIndex > _MAX_XML_TOKEN:
+            raise _Unreadable(f"XML markup of more than {_MAX_XML_TOKEN // 1024} KiB in one piece")
+
+    def close(self):
+        self._expat.Parse(b"", True)
+
+    def take(self):
+        finished, self._finished = self._finished, []
+        return finished
+
+    def stop(self, reason):
+        """Reading ends here: the record being read is lost, and the reject says why."""
+        self._finished.append(Imported(self._position, None, reason))
+
+    def _doctype(self, *_declaration):
+        raise _Unreadable("a DTD is not allowed in MARCXML")  # its entities could expand beyond any limit
+
+    def _start(self, name, attributes):
+        self._depth += 1
+        if self._depth > _MAX_XML_DEPTH:
+            raise _Unreadable(f"XML nested more than {_MAX_XML_DEPTH} elements deep")
+        if self._record is None:
+            if _is(name, "record"):
+                self._record = _XmlRecord(self._depth)
+        else:
+            self._record.start(self._depth, name, attributes)
+
+    def _text(self, text):
+        if self._record is not None:
+            self._record.text(self._depth, text)
+
+    def _end(self, _name):
+        record = self._record
+        if record is not None and self._depth == record.depth:
+            self._record = None
+            if record.reason:
+                self._finished.append(Imported(self._position, None, record.reason))
+            else:
+                self._finished.append(_import(self._position, _xml_record, record.fields))
+            self._position += 1
+        elif record is not None:
+            record.end(self._depth)
+        self._depth -= 1
+
+
+def _is(name, local_name):
+    """Whether the element ``name`` is the MARCXML element ``local_name`` (namespaced, or without a namespace as
+    some exporters write it; a ``record`` of another namespace, such as OAI-PMH's envelope, is not)."""
+    return name in (_MARCXML + local_name, local_name)
+
+
+class _XmlRecord:
+    """The fields of a MARCXML record being read, ``_ControlField`` and ``_DataField`` tuples. Once the record is
+    over a limit, ``reason`` says so and nothing more of it is kept."""
+
+    def __init__(self, depth):
+        self.depth = depth
+        self.fields = []
+        self.reason = None
+        self._parts = 0
+        self._characters = 0
+        self._data_field = None  # the data field being read
+        self._pieces = None  # where the text being read goes
+        self._text_depth = None  # the depth of its element
+        self._kept = 0  # characters kept of that text
+
+    def start(self, depth, name, attributes):
+        if self.reason:
+            return
+        if depth == self.depth + 1 and _is(name, "controlfield"):
+            kept = [_attribute(attributes, "tag", "")]
+            self.fields.append(_ControlField(kept[0], self._read_text(depth)))
+        elif depth == self.depth + 1 and _is(name, "datafield"):
+            kept = [_attribute(attributes, "tag", ""), _attribute(attributes, "ind1", " "),
+                    _attribute(attributes, "ind2", " ")]
+            self._data_field = _DataField(*kept, [])
+            self.fields.append(self._data_field)
+        elif depth == self.depth + 2 and self._data_field and _is(name, "subfield"):
+            kept = [_attribute(attributes, "code", "")]
+            self._data_field.subfields.append((kept[0], self._read_text(depth)))
+        else:
+            return
+        self._count(1, sum(map(len, kept)))
+
+    def text(self, depth, text):
+        if depth == self._text_depth and self._pieces is not None:
+            text = text[:_MAX_FIELD_TEXT - self._kept]
+            self._kept += len(text)
+            self._pieces.append(text)
+            self._count(0, len(text))
+
+    def end(self, depth):
+        if depth == self._text_depth:
+            self._pieces = self._text_depth = None
+        if depth == self.depth + 1:
+            self._data_field = None
+
+    def _read_text(self, depth):
+        self._pieces, self._text_depth, self._kept = [], depth, 0
+        return self._pieces
+
+    def _count(self, parts, characters):
+        self._parts += parts
+        self._characters += characters
+        if self._parts > _MAX_RECORD_PARTS:
+            self._reject(f"record too large: more than {_MAX_RECORD_PARTS:,} fields and subfields")
+        elif self._characters > _MAX_RECORD_TEXT:
+            self._reject(f"record too large: more than {_MAX_RECORD_TEXT:,} characters of text")
+
+    def _reject(self, reason):
+        self.reason = reason
+        self.fields, self._data_field, self._pieces = [], None, None
+
+
+def _attribute(attributes, name, default):
+    # Tags, indicators and codes repeat: one string for each value, not one for each field.
+    return sys.intern(attributes.get(name, default))
+
+
+def _xml_record(fields):
     record = Record()
-    for child in element:
-        if _is(child, "controlfield"):
-            record.add_field(Field(child.get("tag", ""), data=child.text or ""))
-        elif _is(child, "datafield"):
-            indicators = Indicators(child.get("ind1", " "), child.get("ind2", " "))
-            subfields = [Subfield(sub.get("code", ""), sub.text or "") for sub in child if _is(sub, "subfield")]
-            record.add_field(Field(child.get("tag", ""), indicators, subfields))
+    for field in fields:
+        if isinstance(field, _ControlField):
+            record.add_field(Field(field.tag, data="".join(field.pieces)))
+        else:
+            record.add_field(Field(field.tag, Indicators(field.ind1, field.ind2),
+                                   [Subfield(code, "".join(pieces)) for code, pieces in field.subfields]))
     return record
 
 
@@ -284,7 +438,8 @@ def _script_preference(statement):
 
 def _statement(field):
     """A title statement: $a with its part number and name ($n, $p), $b, $c."""
-    return _Statement(*(_clean(" ".join(field.get_subfields(*codes))) for codes in (("a", "n", "p"), ("b",), ("c",))))
+    return _Statement(*(clean_subfield(" ".join(field.get_subfields(*codes)))
+                        for codes in (("a", "n", "p"), ("b",), ("c",))))
 
 
 def _is_kana_only(text):
@@ -301,23 +456,23 @@ def _is_kana_only(text):
 
 def _authors(record):
     """Main entry then added entries, each with its roles from $4 (codes or relator URIs) and $e (terms)."""
-    authors = []
+    authors = {}  # by name and role: a list searched for each would cost the square of their number
     for default_role, tags in (("author", ("100", "110", "111")), ("contributor", ("700", "710", "711"))):
         for field in record.get_fields(*tags):
             # A corporate body's subordinate units ($b) are part of its name; a person's $b is a numeration.
             codes = ("a", "b") if field.tag in ("110", "710") else ("a",)
-            name = _cut(_clean(_DATES_AT_END.sub("", _clean(" ".join(field.get_subfields(*codes))))), "name")
+            name = clean_subfield(_DATES_AT_END.sub("", clean_subfield(" ".join(field.get_subfields(*codes)))))
+            name = _cut(name, "name")
             if not name:
                 continue
-            relators = [_clean(value).rsplit("/", 1)[-1].lower() for value in field.get_subfields("4", "e")]
+            relators = [clean_subfield(value).rsplit("/", 1)[-1].lower() for value in field.get_subfields("4", "e")]
             roles = [_ROLES[relator] for relator in relators if relator in _ROLES]
             if not roles:
                 # Relators outside the catalogue's roles (composer, photographer, ...) credit a contributor.
                 roles = ["contributor"] if relators else [default_role]
             for role in roles:
-                if {"name": name, "role": role} not in authors:
-                    authors.append({"name": name, "role": role})
-    return authors
+                authors.setdefault((name, role), {"name": name, "role": role})
+    return list(authors.values())
 
 
 def _publication_fields(record):
@@ -326,8 +481,8 @@ def _publication_fields(record):
 
 
 def _publisher(record):
-    return next((name for field in _publication_fields(record) for name in map(_clean, field.get_subfields("b"))
-                 if name), None)
+    return next((name for field in _publication_fields(record)
+                 for name in map(clean_subfield, field.get_subfields("b")) if name), None)
 
 
 def _published_year(record):
@@ -373,15 +528,15 @@ def _ddc(record):
 def _subjects(record):
     """Subject headings as "$a--$x--$y--$z" strings; $v (form subdivision) is kept too, in field order, as
     headings are read."""
-    subjects = []
+    subjects = {}  # a dict keeps the first of each in order, found in constant time
     for field in record.get_fields(*_SUBJECT_TAGS):
         if not field.get("a"):
             continue
-        parts = [_clean(value) for value in field.get_subfields("a", "v", "x", "y", "z")]
+        parts = [clean_subfield(value) for value in field.get_subfields("a", "v", "x", "y", "z")]
         heading = "--".join(part for part in parts if part)
-        if heading and heading not in subjects:
-            subjects.append(heading)
-    return subjects
+        if heading:
+            subjects.setdefault(heading)
+    return list(subjects)
 
 
 def _source_id(record, isbn):
@@ -397,12 +552,17 @@ def _source_id(record, isbn):
     return f"isbn:{isbn}" if isbn else None
 
 
-def _clean(text):
-    """``text`` without the ISBD punctuation that ends a MARC subfield (" /", " :", " ;", " =", ",", ".")."""
-    text = _SEPARATORS_AT_END.sub("", text.strip())
+def clean_subfield(text):
+    """``text`` without the ISBD punctuation that ends a MARC subfield (" /", " :", " ;", " =", ",", "."), in
+    time proportional to its length."""
+    text = _without_separators_at_end(text.strip())
     if text.endswith(".") and not _MEANINGFUL_PERIOD.search(text):
-        text = _SEPARATORS_AT_END.sub("", text[:-1])
+        text = _without_separators_at_end(text[:-1])
     return text
+
+
+def _without_separators_at_end(text):
+    return text[:len(text) - _SEPARATORS.match(text[::-1]).end()]
 
 
 def _cut(text, kind):

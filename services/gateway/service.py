@@ -11,7 +11,7 @@ from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
-from services.catalog.imports import import_file
+from services.catalog.imports import import_upload
 from services.catalog.schemas import ImportQuerySchema
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
@@ -215,10 +215,11 @@ class GatewayService(CatalogueRoutes):
 
     @route("POST", "/api/v1/works/import", roles=(ADMIN, LIBRARIAN), body_limit="MAX_IMPORT_BYTES")
     def import_works(self, request):
-        """Bulk import (?format=aozora-csv|marc21|marcxml); the file is the raw request body."""
+        """Bulk import (?format=aozora-csv|marc21|marcxml); the file is the raw request body, read by a process
+        of its own as it arrives."""
         params = load(ImportQuerySchema(), request.args.to_dict())
-        return import_file(request.stream, params["format"], self.catalog.import_works,
-                           in_flight=int(self.config["IMPORT_IN_FLIGHT"]))
+        return import_upload(request.stream, params["format"], self.catalog.import_works,
+                             in_flight=int(self.config["IMPORT_IN_FLIGHT"]))
 
     @route("POST", "/api/v1/items")
     def add_item(self, request):

@@ -1,12 +1,18 @@
 """Reading MARC21 (ISO 2709 and MARCXML) into work records, with rejects for records that cannot be imported."""
 import io
+import os
+import time
 import tracemalloc
+from pathlib import Path
 from types import SimpleNamespace
+
+import eventlet
+import pytest
 
 from pymarc import Field, Indicators, Record, Subfield, XMLWriter, record_to_xml
 
-from services.catalog.imports import READERS, import_file
-from services.catalog.marc import Imported, read_marc21, read_marcxml
+from services.catalog.imports import READERS, ReaderFailed, import_file, import_upload
+from services.catalog.marc import Imported, clean_subfield, read_marc21, read_marcxml
 from services.catalog.schemas import WorkSchema
 
 UTF8_LEADER = "00000nam a2200000 i 4500"
@@ -442,6 +448,97 @@ def test_memory_stays_bounded_over_a_large_file():
     assert peak < 500_000, peak  # the files are about 3.4 MB and 4.9 MB
 
 
+# Hostile files ----------------------------------------------------------------------------------------------
+
+
+def test_isbd_punctuation_is_stripped_in_time_proportional_to_the_text():
+    """A run of separators that does not reach the end was tried from each of its characters: 80,000 slashes
+    took 16 s of CPU."""
+    hostile = ["/" * 80_000 + "x", " /" * 40_000 + ".", "a." + "/" * 80_000 + ".", "x" + ", " * 40_000 + "y"]
+    started = time.process_time()
+    cleaned = [clean_subfield(text) for text in hostile]
+    assert time.process_time() - started < 0.5  # a generous bound: each took seconds before
+    assert cleaned == [hostile[0], "", "a.", hostile[3]]
+
+
+def test_an_iso2709_record_of_slashes_reads_in_well_under_a_second():
+    slashes = "/" * 9_000 + "x"  # a field holds 9,999 bytes at the most; each of these took 0.2 s to clean
+    hostile = record(field("245", ("a", "心" + slashes[-3_000:]), ("b", slashes[-3_000:]), ("c", slashes[-3_000:])),
+                     *[field("700", ("a", f"{n}{slashes}")) for n in range(6)],
+                     *[field("650", ("a", f"{n}{slashes}")) for n in range(3)])
+    started = time.process_time()
+    [result] = read_marc21(io.BytesIO(hostile.as_marc()))
+    assert time.process_time() - started < 0.5  # a generous bound: it took 3.2 s
+    assert result.reason is None, result.reason
+    assert result.work["title"] == ("心" + slashes[-3_000:])[:1000] and len(result.work["authors"]) == 6
+
+
+def test_marcxml_keeps_9999_characters_of_a_subfield_and_rejects_a_record_of_more_than_99999():
+    title = field("245", ("a", "心" + "/" * 80_000 + "x"))  # what is kept is "心" and 9,998 slashes
+    notes = [field("500", ("a", "注" * 50_000)) for _ in range(10)]
+    data = xml_collection(record(title, *notes[:8]), record(title, *notes), kokoro())
+    started = time.process_time()
+    results = list(read_marcxml(io.BytesIO(data)))
+    assert time.process_time() - started < 1.0
+    assert results[0].reason is None and results[0].work["title"] == "心"
+    assert results[1:] == [Imported(1, None, "record too large: more than 99,999 characters of text"),
+                           Imported(2, KOKORO, None)]
+
+
+def test_a_marcxml_record_of_more_than_10000_fields_and_subfields_is_rejected_and_reading_goes_on():
+    title = field("245", ("a", "多"))
+    at_the_limit = record(title, *[field("500") for _ in range(9_998)])  # 9,999 fields and 1 subfield
+    over = record(title, *[field("500") for _ in range(9_999)])
+    results = list(read_marcxml(io.BytesIO(xml_collection(at_the_limit, over, kokoro()))))
+    assert results[0].work["title"] == "多"
+    assert results[1:] == [Imported(1, None, "record too large: more than 10,000 fields and subfields"),
+                           Imported(2, KOKORO, None)]
+
+
+def test_empty_elements_cost_no_memory():
+    """8 MB of empty elements took 172 MiB: each became a tree node, kept until its record ended, or for ever
+    between records."""
+    xml = xml_collection(kokoro())
+    start, end = xml.index(b"<record"), xml.rindex(b"</collection>")
+    opening = xml[:xml.index(b"</record>")]
+    files = [  # 8 MB in a record; 2 MB of empty fields in a record, and of elements between records
+        GeneratedStream(b"<x/>" * 1000, 2000, head=opening, tail=b"</record></collection>"),
+        GeneratedStream(b'<datafield tag="500"/>' * 200, 500, head=opening, tail=b"</record></collection>"),
+        GeneratedStream(b"<x/>" * 1000, 500, head=xml[:end], tail=xml[start:]),
+    ]
+    tracemalloc.start()
+    try:
+        results = [list(read_marcxml(stream)) for stream in files]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert results == [[Imported(0, KOKORO, None)],
+                       [Imported(0, None, "record too large: more than 10,000 fields and subfields")],
+                       [Imported(0, KOKORO, None), Imported(1, KOKORO, None)]]
+    assert peak < 2 << 20, peak  # the record of 10,000 empty fields, until it is rejected
+
+
+@pytest.mark.parametrize("markup, reason", [
+    (b"<x>" * 70 + b"</x>" * 70, "XML nested more than 64 elements deep"),
+    (b"<x " + b"".join(b'a%d="" ' % n for n in range(20_000)) + b"/>", "XML markup of more than 64 KiB in one piece"),
+    (b"<!-- " + b"x" * 100_000 + b" -->", "XML markup of more than 64 KiB in one piece"),
+])
+def test_markup_no_marcxml_file_needs_ends_the_file_with_a_reject(markup, reason):
+    xml = xml_collection(kokoro(), kokoro())
+    cut = xml.rindex(b"<record")
+    results = list(read_marcxml(io.BytesIO(xml[:cut] + markup + xml[cut:])))
+    assert results[0] == Imported(0, KOKORO, None)
+    assert len(results) == 2 and results[1].work is None and results[1].reason.startswith(reason)
+
+
+def test_a_dtd_is_refused_so_that_no_entity_expands():
+    laughs = (b'<?xml version="1.0"?><!DOCTYPE collection [<!ENTITY a "ha">'
+              + b"".join(b'<!ENTITY a%d "&a%d;&a%d;&a%d;&a%d;">' % (n + 1, n, n, n, n) for n in range(20))
+              + b']><collection><record><datafield tag="245"><subfield code="a">&a20;</subfield></datafield>'
+              b"</record></collection>")
+    assert list(read_marcxml(io.BytesIO(laughs))) == [Imported(0, None, "a DTD is not allowed in MARCXML")]
+
+
 class RecordingCatalogue:
     """Stands for the catalogue's ``import_works`` RPC proxy: notes what is in flight when each batch is sent."""
 
@@ -472,3 +569,64 @@ def test_an_import_keeps_batches_in_flight_but_never_one_record_in_two(monkeypat
     # Up to three batches overlap, but ["c", "g"] waits until ["c", "d"] is saved (and the oldest before it).
     assert catalogue.in_flight_at_send == [0, 1, 2, 1]
     assert catalogue.open == []
+
+
+def test_an_upload_is_read_by_a_process_of_its_own():
+    """The server's process reads no file: a hostile one costs it almost no CPU, nor do the records handed
+    back, and the answer is the one reading in process gives."""
+    xml = xml_collection(*[kokoro()] * 1000)
+    hostile = xml[:xml.rindex(b"</collection>")] + b"<x/>" * 2_000_000 + xml[xml.index(b"<record"):]
+    started = time.process_time()
+    summary = import_upload(io.BytesIO(hostile), "marcxml", RecordingCatalogue())
+    spent = time.process_time() - started
+    assert summary == import_file(io.BytesIO(hostile), "marcxml", RecordingCatalogue())
+    assert summary == {"added": 2000, "updated": 0, "rejected": 0, "errors": []}
+    assert spent < 0.5, spent  # reading the file in process takes more than a second
+
+
+def test_a_reading_process_that_fails_is_an_error_not_a_short_summary():
+    with pytest.raises(ReaderFailed, match="ended with status 1"):
+        import_upload(io.BytesIO(b"<collection/>"), "no-such-format", RecordingCatalogue())
+
+
+class WaitingStream(io.RawIOBase):
+    """An upload whose bytes have not come yet: it ends when ``arrived`` is sent."""
+
+    def __init__(self):
+        self.arrived = eventlet.Event()
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self.arrived.wait()
+        return 0
+
+
+def reading_process():
+    """The pid of this process's child that runs the import reader (once it runs it, not a copy of this one)."""
+    for _ in range(200):
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+                command = (stat.parent / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue  # a process that ended meanwhile
+            if parent == os.getpid() and b"services.catalog.imports" in command:
+                return stat.parent
+        eventlet.sleep(0.05)
+    raise AssertionError("no reading process")
+
+
+def test_the_reading_process_is_given_none_of_the_servers_secrets(monkeypatch):
+    monkeypatch.setenv("SHIORI_TOKEN_SECRET", "a-secret-the-gateway-holds-" * 2)
+    upload = WaitingStream()
+    importing = eventlet.spawn(import_upload, upload, "marcxml", RecordingCatalogue())
+    try:
+        environment = (reading_process() / "environ").read_bytes()
+    finally:
+        upload.arrived.send()
+        summary = importing.wait()
+    assert {entry.split(b"=", 1)[0] for entry in environment.split(b"\0") if entry} <= {b"PATH", b"TMPDIR",
+                                                                                        b"PYTHONPATH"}
+    assert summary["rejected"] == 1 and summary["errors"][0]["reason"].startswith("XML syntax error: no element")
