@@ -7,6 +7,7 @@
   python -m shiori verify-access-record     check that no entry of the access record was changed or removed
   python -m shiori rewrap-data-keys         move every patron's data key to the newest master key
   python -m shiori provision-broker         create the broker's virtual host, users and permissions
+  python -m shiori secrets > .env           a new deployment's secrets, for docker-compose.yml
   python -m shiori retention [--dry-run]    delete (or count) patrons unused for the retention period
 """
 import argparse
@@ -35,6 +36,7 @@ def main(argv=None):
     retention.add_argument("--dry-run", action="store_true", help="only count them")
     retention.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
     commands.add_parser("provision-broker", help="the broker's virtual host, a user per process, permissions")
+    commands.add_parser("secrets", help="print a new deployment's secrets as NAME=value lines (compose's .env)")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -44,6 +46,13 @@ def main(argv=None):
     if args.command == "run":
         from shiori.launcher import run
         return run()
+    if args.command == "secrets":
+        quiet_eventlet_deprecation()
+        from shiori.broker import OPERATOR
+        from shiori.deployment import new_deployment_secrets
+        for name, value in new_deployment_secrets([*SERVICE_NAMES, OPERATOR]).items():
+            print(f"{name}={value}")
+        return 0
     if args.command == "provision-broker":
         from shiori.launcher import provision_from_environment
         return provision_from_environment(os.environ)

@@ -51,6 +51,34 @@ PER_PROCESS = ("AMQP_URI", "BROKER_PRINCIPAL", "SHIORI_CONTEXT_SIGNING_KEY", "SH
 PER_PROCESS_PREFIXES = ("SHIORI_BROKER_PASSWORD_",)
 
 
+def broker_password_variable(principal):
+    return f"SHIORI_BROKER_PASSWORD_{principal.upper()}"
+
+
+def signing_key_variable(signer):
+    return f"SHIORI_CONTEXT_KEY_{signer.upper()}"
+
+
+def database_password_variable(owner):
+    return f"SHIORI_DB_PASSWORD_{owner.upper()}"
+
+
+def new_deployment_secrets(principals):
+    """Every secret of a deployment that is given its secrets rather than keeping them in a data folder
+    (compose reads them from ``.env``): each process's broker password and context signing key, each
+    service's database password, the keys and the administrators' passwords; ``python -m shiori secrets``."""
+    signing_keys = {signer: new_signing_key() for signer in SIGNERS}
+    made = {variable: make() for variable, (_file, make, _owner) in LOCAL_SECRETS.items()}
+    made.update({broker_password_variable(principal): secrets.token_urlsafe(24) for principal in principals})
+    made.update({signing_key_variable(signer): key for signer, key in signing_keys.items()})
+    made["SHIORI_CONTEXT_VERIFY_KEYS"] = keyring_text(signing_keys)  # public keys: every process gets them
+    made.update({database_password_variable(owner): secrets.token_urlsafe(24)
+                 for owner in sorted(set(DATABASES.values()))})
+    for administrator in ("POSTGRES_PASSWORD", "RABBITMQ_ADMIN_PASSWORD", "SHIORI_ADMIN_PASSWORD"):
+        made[administrator] = secrets.token_urlsafe(24)
+    return made
+
+
 def private_folder(path):
     path = Path(path)
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -104,7 +132,7 @@ class Deployment:
 
     def broker_password(self, principal):
         """A principal's broker password: given (``SHIORI_BROKER_PASSWORD_GATEWAY`` …), else the data folder's."""
-        return self.environ.get(f"SHIORI_BROKER_PASSWORD_{principal.upper()}") or \
+        return self.environ.get(broker_password_variable(principal)) or \
             self.secrets.broker_password(principal)
 
     def broker_passwords(self, principals):
