@@ -1,6 +1,8 @@
 """docker-compose.yml gives each container only its own secrets (issue 11, part 6), with no default password,
 and everything it needs comes from ``python -m shiori secrets``. Read as data: no Docker is needed."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,14 @@ def test_the_broker_has_no_guest_and_is_provisioned_before_any_service():
     for container in PRINCIPAL_OF:
         dependencies = COMPOSE["services"][container]["depends_on"]
         assert dependencies["broker-setup"]["condition"] == "service_completed_successfully"
+
+
+def test_the_secrets_command_prints_a_fresh_env_file():
+    def env_file():
+        printed = subprocess.run([sys.executable, "-m", "shiori", "secrets"], capture_output=True, text=True,
+                                 check=True, cwd=REPO).stdout
+        return dict(line.split("=", 1) for line in printed.splitlines())
+
+    first, second = env_file(), env_file()
+    assert set(first) == set(new_deployment_secrets(PRINCIPALS)) and all(first.values())
+    assert not {name for name in first if first[name] == second[name]}, "each run makes new secrets"
