@@ -244,8 +244,10 @@ class PatronsService:
         self.vault.shred(patron.key_ref)
         self.db.delete(patron)
         self.access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
+        revoked = [self._revoke(tenant, f"patron:{patron_id}")]  # their tokens end with them
         self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
+        self._announce(tenant, revoked)
 
     @rpc
     def rewrap_data_keys(self, limit=1000):

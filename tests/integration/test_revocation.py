@@ -173,3 +173,11 @@ def test_how_soon_a_revocation_reaches_the_gateway(system, staff):
           f"after the revoking call answered (max {max(after_answer) * 1000:.1f} ms), median "
           f"{statistics.median(after_call) * 1000:.1f} ms after it was made")
     assert statistics.median(after_answer) < 1.0
+
+
+def test_a_deleted_patron_s_tokens_end(system, staff):
+    patron = register_patron(staff, pin="8303")
+    token = patron_token(system.url, patron["card_number"], "8303")
+    assert status(system.url, "/api/v1/me", token) == 200
+    assert staff.delete(f"{system.url}/api/v1/patrons/{patron['id']}", timeout=10).status_code == 204
+    refused_soon(system.url, "/api/v1/me", token)
