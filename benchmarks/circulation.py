@@ -139,12 +139,13 @@ class Broker:
 
 
 class PostgresDatabases:
-    """Throwaway databases on 127.0.0.1:5432, one per service."""
+    """Throwaway databases on 127.0.0.1:5432 (or another local server), one per service; ``query`` is added to
+    each URL (``sslmode=verify-full&sslrootcert=...`` for a server that takes TLS only)."""
 
     SERVICES = ("patrons", "loans", "catalog", "statistics", "notices")
 
-    def __init__(self, host=LOCALHOST, port=5432, user="postgres"):
-        self.host, self.port, self.user = host, port, user
+    def __init__(self, host=LOCALHOST, port=5432, user="postgres", query=""):
+        self.host, self.port, self.user, self.query = host, port, user, query
         stem = f"shiori_bench_{os.getpid()}_{secrets.token_hex(3)}"
         self.names = {service: f"{stem}_{service}" for service in self.SERVICES}
         self.created = []
@@ -166,6 +167,7 @@ class PostgresDatabases:
         return {
             f"SHIORI_{service.upper()}_DATABASE_URL":
                 f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{name}"
+                + (f"?{self.query}" if self.query else "")
             for service, name in self.names.items()
         }
 

@@ -2,7 +2,7 @@
 side by side in one run.
 
     .venv/bin/python benchmarks/privacy_cost.py [--before 9220968] [--clients 1,5] [--seconds 8] [--rounds 3]
-                                                [--database sqlite|postgresql] [--https]
+                                                [--database sqlite|postgresql] [--https] [--tls]
 
 The systems run at once, each in its own data directory, on its own virtual host and databases:
 
@@ -11,8 +11,11 @@ The systems run at once, each in its own data directory, on its own virtual host
 - ``now``: this checkout — a broker user per process with permissions read off the code, every caller context
   signed by the gateway and verified by each service, events without headers, borrowers in an erasing store;
 - with ``--https``, also ``now+https``: the same code with the staff gateway on HTTPS (a certificate of a CA made
-  for the run, which the clients verify). The broker and PostgreSQL hops stay plain here: TLS on them needs
-  servers of their own (tests/integration/test_tls.py starts such), which this benchmark does not.
+  for the run, which the clients verify), the broker and PostgreSQL hops plain;
+- with ``--tls``, also ``now+tls``: TLS on every hop — HTTPS at the gateway, AMQPS to a RabbitMQ node that
+  listens on TLS only and PostgreSQL with ``sslmode=verify-full`` on a cluster that admits TLS only, both
+  started for the run (tests/tls_servers.py, as the TLS test does; the cluster with fsync on, as the machine's
+  server). Its broker node and cluster are not the machine's, so part of a difference is theirs.
 
 Each system has its own library, patrons and copies (set up over HTTP). Then, per concurrency level, the two take turns
 (``before``, ``now``, ``before``, ...) for ``--rounds`` rounds of ``--seconds`` each, so that whatever else the
@@ -36,6 +39,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tarfile  # noqa: E402
 import tempfile  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import quote  # noqa: E402
@@ -89,9 +93,10 @@ def source_tree(revision, folder):
 class Variant:
     """One of the systems compared: where its code comes from, its broker, databases and data directory."""
 
-    def __init__(self, name, code, broker, database, environ=None):
+    def __init__(self, name, code, broker, database, environ=None, postgres=None):
         self.name, self.code, self.broker, self.database = name, code, broker, database
         self.environ = environ or {}
+        self.postgres = postgres or {}  # PostgresDatabases' server: host, port, query
         self.data_dir = Path(tempfile.mkdtemp(prefix=f"shiori-bench-{name}-"))
         self.databases = self.system = self.base_url = self.token = None
         self.clients, self.samples = {}, {}
@@ -99,7 +104,7 @@ class Variant:
     def start(self, levels, items_per_client):
         database_urls = {}
         if self.database == "postgresql":
-            self.databases = PostgresDatabases()
+            self.databases = PostgresDatabases(**self.postgres)
             self.databases.create()
             database_urls = self.databases.urls()
         self.system = System(self.data_dir, free_port(), self.broker, database_urls, code=self.code)
@@ -130,19 +135,22 @@ class Variant:
         release(self.databases, self.broker, self.data_dir, keep_data)
 
 
-def https_settings(folder):
-    """A CA made for this run, a certificate for 127.0.0.1 from it, and the staff gateway's settings to serve
-    it; the clients of this process trust that CA (requests reads REQUESTS_CA_BUNDLE)."""
-    import trustme
-
-    authority = trustme.CA(organization_name="Shiori benchmark CA")
-    certificate = authority.issue_cert("127.0.0.1")
-    files = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
-    authority.cert_pem.write_to_path(files["ca"])
-    certificate.cert_chain_pems[0].write_to_path(files["cert"])
-    certificate.private_key_pem.write_to_path(files["key"])
+def https_settings(files):
+    """The staff gateway's settings to serve the run's certificate; the clients of this process trust its CA
+    (http_session reads REQUESTS_CA_BUNDLE)."""
     os.environ["REQUESTS_CA_BUNDLE"] = str(files["ca"])
     return {"SHIORI_TLS_CERT": str(files["cert"]), "SHIORI_TLS_KEY": str(files["key"])}
+
+
+def tls_everywhere(servers, folder, files, stack):
+    """A TLS-only broker node and PostgreSQL cluster started for the run (stopped with ``stack``), and what a
+    system needs to use them: its broker, the databases' server, its settings."""
+    node = stack.enter_context(servers.tls_broker(folder, files))
+    cluster = stack.enter_context(servers.tls_postgres(folder, files, fsync=True))
+    broker = Broker(node["url"], node["admin_url"])
+    postgres = {"host": servers.HOST, "port": cluster["port"],
+                "query": f"sslmode=verify-full&sslrootcert={files['ca']}"}
+    return broker, postgres, {**https_settings(files), "SHIORI_BROKER_CA": str(files["ca"])}
 
 
 def parse_args(argv=None):
@@ -155,7 +163,9 @@ def parse_args(argv=None):
     parser.add_argument("--max-pairs", type=int, default=2000, help="at most this many pairs per client and round")
     parser.add_argument("--items-per-client", type=int, default=2)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--https", action="store_true", help="a third system: now, its staff gateway on HTTPS")
+    parser.add_argument("--https", action="store_true", help="another system: now, its staff gateway on HTTPS")
+    parser.add_argument("--tls", action="store_true",
+                        help="another system: now, with TLS on every hop (a broker node and cluster of the run's)")
     add_broker_arguments(parser)
     parser.add_argument("--output", help="JSON results (default benchmarks/results/privacy-cost-<database>.json)")
     parser.add_argument("--keep-data", action="store_true", help="keep the data directories and databases")
@@ -188,14 +198,18 @@ def print_comparison(report):
             say(f"{'':>7} {name + ' - before':>18} | {fmt(delta, 12)} ms at the median check-out")
     say(f"(before = {report['before']}: guest on one virtual host, unsigned contexts; now = {report['now']}: "
         "a broker user per process, signed and verified contexts, header-less events, borrowers in an erasing store"
-        + ("; now+https: the same, the staff gateway on HTTPS)" if "now+https" in report["systems"] else ")"))
+        + ("; now+https: the staff gateway on HTTPS" if "now+https" in report["systems"] else "")
+        + ("; now+tls: TLS on every hop, on a broker node and cluster of the run's" if "now+tls" in report["systems"]
+           else "") + ")")
 
 
 def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
     old_code = Path(tempfile.mkdtemp(prefix="shiori-bench-code-"))
-    certificates = Path(tempfile.mkdtemp(prefix="shiori-bench-ca-"))
+    tls_folder = Path(tempfile.mkdtemp(prefix="shiori-bench-tls-"))
+    tls_folder.chmod(0o711)  # the postgres user reaches the cluster's folder inside
+    servers_started = ExitStack()
     now = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     report = {"benchmark": "privacy-cost", "database": args.database, "before": args.before, "now": now.strip(),
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
@@ -208,9 +222,17 @@ def main(argv=None):
         guest.create()
         variants = [Variant("before", old_code, guest, args.database),
                     Variant("now", REPO, Broker(args.broker_url, args.broker_admin_url), args.database)]
+        if args.https or args.tls:
+            sys.path.insert(0, str(REPO / "tests"))
+            import tls_servers as servers
+
+            files = servers.certificates(tls_folder, (servers.HOST, "127.0.0.1"))
         if args.https:
             variants.append(Variant("now+https", REPO, Broker(args.broker_url, args.broker_admin_url),
-                                    args.database, https_settings(certificates)))
+                                    args.database, https_settings(files)))
+        if args.tls:
+            broker, postgres, settings = tls_everywhere(servers, tls_folder, files, servers_started)
+            variants.append(Variant("now+tls", REPO, broker, args.database, settings, postgres))
         report["systems"] = [variant.name for variant in variants]
         for variant in variants:
             variant.start(args.levels, args.items_per_client)
@@ -234,7 +256,8 @@ def main(argv=None):
         if not variants:
             guest.delete()
         shutil.rmtree(old_code, ignore_errors=True)
-        shutil.rmtree(certificates, ignore_errors=True)
+        servers_started.close()
+        shutil.rmtree(tls_folder, ignore_errors=True)
     if report["levels"]:
         print_comparison(report)
         output = Path(args.output) if args.output else RESULTS_DIR / f"privacy-cost-{args.database}.json"
