@@ -4,7 +4,6 @@ includes titles)."""
 from string import Template
 
 KINDS = ("hold_ready", "due_soon", "overdue")
-PLACEHOLDERS = ("name", "library", "items", "date", "titles")
 
 DEFAULTS = {
     "hold_ready": {

@@ -134,10 +134,25 @@ def test_only_admins_manage_staff_and_nobody_escalates(system, staff, accounts, 
 
     listed = staff.get(f"{system.url}/api/v1/staff", timeout=10).json()["items"]
     assert all("password" not in account and "password_hash" not in account for account in listed)
-    admins = [account for account in listed if account["role"] == "admin"]
-    if len(admins) == 1:
-        last = staff.delete(f"{system.url}/api/v1/staff/{admins[0]['id']}", timeout=10)
-        assert last.json()["error"]["code"] == "LAST_ADMIN"
+
+
+def test_the_last_admin_of_a_tenant_cannot_be_deleted(system):
+    """In a tenant of its own, so that no other test's second admin can make the refusal moot."""
+    tenant, password = unique("lastadmin").lower()[:30], "the-only-admin-password"
+    with system.rpc(tenant=tenant) as rpc:
+        rpc.catalog.ensure_tenant({"code": tenant, "name": "一人町"})
+        rpc.patrons.ensure_staff_account({"username": "admin", "password": password, "role": "admin",
+                                          "libraries": []})
+    login = requests.post(f"{system.url}/api/v1/auth/token", timeout=10,
+                          json={"username": "admin", "password": password, "tenant": tenant})
+    assert login.status_code == 200, login.text
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    admins = [account for account in session.get(f"{system.url}/api/v1/staff", timeout=10).json()["items"]
+              if account["role"] == "admin"]
+    assert len(admins) == 1
+    last = session.delete(f"{system.url}/api/v1/staff/{admins[0]['id']}", timeout=10)
+    assert (last.status_code, last.json()["error"]["code"]) == (409, "LAST_ADMIN")
 
 
 def test_another_tenant_sees_nothing_of_this_one(system, staff):

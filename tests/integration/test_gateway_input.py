@@ -155,15 +155,16 @@ def test_catalogue_input(staff):
     assert_error(staff.get(f"{staff.base_url}/api/v1/works/2147483647", timeout=10), 404, "WORK_NOT_FOUND")
 
 
-@pytest.mark.parametrize("query", [
-    "", "%20%20%20", "x" * 1000, "%25", "_", "%5C", "%27%20OR%201%3D1%20--", "%F0%9F%93%9A",
-    "%ED%A0%80",  # a lone surrogate, as some clients encode it
-    "%FF%FE",  # not UTF-8 at all
+@pytest.mark.parametrize("query, status", [
+    ("", 400), ("%20%20%20", 400), ("x" * 1000, 400),  # nothing to look for, or longer than any title
+    ("%25", 200), ("_", 200), ("%5C", 200), ("%27%20OR%201%3D1%20--", 200), ("%F0%9F%93%9A", 200),
+    ("%ED%A0%80", 200),  # a lone surrogate, as some clients encode it: read as a replacement character
+    ("%FF%FE", 200),  # not UTF-8 at all: likewise
 ])
-def test_odd_search_queries_get_an_answer_or_a_400(system, query):
+def test_odd_search_queries_get_an_answer_or_a_400(system, query, status):
     response = requests.get(f"{system.url}/api/v1/search?q={query}", timeout=10)
-    assert response.status_code in (200, 400), response.text
-    if response.status_code == 200:
+    assert response.status_code == status, response.text
+    if status == 200:
         assert set(response.json()) == {"items", "total", "more", "page", "per_page"}
     else:
         assert "q" in response.json()["error"]["details"]
