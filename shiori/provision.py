@@ -75,19 +75,19 @@ def _alternatives(patterns):
     return f"^({'|'.join(sorted(patterns))})$" if patterns else NOTHING
 
 
-def _entrypoints(service_class):
+def entrypoints_of(service_class):
     for attribute in dir(service_class):
         for entrypoint in getattr(getattr(service_class, attribute), "nameko_entrypoints", ()):
             yield attribute, entrypoint
 
 
-def _dependencies(service_class):
+def dependencies_of(service_class):
     return [value for attribute in dir(service_class)
             if isinstance(value := getattr(service_class, attribute), DependencyProvider)]
 
 
 def public_methods(service_class):
-    return sorted(name for name, entrypoint in _entrypoints(service_class)
+    return sorted(name for name, entrypoint in entrypoints_of(service_class)
                   if isinstance(entrypoint, Rpc) and getattr(entrypoint, "public", False))
 
 
@@ -99,7 +99,7 @@ def service_grants(service_class, service_class_of):
 
     name = service_class.name
     grants = Grants(name)
-    entrypoints = list(_entrypoints(service_class))
+    entrypoints = list(entrypoints_of(service_class))
     if any(isinstance(entrypoint, Rpc) for _attribute, entrypoint in entrypoints):
         grants.own_queue(re.escape(f"rpc-{name}"))
         grants.topic(RPC_EXCHANGE, read=re.escape(f"{name}.*"), write=re.escape(REPLIES) + ".+")
@@ -113,7 +113,7 @@ def service_grants(service_class, service_class_of):
         grants.topic(events_exchange(source), read=re.escape(event_type))
     if subscriptions:
         grants.topic(DEAD_LETTERS_EXCHANGE, write=re.escape(name))
-    for dependency in _dependencies(service_class):
+    for dependency in dependencies_of(service_class):
         if isinstance(dependency, ServiceRpc):
             target = dependency.target_service
             methods = public_methods(service_class_of(target)) if dependency.public_only else [METHOD]
@@ -146,7 +146,7 @@ def publishing_services():
     from shiori.serve import SERVICE_NAMES, service_class
 
     return [name for name in SERVICE_NAMES
-            if any(isinstance(dependency, EventPublisher) for dependency in _dependencies(service_class(name)))]
+            if any(isinstance(dependency, EventPublisher) for dependency in dependencies_of(service_class(name)))]
 
 
 def subscribing_services():
