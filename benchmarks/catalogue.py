@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/catalogue.py [--works 1000000] [--database sqlite|postgresql] [--queries 200]
 
 Starts the whole system (``python -m shiori run``, SHIORI_DEMO=0) with fresh databases on a throwaway
-RabbitMQ vhost, the way benchmarks/circulation.py does (its helpers are reused). Builds a deterministic
+RabbitMQ virtual host, through benchmarks/harness.py as every benchmark does. Builds a deterministic
 catalogue of N works composed from the real Aozora Bunko index shipped with the catalog service (real titles
 combined with each other, volume numbers and editions, real authors and translators, real publishers, random
 valid ISBN-13s, NDC classes), imports it with ``catalog.import_works`` in the import command's batches and gives
@@ -30,7 +30,6 @@ import random  # noqa: E402
 import re  # noqa: E402
 import sqlite3  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter, deque  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
@@ -44,9 +43,9 @@ for path in (str(HERE), str(REPO)):
 
 import requests  # noqa: E402
 
-from circulation import (  # noqa: E402
-    LOCALHOST, TENANT, Broker, PostgresDatabases, Stop, System, add_broker_arguments, check_broker_arguments, cpu_seconds, ended_early, free_port, http_session,
-    machine_cpu, release, say, stop_main_on_signals, write_report,
+from harness import (  # noqa: E402
+    LOCALHOST, TENANT, Broker, Stop, SystemUnderTest, add_broker_arguments, check_broker_arguments, cpu_seconds,
+    ended_early, free_port, http_session, machine_cpu, say, stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
 from shiori.commands import operator_rpc  # noqa: E402
@@ -730,8 +729,13 @@ def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-catalogue-"))
-    broker, databases, system, importing = Broker(args.broker_url, args.broker_admin_url), None, None, None
+    broker, importing = Broker(args.broker_url, args.broker_admin_url), None
+    under_test = SystemUnderTest(
+        args.database, broker, keep_data=args.keep_data, postgres={"host": args.pg_host, "port": args.pg_port},
+        prefix="shiori-bench-catalogue-",
+        environ={"SHIORI_REPLICAS": f"catalog={args.catalog_processes}", "SHIORI_OPAC_HOST": LOCALHOST,
+                 "SHIORI_OPAC_PORT": str(free_port()), "SHIORI_RPC_TIMEOUT": f"{args.rpc_timeout:g}"})
+    data_dir = under_test.data_dir
     report = {
         "benchmark": "catalogue", "database": args.database, "works": args.works,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -750,19 +754,11 @@ def main(argv=None):
             f"{len(catalogue.fragments):,} title fragments ({time.monotonic() - began:.1f} s)")
 
         say(f"broker virtual host {broker.vhost}")
-        database_urls = {}
-        if args.database == "postgresql":
-            databases = PostgresDatabases(args.pg_host, args.pg_port)
-            databases.create()
-            database_urls = databases.urls()
-            say(f"databases {', '.join(databases.names.values())}")
-
-        system = System(data_dir, free_port(), broker, database_urls)
-        system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}",
-                           "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port()),
-                           "SHIORI_RPC_TIMEOUT": f"{args.rpc_timeout:g}"})
         began = time.monotonic()
-        base_url = system.start()
+        base_url = under_test.start()
+        system, databases = under_test.system, under_test.databases
+        if databases is not None:
+            say(f"databases {', '.join(databases.names.values())}")
         report["startup_seconds"] = round(time.monotonic() - began, 1)
         catalog_pids = [pid for name, pid in system.processes().items() if name.split("-")[0] == "catalog"]
         say(f"system up at {base_url} in {report['startup_seconds']} s; catalog service pids {catalog_pids}")
@@ -825,19 +821,13 @@ def main(argv=None):
         if importing is not None and "import" not in report and importing.started is not None:
             report["import"] = importing.summary()  # interrupted: what was done so far
             report["catalog_memory"] = {"at_interruption": catalog_status(catalog_pids)}
-        if system is not None:
-            say("stopping the system ...")
-            try:
-                system.stop()
-            except Exception as error:  # noqa: BLE001
-                say(f"  could not stop the system cleanly: {error}")
-            counts, samples = system.log_problems()
-            report["log_problems"] = {"counts": counts, "first": samples}
-            if any(counts.values()):
-                say(f"warnings/errors in the service logs: {counts}")
-                for line in samples:
-                    say(f"  {line}")
-        release(databases, broker, data_dir, args.keep_data)
+        say("stopping the system ...")
+        counts, samples = under_test.close()
+        report["log_problems"] = {"counts": counts, "first": samples}
+        if any(counts.values()):
+            say(f"warnings/errors in the service logs: {counts}")
+            for line in samples:
+                say(f"  {line}")
 
     if report.get("import"):
         print_table(report)

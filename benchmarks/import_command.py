@@ -26,7 +26,6 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,9 +42,9 @@ from catalogue import (  # noqa: E402
     RESULTS_DIR, Analyzer, Catalogue, add_catalog_processes, catalog_status, check_catalog_processes, code_version,
     proc_status,
 )
-from circulation import (  # noqa: E402
-    LOCALHOST, TENANT, Broker, PostgresDatabases, Stop, System, add_broker_arguments, check_broker_arguments, cpu_seconds, ended_early, free_port,
-    machine_cpu, release, say, stop_main_on_signals, write_report,
+from harness import (  # noqa: E402
+    LOCALHOST, TENANT, Broker, Stop, SystemUnderTest, add_broker_arguments, check_broker_arguments, cpu_seconds,
+    ended_early, free_port, machine_cpu, say, stop_main_on_signals, write_report,
 )
 
 
@@ -127,26 +126,22 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
-    data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-import-"))
-    broker, databases, system = Broker(args.broker_url, args.broker_admin_url), None, None
+    under_test = SystemUnderTest(
+        args.database, Broker(args.broker_url, args.broker_admin_url), keep_data=args.keep_data,
+        postgres={"host": LOCALHOST, "port": args.pg_port}, prefix="shiori-bench-import-",
+        environ={"SHIORI_REPLICAS": f"catalog={args.catalog_processes}", "SHIORI_OPAC_HOST": LOCALHOST,
+                 "SHIORI_OPAC_PORT": str(free_port())})
     report = {"benchmark": "import_command", "format": "marc21", "database": args.database, "works": args.works,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "catalog_processes": args.catalog_processes, "seed": args.seed, "code": code_version()}
     exit_code = 0
     try:
-        marc_path = data_dir / "works.mrc"
+        marc_path = under_test.data_dir / "works.mrc"
         began = time.monotonic()
         size = write_marc21(Catalogue(args.seed), args.works, marc_path)
         say(f"wrote {args.works:,} MARC21 records, {size / 2 ** 20:,.0f} MiB, in {time.monotonic() - began:.0f} s")
-        database_urls = {}
-        if args.database == "postgresql":
-            databases = PostgresDatabases(LOCALHOST, args.pg_port)
-            databases.create()
-            database_urls = databases.urls()
-        system = System(data_dir, free_port(), broker, database_urls)
-        system.env.update({"SHIORI_REPLICAS": f"catalog={args.catalog_processes}",
-                           "SHIORI_OPAC_HOST": LOCALHOST, "SHIORI_OPAC_PORT": str(free_port())})
-        system.start()
+        under_test.start()
+        system, databases = under_test.system, under_test.databases
         catalog_pids = [pid for name, pid in system.processes().items() if name.split("-")[0] == "catalog"]
         analyzer = Analyzer(databases, args.pg_analyze)
         say(f"system up; importing with python -m shiori import ({args.catalog_processes} catalogue processes"
@@ -179,9 +174,7 @@ def main(argv=None):
         exit_code = ended_early(error)
     finally:
         stopping.set()
-        if system is not None:
-            system.stop()
-        release(databases, broker, data_dir, args.keep_data)
+        under_test.close()
     if report.get("import"):
         output = Path(args.output) if args.output else RESULTS_DIR / f"import-{args.database}-{args.works}.json"
         write_report(report, output, complete=exit_code == 0)

@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/loan_scale.py [--database sqlite|postgresql] [--checkouts 100]
 
-Starts the whole system (``python -m shiori run``) as benchmarks/circulation.py does (own data directory,
+Starts the whole system (``python -m shiori run``) through benchmarks/harness.py (own data directory,
 own broker vhost, throwaway PostgreSQL databases), sets up through the HTTP API a loan rule that lets a
 patron hold 1,000 items, patrons with 0, 50 and 500 loans and a work with 1,000 patrons waiting for it,
 then times sequential check-outs through the gateway:
@@ -27,14 +27,13 @@ eventlet.monkey_patch()  # before requests or psycopg2 are imported
 import argparse  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from circulation import (  # noqa: E402
-    LOCALHOST, RESULTS_DIR, Api, Broker, PostgresDatabases, Stop, System, add_broker_arguments, check_broker_arguments, free_port, login, release, say,
-    stop_main_on_signals, write_report,
+from harness import (  # noqa: E402
+    LOCALHOST, RESULTS_DIR, Api, Broker, Stop, SystemUnderTest, add_broker_arguments, check_broker_arguments, login,
+    say, stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
 
@@ -128,23 +127,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     stopping = stop_main_on_signals()
-    data_dir = Path(tempfile.mkdtemp(prefix="shiori-bench-"))
-    broker, databases, system = Broker(args.broker_url, args.broker_admin_url), None, None
+    broker = Broker(args.broker_url, args.broker_admin_url)
+    under_test = SystemUnderTest(args.database, broker, keep_data=args.keep_data,
+                                 postgres={"host": args.pg_host, "port": args.pg_port})
     report = {"benchmark": "loan-scale", "database": args.database, "checkouts_per_case": args.checkouts,
               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "cases": {}}
     output = Path(args.output) if args.output else RESULTS_DIR / f"loan-scale-{args.database}.json"
     complete = False
     try:
-        database_urls = {}
-        if args.database == "postgresql":
-            databases = PostgresDatabases(args.pg_host, args.pg_port)
-            databases.create()
-            database_urls = databases.urls()
-        system = System(data_dir, free_port(), broker, database_urls)
-        base_url = system.start()
+        base_url = under_test.start()
         say(f"system up at {base_url} ({args.database}, virtual host {broker.vhost})")
-        api = Api(base_url, login(base_url, system.password))
+        api = Api(base_url, login(base_url, under_test.system.password))
         api.expect(api.post("/api/v1/libraries", {"code": LIBRARY, "name": "ベンチマーク図書館", "kind": "main"}), 201)
         api.expect(api.post("/api/v1/loan-policies", {"loan_days": 14, "max_items": 1000, "renewals": 1,
                                                       "max_holds": 10}), 201)
@@ -170,9 +164,7 @@ def main(argv=None):
     except Stop:
         say("stopped")
     finally:
-        if system is not None:
-            system.stop()
-        release(databases, broker, data_dir, args.keep_data)
+        under_test.close()
         write_report(report, output, complete)
     return 0 if complete else 1
 

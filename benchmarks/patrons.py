@@ -63,7 +63,7 @@ from services.patrons.service import PatronsService  # noqa: E402
 from services.patrons.vault import DataKey, KeyRing, KeysBase, PatronVault, new_master_key_spec  # noqa: E402
 from shiori.db import create_schema, make_engine  # noqa: E402
 from shiori.rpc import CallerContext  # noqa: E402
-from circulation import machine_cpu, postgres_admin, say  # noqa: E402
+from harness import machine_cpu, postgres_admin, say  # noqa: E402
 from figures import latency_summary  # noqa: E402
 
 LOCALHOST = "127.0.0.1"

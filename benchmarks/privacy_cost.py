@@ -44,10 +44,10 @@ from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 from urllib.parse import quote  # noqa: E402
 
-from circulation import (  # noqa: E402
-    REPO, RESULTS_DIR, Api, Broker, PostgresDatabases, Stop, System, add_broker_arguments,
-    check_broker_arguments, ended_early, fmt, free_port, login, release, run_level, say, set_up,
-    stop_main_on_signals, write_report,
+from circulation import run_level, set_up  # noqa: E402
+from harness import (  # noqa: E402
+    REPO, RESULTS_DIR, Api, Broker, Stop, SystemUnderTest, add_broker_arguments, check_broker_arguments,
+    ended_early, fmt, login, say, stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
 from shiori.provision import ManagementApi, ProvisioningFailed  # noqa: E402
@@ -91,26 +91,19 @@ def source_tree(revision, folder):
 
 
 class Variant:
-    """One of the systems compared: where its code comes from, its broker, databases and data directory."""
+    """One of the systems compared (a SystemUnderTest: where its code comes from, its broker, databases and
+    data directory), with its own library, patrons and copies, and its latencies pooled over the rounds."""
 
-    def __init__(self, name, code, broker, database, environ=None, postgres=None):
-        self.name, self.code, self.broker, self.database = name, code, broker, database
-        self.environ = environ or {}
-        self.postgres = postgres or {}  # PostgresDatabases' server: host, port, query
-        self.data_dir = Path(tempfile.mkdtemp(prefix=f"shiori-bench-{name}-"))
-        self.databases = self.system = self.base_url = self.token = None
+    def __init__(self, name, code, broker, database, keep_data, environ=None, postgres=None):
+        self.name, self.code = name, code
+        self.under_test = SystemUnderTest(database, broker, keep_data=keep_data, postgres=postgres, code=code,
+                                          environ=environ, prefix=f"shiori-bench-{name}-")
+        self.base_url = self.token = None
         self.clients, self.samples = {}, {}
 
     def start(self, levels, items_per_client):
-        database_urls = {}
-        if self.database == "postgresql":
-            self.databases = PostgresDatabases(**self.postgres)
-            self.databases.create()
-            database_urls = self.databases.urls()
-        self.system = System(self.data_dir, free_port(), self.broker, database_urls, code=self.code)
-        self.system.env.update(self.environ)
-        self.base_url = self.system.start()
-        self.token = login(self.base_url, self.system.password)
+        self.base_url = self.under_test.start()
+        self.token = login(self.base_url, self.under_test.system.password)
         self.clients = set_up(Api(self.base_url, self.token), levels, items_per_client)
         say(f"{self.name}: up at {self.base_url} (code {self.code})")
 
@@ -129,10 +122,8 @@ class Variant:
         return {"checkout": latency_summary(pooled["checkout"]), "checkin": latency_summary(pooled["checkin"]),
                 "errors": pooled["errors"]}
 
-    def stop(self, keep_data):
-        if self.system is not None:
-            self.system.stop()
-        release(self.databases, self.broker, self.data_dir, keep_data)
+    def stop(self):
+        self.under_test.close()
 
 
 def https_settings(files):
@@ -220,8 +211,9 @@ def main(argv=None):
     try:
         source_tree(args.before, old_code)
         guest.create()
-        variants = [Variant("before", old_code, guest, args.database),
-                    Variant("now", REPO, Broker(args.broker_url, args.broker_admin_url), args.database)]
+        variants = [Variant("before", old_code, guest, args.database, args.keep_data),
+                    Variant("now", REPO, Broker(args.broker_url, args.broker_admin_url), args.database,
+                            args.keep_data)]
         if args.https or args.tls:
             sys.path.insert(0, str(REPO / "tests"))
             import tls_servers as servers
@@ -229,10 +221,10 @@ def main(argv=None):
             files = servers.certificates(tls_folder, (servers.HOST, "127.0.0.1"))
         if args.https:
             variants.append(Variant("now+https", REPO, Broker(args.broker_url, args.broker_admin_url),
-                                    args.database, https_settings(files)))
+                                    args.database, args.keep_data, https_settings(files)))
         if args.tls:
             broker, postgres, settings = tls_everywhere(servers, tls_folder, files, servers_started)
-            variants.append(Variant("now+tls", REPO, broker, args.database, settings, postgres))
+            variants.append(Variant("now+tls", REPO, broker, args.database, args.keep_data, settings, postgres))
         report["systems"] = [variant.name for variant in variants]
         for variant in variants:
             variant.start(args.levels, args.items_per_client)
@@ -252,7 +244,7 @@ def main(argv=None):
     finally:
         stopping.set()
         for variant in variants:
-            variant.stop(args.keep_data)
+            variant.stop()
         if not variants:
             guest.delete()
         shutil.rmtree(old_code, ignore_errors=True)
