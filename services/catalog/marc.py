@@ -21,10 +21,8 @@ from xml.parsers import expat
 from pymarc import Field, Indicators, Record, Subfield, marc8_to_unicode
 
 from services.catalog.rules import normalize_isbn
+from shiori.imports import Imported
 
-Imported = namedtuple("Imported", "position work reason")
-Imported.__doc__ = """One record of an import file: ``position`` is its 0-based number in the file; exactly one of
-``work`` (the work dict) and ``reason`` (why it was rejected, in English) is set."""
 
 _LEADER_LENGTH = 24
 _ENTRY_LENGTH = 12

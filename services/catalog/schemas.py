@@ -3,8 +3,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from services.catalog.rules import normalize_isbn
 from services.catalog.text import words
+from shiori.vocabulary import CODE, ITEM_TYPES
 
-CODE = validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,31}$", error="lower-case letters, digits and '-', at most 32")
 BARCODE = validate.Regexp(r"^[A-Za-z0-9-]{1,32}$", error="letters, digits and '-', at most 32")
 LIBRARY_KINDS = ("main", "branch", "school")
 CONTRIBUTOR_ROLES = ("author", "translator", "editor", "illustrator", "contributor")
@@ -66,10 +66,6 @@ class WorkSchema(Schema):
     availability = fields.List(fields.Nested(AvailabilitySchema), dump_only=True)
 
 
-# A copy's kind, as loan rules tell them apart; a reference copy is never lent.
-ITEM_TYPES = ("book", "magazine", "av", "reference")
-
-
 class ItemSchema(Schema):
     barcode = fields.String(required=True, validate=BARCODE)
     work_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
@@ -103,16 +99,6 @@ class SearchQuerySchema(Schema):
         if not any(words(text) for text in texts):
             raise ValidationError("give a query (q) or a field to search (title, author, publisher, isbn, ndc)",
                                   field_name="q")
-
-
-IMPORT_FORMATS = ("aozora-csv", "marc21", "marcxml")
-
-
-class ImportQuerySchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    format = fields.String(required=True, validate=validate.OneOf(IMPORT_FORMATS))
 
 
 class LoanStatusEventSchema(Schema):

@@ -13,15 +13,11 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from sudachipy import Dictionary, SplitMode
-
 _HIRAGANA = str.maketrans({chr(code): chr(code - 0x60) for code in range(0x30a1, 0x30f7)})  # ァ..ヶ -> ぁ..ゖ
 # White space, 中黒 ・, the Latin middle dot and commas: "夏目, 漱石" (as MARC writes names) = 夏目漱石.
 _DROPPED = re.compile(r"[\s\u30fb\u00b7,\u3001]+")
 _CODE_BITS = 21  # every Unicode code point fits in 21 bits
 _JAPANESE = re.compile(r"[\u3041-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
-# Mode C: the longest units (固有名詞 whole), whose dictionary readings are the most reliable.
-_analyser = Dictionary().tokenizer(mode=SplitMode.C)
 
 
 def fold(text):
@@ -42,8 +38,19 @@ def reading(text):
     # Latin letters, digits and symbols are read as written (not エービーシー for ABC).
     return fold("".join(
         morpheme.reading_form() if _JAPANESE.search(morpheme.surface()) else morpheme.surface()
-        for morpheme in _analyser.tokenize(text)
+        for morpheme in _analyser().tokenize(text)
     ))
+
+
+@lru_cache(maxsize=1)
+def _analyser():
+    """SudachiPy's tokenizer, built on the first reading asked for: its dictionary takes tens of MB and a few
+    tenths of a second, which only the catalogue's processes (indexing, searching) should pay, not every
+    process that imports the catalogue's schemas."""
+    from sudachipy import Dictionary, SplitMode
+
+    # Mode C: the longest units (固有名詞 whole), whose dictionary readings are the most reliable.
+    return Dictionary().tokenizer(mode=SplitMode.C)
 
 
 def gram_code(first, second=None):

@@ -3,6 +3,7 @@ the revoked credentials the patrons service tells it of."""
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from shiori.errors import load
+from shiori.vocabulary import IMPORT_FORMATS
 
 
 class PageSchema(Schema):
@@ -18,6 +19,13 @@ class StatisticsFormatSchema(Schema):
         unknown = EXCLUDE
 
     format = fields.String(load_default="json", validate=validate.OneOf(("json", "csv")))
+
+
+class ImportQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    format = fields.String(required=True, validate=validate.OneOf(IMPORT_FORMATS))
 
 
 class RevocationSchema(Schema):

@@ -11,17 +11,16 @@ from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
-from services.catalog.imports import import_upload
-from services.catalog.schemas import ImportQuerySchema
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
-from services.gateway.schemas import RevocationSchema, StatisticsFormatSchema, page_of
+from services.gateway.schemas import ImportQuerySchema, RevocationSchema, StatisticsFormatSchema, page_of
 from services.gateway.tokens import Revocations, Tokens, catch_up_timer
 from shiori.clock import now
 from shiori.context import GATEWAY_SYSTEM_ACTOR
 from shiori.errors import ServiceUnavailable, load
 from shiori.events import broadcast, read_event
+from shiori.imports import import_upload
 from shiori.roles import ADMIN, LIBRARIAN, PATRON, STAFF_ROLES, SYSTEM
 from shiori.rpc import Caller, ServiceRpc
 

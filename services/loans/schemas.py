@@ -7,9 +7,8 @@ from datetime import timedelta
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates, validates_schema
 
-from services.catalog.schemas import ITEM_TYPES
 from services.loans.rules import LONGEST_CLOSURE_DAYS
-from services.patrons.schemas import CATEGORIES
+from shiori.vocabulary import ITEM_TYPES, PATRON_CATEGORIES
 
 # Whether a barcode, card or library exists is for their owners to say; here only the size is checked.
 CODE = validate.Length(1, 32)
@@ -72,7 +71,7 @@ class LoanPolicySchema(Schema):
     """A loan rule; a key left out (or null) matches any category, item type or library."""
 
     id = fields.Integer(dump_only=True)
-    patron_category = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CATEGORIES))
+    patron_category = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(PATRON_CATEGORIES))
     item_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(ITEM_TYPES))
     library = fields.String(load_default=None, allow_none=True, validate=CODE)
     loan_days = fields.Integer(required=True, strict=True, validate=validate.Range(1, 365))
