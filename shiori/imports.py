@@ -35,11 +35,11 @@ class ReaderFailed(Exception):
 
 
 def import_upload(stream, file_format, import_works, in_flight=IN_FLIGHT):
-    """``import_file`` for a server under eventlet: a process of its own reads the file, handed its bytes as they
-    arrive, and hands back the records it reads. The hub would run nothing else while parsing, so every other
-    request would wait for a hostile file; and the memory a parse takes is returned when the process ends.
-    A failure to read ``stream`` that ended the file early (too large, the client gone) is raised once the
-    records read before it are settled."""
+    """``services.catalog.imports.import_file`` for a server under eventlet: a process of its own reads the
+    file, handed its bytes as they arrive, and hands back the records it reads. The hub would run nothing else
+    while parsing, so every other request would wait for a hostile file; and the memory a parse takes is
+    returned when the process ends. A failure to read ``stream`` that ended the file early (too large, the
+    client gone) is raised once the records read before it are settled."""
     import eventlet
     from eventlet.green import subprocess
 
@@ -104,19 +104,6 @@ def _reader_environment():
     nothing else of the server's: no secret, no broker address."""
     passed_on = {name: os.environ[name] for name in ("PATH", "TMPDIR") if name in os.environ}
     return {"PYTHONPATH": str(_CODE_ROOT), **passed_on}
-
-
-def _feed(stream, pipe):
-    try:
-        while block := stream.read(_PIPE_BUFFER):
-            pipe.write(block)
-    except BrokenPipeError:
-        pass  # the reading process ended early; its exit status says why
-    finally:
-        try:
-            pipe.close()
-        except BrokenPipeError:
-            pass
 
 
 def _feed(stream, pipe):
