@@ -50,7 +50,7 @@ from harness import (  # noqa: E402
 from figures import latency_summary  # noqa: E402
 from shiori.commands import operator_rpc  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
-from services.catalog.imports import BATCH_SIZE, IN_FLIGHT  # noqa: E402
+from shiori.imports import BATCH_SIZE, IN_FLIGHT  # noqa: E402
 from services.catalog.rules import _isbn13_check  # noqa: E402
 from services.catalog.text import fold, reading  # noqa: E402
 

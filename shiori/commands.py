@@ -126,7 +126,8 @@ def load_demo(rpc, out):
 
 def import_records(stream, file_format, tenant, environ=None):
     """Import a file into the tenant's catalogue, showing progress on stderr; answers the exit status."""
-    from services.catalog.imports import IN_FLIGHT, import_file
+    from services.catalog.imports import import_file
+    from shiori.imports import IN_FLIGHT
 
     def progress(summary, rate):
         done = summary["added"] + summary["updated"] + summary["rejected"]

@@ -13,9 +13,7 @@ import orjson
 
 from services.catalog.aozora import read_aozora
 from services.catalog.marc import read_marc21, read_marcxml
-# import_upload and ReaderFailed are named here too, where the readers are: the operators' command and the tests
-# know a bulk import by this module.
-from shiori.imports import BATCH_SIZE, IN_FLIGHT, ReaderFailed, import_records, import_upload  # noqa: F401
+from shiori.imports import BATCH_SIZE, IN_FLIGHT, import_records
 
 READERS = {"aozora-csv": read_aozora, "marc21": read_marc21, "marcxml": read_marcxml}
 

@@ -11,9 +11,10 @@ import pytest
 
 from pymarc import Field, Indicators, Record, Subfield, XMLWriter, record_to_xml
 
-from services.catalog.imports import READERS, ReaderFailed, import_file, import_upload
+from services.catalog.imports import READERS, import_file
 from services.catalog.marc import Imported, clean_subfield, read_marc21, read_marcxml
 from services.catalog.schemas import WorkSchema
+from shiori.imports import ReaderFailed, import_upload
 
 UTF8_LEADER = "00000nam a2200000 i 4500"
 MARC8_LEADER = "00000nam  2200000 a 4500"
