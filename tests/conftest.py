@@ -25,10 +25,12 @@ from urllib.parse import urlsplit, urlunsplit  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
+from nameko.testing.utils import get_extension  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from shiori.broker import OPERATOR, ScopedStandaloneReplyListener  # noqa: E402
+from shiori.clock import Clock  # noqa: E402
 from shiori.context import ContextSigner  # noqa: E402
 from shiori.commands import operator_rpc  # noqa: E402
 from shiori.config import load_config  # noqa: E402
@@ -270,6 +272,28 @@ class RunningSystem:
     def stop_all(self):
         # Each container takes a second or two to wind its consumers down; together they take the longest one.
         list(eventlet.GreenPool().imap(self.stop, list(self.runners)))
+
+    def clocks(self):
+        found = [get_extension(container, Clock) for runner in self.runners.values() for container in runner.containers]
+        return [clock for clock in found if clock is not None]
+
+    def today(self):
+        """The library's day as the services see it (moved by ``travel``)."""
+        return get_extension(self.runners["loans"].containers[0], Clock).time.today()
+
+    @contextmanager
+    def travel(self, by=None, to=None):
+        """Every service's clock moved ``by`` a timedelta or ``to`` a library day while the block runs: a loan
+        falls due, a pickup window ends, a card expires as the days pass, not by rewriting the services' rows."""
+        clocks = self.clocks()
+        shifts = [clock.time.shift for clock in clocks]
+        for clock in clocks:
+            clock.travel(by, to)
+        try:
+            yield
+        finally:
+            for clock, shift in zip(clocks, shifts):
+                clock.time.shift = shift
 
     @contextmanager
     def rpc(self, tenant=TENANT):

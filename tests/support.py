@@ -5,6 +5,12 @@ import socket
 import time
 import uuid
 from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+from shiori.clock import library_day
+
+# Longer ago than any retention period: a test travels this far back to make a patron who has not come since.
+TEN_YEARS = timedelta(days=3653)
 
 # Short, so that tests of a service being down wait little; the default in production is 5 s.
 RPC_TIMEOUT = 3
@@ -20,6 +26,11 @@ def wait_until(condition, timeout=10.0, interval=0.05, message="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def wall_today():
+    """The library's day by the wall clock, for tests that do not move the services' clocks."""
+    return library_day(datetime.now(timezone.utc))
 
 
 def unique(prefix):
@@ -101,10 +112,9 @@ def in_database(system, service, statement, **params):
 
 
 def run_daily_pass(system):
-    """Today's daily pass of the loans service again, as an operator after an outage (the day's mark goes)."""
-    in_database(system, "loans", "DELETE FROM daily_passes")
+    """Today's daily pass of the loans service, again if it ran today, as an operator after an outage."""
     with system.rpc() as rpc:
-        rpc.loans.run_daily_pass()
+        rpc.loans.run_daily_pass(again=True)
 
 
 def refused(response, code):

@@ -16,7 +16,7 @@ from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
 from services.gateway.schemas import ImportQuerySchema, RevocationSchema, StatisticsFormatSchema, page_of
 from services.gateway.tokens import Revocations, Tokens, catch_up_timer
-from shiori.clock import now
+from shiori.clock import token_time
 from shiori.context import GATEWAY_SYSTEM_ACTOR
 from shiori.errors import ServiceUnavailable, load
 from shiori.events import broadcast, read_event
@@ -70,7 +70,7 @@ class GatewayService(CatalogueRoutes):
     def catch_up_on_revocations(self):
         """At start, and every minute for a broadcast missed (the broker restarted, this process was cut off):
         the revocations of every token that may still be valid, from the patrons service."""
-        horizon = now() - timedelta(seconds=self.tokens.lifetime_seconds)
+        horizon = token_time() - timedelta(seconds=self.tokens.lifetime_seconds)
         # A context names a tenant; the call reads every tenant's revocations, whichever it names.
         self.caller.act_as(self.config["PUBLIC_TENANT"], GATEWAY_SYSTEM_ACTOR, SYSTEM)
         try:

@@ -6,13 +6,14 @@ changed, a PIN changed, a card reported lost): the patrons service broadcasts ``
 every gateway process, which then refuses that holder's tokens issued before the revocation. Each process
 also asks for the recent revocations when it starts and every minute, for a broadcast it missed.
 """
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import jwt
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import QueueConsumer
 from nameko.timer import Timer
 
+from shiori.clock import token_time
 from shiori.errors import NotAuthenticated
 from shiori.roles import PATRON
 
@@ -34,7 +35,7 @@ class TokenIssuer:
         return cls(config.get("TOKEN_SECRET"), int(config.get("TOKEN_LIFETIME_SECONDS", 3600)))
 
     def issue(self, account):
-        issued = datetime.now(timezone.utc)
+        issued = token_time()
         claims = {
             # iat to the microsecond, so that a token issued just after a revocation is not taken for one before
             "iss": ISSUER, "aud": AUDIENCE, "iat": issued.timestamp(), "exp": issued + self.lifetime,

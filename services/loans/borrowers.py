@@ -18,7 +18,6 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Date, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shiori.clock import now
 from shiori.db import UtcDateTime
 from shiori.keystore import ErasingStore
 
@@ -129,11 +128,11 @@ class Borrowers:
         self.session.execute(delete(Suspension).where(Suspension.tenant == tenant, Suspension.patron_id == patron_id))
         self.session.commit()
 
-    def sweep(self, live_refs):
+    def sweep(self, live_refs, now):
         """Erase borrowers that no loan or hold names (``live_refs``: every ref the loans database holds),
-        but for those recorded too recently to tell. Answers how many."""
+        but for those recorded too recently before ``now`` to tell. Answers how many."""
         orphans = [ref for ref in self.session.scalars(
-            select(Borrower.ref).where(Borrower.recorded_at < now() - ORPHAN_AFTER)) if ref not in live_refs]
+            select(Borrower.ref).where(Borrower.recorded_at < now - ORPHAN_AFTER)) if ref not in live_refs]
         self.forget(orphans)
         return len(orphans)
 

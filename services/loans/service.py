@@ -23,7 +23,7 @@ from services.loans.schemas import (
     PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, HoldRequestSchema,
     HoldSchema, LoanPolicySchema, LoanSchema, PatronDeletedSchema, UnplannedClosureSchema,
 )
-from shiori.clock import library_today, now
+from shiori.clock import Clock
 from shiori.db import Database, checkpoint, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
@@ -47,6 +47,7 @@ class LoansService:
     db = Database(Base.metadata)
     borrowers = BorrowerStore()
     caller = Caller()
+    clock = Clock()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
     patrons = ServiceRpc("patrons")
@@ -72,7 +73,7 @@ class LoansService:
         if item_type == "reference":
             raise errors.ItemNotForLoan(details={"item_barcode": item["barcode"]})
 
-        today = library_today()
+        today = self.clock.today()
         calendar = self._calendar(data["library"])
         if not calendar.is_open(today):
             raise errors.LibraryClosed(details={"library": data["library"], "date": today.isoformat()})
@@ -89,11 +90,11 @@ class LoansService:
             Hold.item_barcode.is_(None)))
 
         lent_to = Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"],
-                           patron_category=borrower["category"], age_band=borrower["age_band"], recorded_at=now())
+                           patron_category=borrower["category"], age_band=borrower["age_band"], recorded_at=self.clock.now())
         loan = Loan(
             tenant=self.caller.tenant, borrower_ref=lent_to.ref, item_barcode=item["barcode"], item_type=item_type,
             ndc_class=item["ndc_class"], work_id=item["work_id"], library=data["library"],
-            loaned_on=today, due_date=due_date(today, policy.loan_days, calendar), renewals=0, created_at=now(),
+            loaned_on=today, due_date=due_date(today, policy.loan_days, calendar), renewals=0, created_at=self.clock.now(),
         )
         if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
             self._queues().fulfil(own_hold)
@@ -121,7 +122,7 @@ class LoansService:
         data = load(CheckinSchema(), payload)
         self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
-        tenant, barcode, today = self.caller.tenant, item["barcode"], library_today()
+        tenant, barcode, today = self.caller.tenant, item["barcode"], self.clock.today()
         loan = self.db.scalar(select(Loan).where(Loan.tenant == tenant, Loan.item_barcode == barcode))
         queues = self._queues()
         # A copy neither lent nor travelling is checked in to serve a hold (taken from the shelf for it), or
@@ -160,7 +161,7 @@ class LoansService:
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         loan, lent_to = self._loan(loan_id)
         self.patrons.borrower_by_id(lent_to.patron_id)  # the card must still be valid and not suspended
-        today = library_today()
+        today = self.clock.today()
         self._check_suspension(lent_to.patron_id, today)
         policy = self._policy(lent_to.patron_category, loan.item_type, loan.library)
         settings = self._settings()
@@ -191,7 +192,7 @@ class LoansService:
             borrower = self.patrons.borrower(data["card_number"])
         else:
             raise InvalidInput(details={"card_number": ["staff name the patron by card number"]})
-        today = library_today()
+        today = self.clock.today()
         if data.get("not_needed_after") and data["not_needed_after"] < today:
             raise InvalidInput(details={"not_needed_after": ["is in the past"]})
         work_ids = data.get("works") or [data["work_id"]]
@@ -206,7 +207,7 @@ class LoansService:
 
         series = str(uuid.uuid4()) if len(work_ids) > 1 else None
         holders = [Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"], held_work_id=work_id,
-                            recorded_at=now()) for work_id in work_ids]
+                            recorded_at=self.clock.now()) for work_id in work_ids]
         holds = [Hold(tenant=self.caller.tenant, borrower_ref=holder.ref, work_id=holder.held_work_id,
                       pickup_library=pickup["code"], status="waiting" if position == 0 else "pending",
                       not_needed_after=data.get("not_needed_after"), series=series,
@@ -250,7 +251,7 @@ class LoansService:
             raise errors.HoldNotFound(details={"hold_id": hold_id})
         if self.caller.role != PATRON:
             self.patrons.ensure_visible(holder.patron_id)
-        self._end_holds([hold], library_today())
+        self._end_holds([hold], self.clock.today())
 
     @rpc
     def patron_holds(self, patron_id):
@@ -372,7 +373,7 @@ class LoansService:
     def _announce_due_date(self, loan, lent_to, reason):
         self.publish("loan_due_date_changed", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "library": loan.library,
-            "due_date": loan.due_date, "reason": reason, "changed_on": library_today(), **counted(loan, lent_to)})
+            "due_date": loan.due_date, "reason": reason, "changed_on": self.clock.today(), **counted(loan, lent_to)})
 
     # --- a patron's loans --------------------------------------------------------------------------
 
@@ -422,7 +423,7 @@ class LoansService:
         holds = self.db.scalars(select(Hold).where(
             Hold.tenant == tenant, Hold.borrower_ref.in_(self.borrowers.refs_of(tenant, [patron_id])))
             .order_by(Hold.id)).all()
-        self._end_holds(holds, library_today())  # commits it all, with the event's id, then announces
+        self._end_holds(holds, self.clock.today())  # commits it all, with the event's id, then announces
 
     def _check_desk(self, library):
         if not may_serve_at(self.caller.role, self.caller.libraries, library):
@@ -558,19 +559,24 @@ class LoansService:
         self._daily_pass()
 
     @rpc
-    def run_daily_pass(self):
-        """Operators: run today's pass now, unless it has run today."""
+    def run_daily_pass(self, again=False):
+        """Operators: run today's pass now, unless it has run today; ``again``, even so (after a fault cut
+        today's pass short: what it did already is not undone, and reminders it sent go out once more)."""
         self.caller.require((OPERATOR,))
-        self._daily_pass()
+        self._daily_pass(again)
 
-    def _daily_pass(self):
-        today = library_today()
-        self.db.add(DailyPass(day=today))
-        try:
+    def _daily_pass(self, again=False):
+        today = self.clock.today()
+        if again:
+            self.db.merge(DailyPass(day=today))
             self.db.commit()
-        except IntegrityError:
-            self.db.rollback()
-            return
+        else:
+            self.db.add(DailyPass(day=today))
+            try:
+                self.db.commit()
+            except IntegrityError:
+                self.db.rollback()
+                return
         self.borrowers.lift_suspensions(today)
         ended = self.db.scalars(select(Hold).where(or_(
             and_(Hold.status.in_(("waiting", "pending")), Hold.not_needed_after < today),
@@ -604,7 +610,7 @@ class LoansService:
         """Erase borrowers that no loan or hold names any more: left by a commit that failed, or by an
         erase that did not happen after one that succeeded."""
         live = set(self.db.scalars(select(Loan.borrower_ref))) | set(self.db.scalars(select(Hold.borrower_ref)))
-        if swept := self.borrowers.sweep(live):
+        if swept := self.borrowers.sweep(live, self.clock.now()):
             log.info("erased %d orphaned borrowers", swept)
 
     @timer(interval=60)

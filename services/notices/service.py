@@ -19,7 +19,7 @@ from services.notices.schemas import (
     HoldReadySchema, LoansDueSoonSchema, LoansOverdueSchema, NoticeSchema, NoticeSettingsSchema, PatronEventSchema,
 )
 from services.notices.templates import render, titles_line
-from shiori.clock import library_today, now
+from shiori.clock import Clock
 from shiori.db import Database, checkpoint
 from shiori.errors import load
 from shiori.events import first_delivery, read_event, subscribe
@@ -36,6 +36,7 @@ class NoticesService:
 
     db = Database(Base.metadata)
     caller = Caller()
+    clock = Clock()
     config = Config()
     send_mail = Mailer()
     patrons = ServiceRpc("patrons")
@@ -82,8 +83,8 @@ class NoticesService:
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
         notice = Notice(tenant=event["tenant"], patron_id=event["data"]["patron_id"], kind=kind,
-                        facts=facts_of(event["data"]), channel="email", attempts=0, next_attempt_at=now(),
-                        created_at=now())
+                        facts=facts_of(event["data"]), channel="email", attempts=0, next_attempt_at=self.clock.now(),
+                        created_at=self.clock.now())
         self.db.add(notice)
         self.db.commit()
         self._deliver(notice)
@@ -91,7 +92,7 @@ class NoticesService:
     @timer(interval=10)
     def retry_due_notices(self):
         """Notices whose earlier attempt failed, when their pause is over."""
-        due = self.db.scalars(select(Notice).where(Notice.channel == "email", Notice.next_attempt_at <= now())
+        due = self.db.scalars(select(Notice).where(Notice.channel == "email", Notice.next_attempt_at <= self.clock.now())
                               .order_by(Notice.next_attempt_at).limit(RETRY_BATCH)).all()
         for notice in due:
             self._deliver(notice)
@@ -115,7 +116,7 @@ class NoticesService:
             notice.attempts += 1
             pause = min(int(self.config["RETRY_FIRST_SECONDS"]) * 2 ** (notice.attempts - 1),
                         int(self.config["RETRY_MAX_SECONDS"]))
-            notice.next_attempt_at = now() + timedelta(seconds=pause)
+            notice.next_attempt_at = self.clock.now() + timedelta(seconds=pause)
             notice.last_error = _reason(error)
             self.db.commit()
             log.warning("notice %d not sent (attempt %d, next in %d s): %s", notice.id, notice.attempts, pause,
@@ -143,7 +144,7 @@ class NoticesService:
         loans = self.loans.patron_loans(notice.patron_id)
         if notice.kind == "due_soon":
             return [loan["title"] for loan in loans if loan["due_date"] == notice.facts["date"]]
-        return [loan["title"] for loan in loans if loan["due_date"] < library_today().isoformat()]
+        return [loan["title"] for loan in loans if loan["due_date"] < self.clock.today().isoformat()]
 
     # --- for the desk and the admins ---------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from sqlalchemy import JSON, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.patrons.models import Base
-from shiori.clock import now
 from shiori.db import UtcDateTime, checkpoint
 
 GENESIS = "0" * 64
@@ -86,9 +85,9 @@ class AccessChain:
     def seal(self, entry):
         return hmac.new(self.key, sealed_content(entry), hashlib.sha256).hexdigest()
 
-    def record(self, session, caller, action, patron_ids, fields):
-        """Append one entry per patron to the caller's tenant's chain, in the session's open transaction (the
-        caller commits, with the change the entries describe)."""
+    def record(self, session, caller, at, action, patron_ids, fields):
+        """Append one entry per patron, made ``at`` that moment, to the caller's tenant's chain, in the
+        session's open transaction (the caller commits, with the change the entries describe)."""
         tenant = caller.tenant
         for patron_id in patron_ids:
             moved = session.execute(update(ChainHead).where(ChainHead.tenant == tenant)
@@ -98,7 +97,7 @@ class AccessChain:
                 session.flush()
             head = session.get(ChainHead, tenant, populate_existing=True)
             entry = AccessEntry(
-                tenant=tenant, seq=head.seq, at=now(), actor=caller.actor, role=caller.role or "unknown",
+                tenant=tenant, seq=head.seq, at=at, actor=caller.actor, role=caller.role or "unknown",
                 patron_id=patron_id, action=action, fields=sorted(fields), route=caller.route,
                 previous_hash=head.hash,
             )

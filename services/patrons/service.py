@@ -29,7 +29,7 @@ from services.patrons.schemas import (
     CardStatusSchema, CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema,
     PatronSchema, RevocationQuerySchema, RevokedCredentialSchema, StaffAccountChangeSchema, StaffAccountSchema,
 )
-from shiori.clock import library_today, now
+from shiori.clock import Clock, token_time
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
@@ -61,6 +61,7 @@ class PatronsService:
     vault = Vault()
     access_record = AccessRecord()
     caller = Caller()
+    clock = Clock()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
     catalog = ServiceRpc("catalog")
@@ -79,7 +80,7 @@ class PatronsService:
         data = load(PatronSchema(), payload)
         self._check_home_library(data["home_library"])
         pin = data.pop("pin", None)
-        today = library_today()
+        today = self.clock.today()
         tenant = self.caller.tenant
         patron = Patron(
             tenant=tenant, key_ref=self.vault.new_key(), home_library=data["home_library"],
@@ -99,7 +100,7 @@ class PatronsService:
                 self.db.rollback()
         else:
             raise RuntimeError("could not draw a free card number")
-        self.access_record.record(self.db, self.caller, "create", [patron.id], data)
+        self._record("create", [patron.id], data)
         self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
@@ -113,7 +114,7 @@ class PatronsService:
     def get_patron(self, patron_id):
         self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
-        self.access_record.record(self.db, self.caller, "read", [patron.id], PERSONAL_FIELDS)
+        self._record("read", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return self._dump(patron)
 
@@ -136,7 +137,7 @@ class PatronsService:
                                                             phone_digits(params["phone"])))).all()
         found = [patron for patron in found if self._visible(patron)]
         if found:  # a list read is recorded for every patron it shows
-            self.access_record.record(self.db, self.caller, "read", [patron.id for patron in found], PERSONAL_FIELDS)
+            self._record("read", [patron.id for patron in found], PERSONAL_FIELDS)
             self.db.commit()
         return {"items": [self._dump(patron) for patron in found], "total": len(found),
                 "page": params["page"], "per_page": params["per_page"]}
@@ -181,7 +182,7 @@ class PatronsService:
             "loans": self.loans.patron_loans(patron.id),
             "access_record": AccessEntrySchema(many=True).dump(entries),
         }
-        self.access_record.record(self.db, self.caller, "export", [patron.id], PERSONAL_FIELDS)
+        self._record("export", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return export
 
@@ -216,7 +217,7 @@ class PatronsService:
         years = int(self.config["RETENTION_YEARS"])
         if years <= 0:
             return {"retention_years": 0, "due": 0, "kept_with_loans": 0, "deleted": 0}
-        cutoff = years_after(library_today(), -years)  # last use (or registration) before this day
+        cutoff = years_after(self.clock.today(), -years)  # last use (or registration) before this day
         due = self.db.scalars(select(Patron).where(
             Patron.tenant == self.caller.tenant,
             func.coalesce(Patron.last_used_on, Patron.registered_on) < cutoff)).all()
@@ -232,7 +233,7 @@ class PatronsService:
         days = int(self.config["ADDRESS_RETENTION_DAYS"])
         if days <= 0:
             return {"address_retention_days": 0, "access_entries": 0, "login_failures": 0}
-        cutoff = now() - timedelta(days=days)
+        cutoff = self.clock.now() - timedelta(days=days)
         login_failures = logins.forget_addresses_before(self.db, cutoff)
         access_entries = self.access_record.drop_addresses(self.db, cutoff)  # commits both
         return {"address_retention_days": days, "access_entries": access_entries, "login_failures": login_failures}
@@ -243,7 +244,7 @@ class PatronsService:
         # deleting the row itself were to fail (a retry then completes it).
         self.vault.shred(patron.key_ref)
         self.db.delete(patron)
-        self.access_record.record(self.db, self.caller, "delete", [patron_id], PERSONAL_FIELDS)
+        self._record("delete", [patron_id], PERSONAL_FIELDS)
         revoked = [self._revoke(tenant, f"patron:{patron_id}")]  # their tokens end with them
         self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
@@ -273,12 +274,12 @@ class PatronsService:
         return self._may_borrow(self._patron(patron_id))
 
     def _may_borrow(self, patron):
-        refusal = borrowing_refusal(patron.status, patron.expires_on, library_today())
+        refusal = borrowing_refusal(patron.status, patron.expires_on, self.clock.today())
         if refusal:
             raise refusal
         birth_date = date.fromisoformat(self.vault.open(patron.key_ref, "birth_date", patron.birth_date_sealed))
         return {"id": patron.id, "category": patron.category, "home_library": patron.home_library,
-                "age_band": age_band(birth_date, library_today())}
+                "age_band": age_band(birth_date, self.clock.today())}
 
     @rpc
     def contacts(self, patron_ids, fields):
@@ -291,7 +292,7 @@ class PatronsService:
         patrons = [patron for patron in self.db.scalars(select(Patron).where(
             Patron.tenant == self.caller.tenant, Patron.id.in_(list(patron_ids)))) if self._visible(patron)]
         if patrons:
-            self.access_record.record(self.db, self.caller, "read", [patron.id for patron in patrons], list(fields))
+            self._record("read", [patron.id for patron in patrons], list(fields))
             self.db.commit()
         return {str(patron.id): {"home_library": patron.home_library, **{
             field: self.vault.open(patron.key_ref, field, getattr(patron, f"{field}_sealed")) for field in fields}}
@@ -302,7 +303,7 @@ class PatronsService:
         """The desk renews an expired (or expiring) card: valid again for the card validity period from today."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         patron = self._patron(patron_id)
-        patron.expires_on = years_after(library_today(), int(self.config["CARD_VALIDITY_YEARS"]))
+        patron.expires_on = years_after(self.clock.today(), int(self.config["CARD_VALIDITY_YEARS"]))
         return self._changed_card(patron, ["expires_on"])
 
     @rpc
@@ -311,7 +312,7 @@ class PatronsService:
         new one is issued; the patron, their loans and holds stay as they are."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         patron = self._patron(patron_id)
-        self.db.add(RetiredCard(tenant=patron.tenant, card_hash=patron.card_hash, retired_on=library_today()))
+        self.db.add(RetiredCard(tenant=patron.tenant, card_hash=patron.card_hash, retired_on=self.clock.today()))
         self._seal(patron, {"card_number": new_card_number()})
         return self._changed_card(patron, ["card_number"])
 
@@ -324,7 +325,7 @@ class PatronsService:
         return self._changed_card(patron, ["status"])
 
     def _changed_card(self, patron, changed_fields):
-        self.access_record.record(self.db, self.caller, "change", [patron.id], changed_fields)
+        self._record("change", [patron.id], changed_fields)
         credentials_changed = CREDENTIAL_FIELDS & set(changed_fields)
         revoked = [self._revoke(patron.tenant, f"patron:{patron.id}")] if credentials_changed else []
         self.db.commit()
@@ -444,12 +445,12 @@ class PatronsService:
     def forget_old_revocations(self):
         """Once no token issued before a revocation can still be valid, the revocation goes."""
         lifetime = timedelta(seconds=int(self.config["TOKEN_LIFETIME_SECONDS"]))
-        logins.forget_revocations_before(self.db, now() - lifetime - REVOCATION_MARGIN)
+        logins.forget_revocations_before(self.db, token_time() - lifetime - REVOCATION_MARGIN)
 
     def _revoke(self, tenant, subject):
         """End the tokens ``subject`` holds, in this transaction; answers the revocation, to announce once it
         commits."""
-        revocation = {"subject": subject, "not_before": now()}
+        revocation = {"subject": subject, "not_before": token_time()}
         logins.revoke(self.db, tenant, subject, revocation["not_before"])
         return revocation
 
@@ -533,7 +534,7 @@ class PatronsService:
         if not self._visible(patron):  # another tenant's, another school's, or none: all look the same
             if patron is not None and patron.tenant == self.caller.tenant:
                 # a look at a patron outside the caller's scope is itself recorded, in the patron's tenant
-                self.access_record.record(self.db, self.caller, "denied", [patron.id], PERSONAL_FIELDS)
+                self._record("denied", [patron.id], PERSONAL_FIELDS)
                 self.db.commit()
             raise errors.PatronNotFound(details={"patron_id": patron_id})
         return patron
@@ -574,7 +575,8 @@ class PatronsService:
         if not self._scope().covers(None, code, schools):
             raise Forbidden("your role may not keep patrons of this library", {"home_library": code})
 
-
+    def _record(self, action, patron_ids, fields):
+        self.access_record.record(self.db, self.caller, self.clock.now(), action, patron_ids, fields)
 
     def _verify(self, stored_hash, secret):
         try:
@@ -595,11 +597,11 @@ class PatronsService:
         """Count this log-in against the account (or card) and the address before its secret is checked;
         TooManyAttempts while either is blocked."""
         keys = (account_key, self._address_key())
-        logins.admit_attempt(self.db, {key: self._throttle(key) for key in keys}, now)
+        logins.admit_attempt(self.db, {key: self._throttle(key) for key in keys}, self.clock.now)
 
     def _attempt_succeeded(self, account_key):
         address_key = self._address_key()
-        logins.attempt_succeeded(self.db, account_key, {address_key: self._throttle(address_key)}, now)
+        logins.attempt_succeeded(self.db, account_key, {address_key: self._throttle(address_key)}, self.clock.now)
 
     def _pin_hash(self, pin):
         """What is stored of a PIN being chosen (None: no PIN); one too easy to guess is refused."""
@@ -613,7 +615,7 @@ class PatronsService:
     def _new_staff_account(self, data):
         account = StaffAccount(
             tenant=self.caller.tenant, username=data["username"], role=data["role"], libraries=data["libraries"],
-            password_hash=slow_hash(data["password"]), created_at=now(),
+            password_hash=slow_hash(data["password"]), created_at=self.clock.now(),
         )
         self.db.add(account)
         commit_unique(self.db, errors.UsernameTaken(details={"username": data["username"]}))

@@ -15,7 +15,7 @@ from services.statistics.schemas import (
     CardRegisteredSchema, HoldPlacedSchema, LoanCreatedSchema, LoanDueDateChangedSchema, LoanReturnedSchema,
     StatisticsQuerySchema,
 )
-from shiori.clock import library_today
+from shiori.clock import library_day
 from shiori.db import Database
 from shiori.errors import load
 from shiori.events import first_delivery, read_event, subscribe
@@ -74,7 +74,7 @@ class StatisticsService:
         if where is None:
             return
         day, library = where
-        key = {"tenant": event["tenant"], "day": day or library_today(event["occurred_at"]), "measure": measure,
+        key = {"tenant": event["tenant"], "day": day or library_day(event["occurred_at"]), "measure": measure,
                "library": library}
         chosen = dimensions(data) if dimensions else {name: data.get(name) for name in DIMENSIONS[1:]}
         key.update({name: chosen.get(name) or "" for name in DIMENSIONS[1:]})

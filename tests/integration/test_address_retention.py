@@ -1,7 +1,7 @@
 """Client addresses are kept for SHIORI_ADDRESS_RETENTION_DAYS (90 by default) in the access record and the
-log-in failure records; then they go, the entries stay, and the access record still verifies. The test sets
-the clock the patrons service records by, as if the first calls had been made months ago."""
-from datetime import datetime, timedelta, timezone
+log-in failure records; then they go, the entries stay, and the access record still verifies. The test moves
+the services' clocks back for the first calls, as if they had been made months ago."""
+from datetime import timedelta
 
 import pytest
 
@@ -11,38 +11,29 @@ from support import in_database, patron_fields, unique
 TENANT = "addresstown"
 
 
-def at(moment):
-    return lambda: moment
-
-
 @pytest.mark.privacy(8)
-def test_addresses_past_the_retention_period_go_and_the_entries_stay_verifiable(system, monkeypatch):
+def test_addresses_past_the_retention_period_go_and_the_entries_stay_verifiable(system):
     with system.rpc(tenant=TENANT) as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "番地町"})
         rpc.catalog.add_library({"code": "main", "name": "番地町図書館", "kind": "main"})
-    today = datetime.now(timezone.utc)
     user = unique("nobody-")
 
-    def desk_call(address, moment, call):
-        """A call from ``address`` as if made at ``moment`` (the access record and log-in throttle's clock)."""
-        monkeypatch.setattr("services.patrons.access_record.now", at(moment))
-        monkeypatch.setattr("services.patrons.service.now", at(moment))
-        try:
-            with system.rpc_as({"tenant": TENANT, "actor": "staff:1", "role": "admin", "address": address,
-                                "route": "GET /api/v1/patrons/<int:patron_id>"}) as rpc:
-                return call(rpc)
-        finally:
-            monkeypatch.undo()
+    def desk_call(address, days_ago, call):
+        """A call from ``address`` as if made ``days_ago``."""
+        with system.travel(by=-timedelta(days=days_ago)), system.rpc_as({
+                "tenant": TENANT, "actor": "staff:1", "role": "admin", "address": address,
+                "route": "GET /api/v1/patrons/<int:patron_id>"}) as rpc:
+            return call(rpc)
 
     def failed_log_in(rpc):
         with pytest.raises(InvalidCredentials):
             rpc.patrons.authenticate_staff({"username": user, "password": "not the password"})
 
-    patron = desk_call("192.0.2.91", today - timedelta(days=91), lambda rpc: rpc.patrons.register(patron_fields()))
-    desk_call("192.0.2.89", today - timedelta(days=89), lambda rpc: rpc.patrons.get_patron(patron["id"]))
-    desk_call("192.0.2.1", today, lambda rpc: rpc.patrons.get_patron(patron["id"]))
-    desk_call("198.51.100.91", today - timedelta(days=91), failed_log_in)
-    desk_call("198.51.100.89", today - timedelta(days=89), failed_log_in)
+    patron = desk_call("192.0.2.91", 91, lambda rpc: rpc.patrons.register(patron_fields()))
+    desk_call("192.0.2.89", 89, lambda rpc: rpc.patrons.get_patron(patron["id"]))
+    desk_call("192.0.2.1", 0, lambda rpc: rpc.patrons.get_patron(patron["id"]))
+    desk_call("198.51.100.91", 91, failed_log_in)
+    desk_call("198.51.100.89", 89, failed_log_in)
 
     accounts = "SELECT key FROM login_failures WHERE key LIKE 'user:%' ORDER BY key"
     account_failures = in_database(system, "patrons", accounts)

@@ -1,12 +1,11 @@
 """Holds (予約), the hold shelf and copies in transit, through the gateway, on SQLite and PostgreSQL.
 
 Each test works on works and patrons of its own in the suite's tenant (testcity: libraries main and east, the
-default loan rule). Where a pickup window must run out, the test moves its end in the loans database and
+default loan rule). Where a pickup window must run out, the test moves the services' clocks past its end and
 runs the daily pass as an operator would."""
-from datetime import timedelta
+from datetime import date, timedelta
 
 import requests
-from shiori.clock import library_today
 from support import (
     add_copy, check_in, check_out, in_database, refused, register_patron, run_daily_pass, unique, wait_until,
 )
@@ -46,20 +45,18 @@ def test_a_returned_copy_serves_the_queue_in_order_through_transit_and_the_hold_
     assert (returned["action"], returned["destination"]) == ("transit", "east")
     assert returned["hold"]["patron_id"] == first["id"]
     wait_until(lambda: copy_status(staff, copy["barcode"]) == "in_transit", message="the copy's status")
-    assert {"item_barcode": copy["barcode"], "to_library": "east", "since": library_today().isoformat()} in \
+    assert {"item_barcode": copy["barcode"], "to_library": "east", "since": system.today().isoformat()} in \
         hold_shelf(staff, "main")["to_send"]
     refused(check_out(staff, second["card_number"], copy["barcode"]), "ITEM_HELD_FOR_ANOTHER_PATRON")
 
     arrived = check_in(staff, copy["barcode"], library="east").json()
-    ready_until = (library_today() + timedelta(days=7)).isoformat()
+    ready_until = (system.today() + timedelta(days=7)).isoformat()
     assert (arrived["action"], arrived["hold"]["ready_until"]) == ("hold_shelf", ready_until)
     assert arrived["hold"] in hold_shelf(staff, "east")["on_shelf"]
     # Days later the copy is scanned again on the hold shelf: it stays, and its pickup window is not renewed.
-    window_end = (library_today() + timedelta(days=3)).isoformat()
-    in_database(system, "loans", "UPDATE holds SET ready_until = :day WHERE id = :id", day=window_end,
-                      id=arrived["hold"]["hold_id"])
-    again = check_in(staff, copy["barcode"], library="east").json()
-    assert (again["action"], again["hold"]["ready_until"]) == ("hold_shelf", window_end)
+    with system.travel(by=timedelta(days=4)):
+        again = check_in(staff, copy["barcode"], library="east").json()
+    assert (again["action"], again["hold"]["ready_until"]) == ("hold_shelf", ready_until)
     assert [(hold["status"], hold["position"]) for hold in holds_of(staff, first)] == [("ready", 0)]
     wait_until(lambda: copy_status(staff, copy["barcode"]) == "on_hold_shelf", message="the copy's status")
 
@@ -95,9 +92,9 @@ def test_a_copy_on_the_shelf_is_checked_in_to_serve_a_hold_and_passes_on_when_a_
         "code"] == "HOLD_NOT_FOUND"
 
     # The second patron does not come: the pickup window ends, and the copy goes back to the shelf.
-    in_database(system, "loans", "UPDATE holds SET ready_until = :day WHERE id = :id",
-                day=library_today() - timedelta(days=1), id=holds_of(staff, second)[0]["hold_id"])
-    run_daily_pass(system)
+    window_end = date.fromisoformat(holds_of(staff, second)[0]["ready_until"])
+    with system.travel(to=window_end + timedelta(days=1)):
+        run_daily_pass(system)
     assert holds_of(staff, second) == []
     wait_until(lambda: copy_status(staff, copy["barcode"]) == "available", message="the copy back on the shelf")
     refused(check_in(staff, copy["barcode"]), "ITEM_NOT_ON_LOAN")
@@ -118,16 +115,15 @@ def test_series_holds_activate_volume_by_volume_and_a_hold_lapses_after_its_date
     assert [hold["status"] for hold in holds_of(staff, patron)] == ["waiting", "pending"]
 
     other = register_patron(staff)
-    lapsing = place_hold(staff, other, volumes[2][0]["id"], not_needed_after=library_today().isoformat())
+    lapsing = place_hold(staff, other, volumes[2][0]["id"], not_needed_after=system.today().isoformat())
     assert lapsing.status_code == 201
     run_daily_pass(system)
     assert len(holds_of(staff, other)) == 1  # not needed after today: still wanted today
-    in_database(system, "loans", "UPDATE holds SET not_needed_after = :day WHERE id = :id",
-                day=library_today() - timedelta(days=1), id=lapsing.json()["hold_id"])
-    run_daily_pass(system)
+    with system.travel(by=timedelta(days=1)):
+        run_daily_pass(system)
     assert holds_of(staff, other) == []
     past = place_hold(staff, other, volumes[2][0]["id"],
-                      not_needed_after=(library_today() - timedelta(days=1)).isoformat())
+                      not_needed_after=(system.today() - timedelta(days=1)).isoformat())
     assert past.status_code == 400
 
 

@@ -2,14 +2,13 @@
 PostgreSQL. The rules live in a tenant of their own (rulecity), reset after every test, so that they never
 meet the other modules' loans.
 
-Time does not pass in a test: where a loan must be overdue or a card expired, the test moves the date in
-the owning service's database, as the days would have."""
+Where a loan must be overdue or a card expired, the test moves the services' clocks on, as the days would
+have passed."""
 from datetime import date, timedelta
 
 import pytest
 import requests
-from shiori.clock import library_today
-from support import add_copy, check_out, in_database, patron_fields, refused, register_patron, unique, wait_until
+from support import add_copy, check_out, patron_fields, refused, register_patron, unique, wait_until
 
 TENANT = "rulecity"
 ADMIN = {"username": "rules-admin", "password": "a-long-rules-password", "role": "admin", "libraries": []}
@@ -87,9 +86,9 @@ class Desk:
     def loans(self, patron_id):
         return self.get(f"/patrons/{patron_id}/loans").json()["items"]
 
-
-def days_from_today(days):
-    return (library_today() + timedelta(days=days)).isoformat()
+    def days_from_today(self, days):
+        """A day counted from the services' today (moved while a test travels)."""
+        return (self.system.today() + timedelta(days=days)).isoformat()
 
 
 def test_loan_policies_are_administered_and_the_most_specific_governs(desk):
@@ -106,10 +105,10 @@ def test_loan_policies_are_administered_and_the_most_specific_governs(desk):
 
     patron = desk.patron()
     dvd, book, east_dvd = desk.copy("av"), desk.copy("book"), desk.copy("av", library="east")
-    assert desk.check_out(patron["card_number"], dvd["barcode"]).json()["due_date"] == days_from_today(7)
-    assert desk.check_out(patron["card_number"], book["barcode"]).json()["due_date"] == days_from_today(14)
+    assert desk.check_out(patron["card_number"], dvd["barcode"]).json()["due_date"] == desk.days_from_today(7)
+    assert desk.check_out(patron["card_number"], book["barcode"]).json()["due_date"] == desk.days_from_today(14)
     assert desk.check_out(patron["card_number"], east_dvd["barcode"], "east").json()["due_date"] == \
-        days_from_today(10)
+        desk.days_from_today(10)
 
     assert desk.patch(f"/loan-policies/{av_rule.json()['id']}", {"loan_days": 8}).json()["loan_days"] == 8
     assert desk.delete(f"/loan-policies/{east_av['id']}").status_code == 204
@@ -140,7 +139,7 @@ def test_limits_refuse_with_their_own_code_and_leave_nothing_half_done(desk):
 
 
 def test_calendars_close_the_desk_and_move_due_dates_to_the_next_open_day(desk):
-    today = library_today()
+    today = desk.system.today()
     assert desk.put("/libraries/main/calendar", {"closed_weekdays": [today.weekday()]}).status_code == 200
     due_day = today + timedelta(days=14)
     calendar = {"closed_weekdays": [(due_day + timedelta(days=1)).weekday()],
@@ -151,7 +150,7 @@ def test_calendars_close_the_desk_and_move_due_dates_to_the_next_open_day(desk):
     patron = desk.patron()
     refused(desk.check_out(patron["card_number"], desk.copy()["barcode"]), "LIBRARY_CLOSED")
     loan = desk.check_out(patron["card_number"], desk.copy(library="east")["barcode"], "east")
-    assert loan.json()["due_date"] == days_from_today(16)  # the 蔵書点検 day, then the weekly closing day
+    assert loan.json()["due_date"] == desk.days_from_today(16)  # the 蔵書点検 day, then the weekly closing day
 
     for bad in ({"closed_weekdays": list(range(7))}, {"closed_weekdays": [7]},
                 {"closures": [{"first": "2027-01-05", "last": "2027-01-04"}]},
@@ -186,20 +185,19 @@ def test_renewals_follow_the_settings_and_are_refused_with_the_reason(desk):
     assert desk.put("/circulation-settings", {"renew_from": "due_date", "renewal_grace_days": 0,
                                               "suspend_for_late_days": False}).status_code == 200
     renewed = desk.post(f"/loans/{loan['loan_id']}/renew").json()
-    assert (renewed["due_date"], renewed["renewals"]) == (days_from_today(28), 1)
-    wait_until(lambda: desk.get(f"/items/{copy['barcode']}").json()["due_date"] == days_from_today(28),
+    assert (renewed["due_date"], renewed["renewals"]) == (desk.days_from_today(28), 1)
+    wait_until(lambda: desk.get(f"/items/{copy['barcode']}").json()["due_date"] == desk.days_from_today(28),
                message="the catalogue's due date")
     refused(desk.post(f"/loans/{loan['loan_id']}/renew"), "RENEWAL_LIMIT_REACHED")
     assert desk.post("/loans/999999999/renew").json()["error"]["code"] == "LOAN_NOT_FOUND"
 
     other = desk.check_out(desk.patron()["card_number"], desk.copy()["barcode"]).json()
 
-    in_database(desk.system, "loans", "UPDATE loans SET due_date = :due WHERE id = :id",
-                     due=library_today() - timedelta(days=2), id=other["loan_id"])
-    refused(desk.post(f"/loans/{other['loan_id']}/renew"), "LOAN_OVERDUE")
-    desk.put("/circulation-settings", {"renew_from": "today", "renewal_grace_days": 3,
-                                       "suspend_for_late_days": False})
-    assert desk.post(f"/loans/{other['loan_id']}/renew").json()["due_date"] == days_from_today(14)
+    with desk.system.travel(to=date.fromisoformat(other["due_date"]) + timedelta(days=2)):
+        refused(desk.post(f"/loans/{other['loan_id']}/renew"), "LOAN_OVERDUE")
+        desk.put("/circulation-settings", {"renew_from": "today", "renewal_grace_days": 3,
+                                           "suspend_for_late_days": False})
+        assert desk.post(f"/loans/{other['loan_id']}/renew").json()["due_date"] == desk.days_from_today(14)
     bad = desk.put("/circulation-settings", {"renew_from": "tomorrow", "renewal_grace_days": -1})
     assert bad.status_code == 400 and set(bad.json()["error"]["details"]) >= {"renew_from", "renewal_grace_days"}
 
@@ -210,25 +208,22 @@ def test_overdue_copies_stop_borrowing_and_a_late_return_suspends_for_as_many_da
     patron = desk.patron()
     late_copy, next_copy = desk.copy(), desk.copy()
     loan = desk.check_out(patron["card_number"], late_copy["barcode"]).json()
-    in_database(desk.system, "loans", "UPDATE loans SET due_date = :due WHERE id = :id",
-                     due=library_today() - timedelta(days=5), id=loan["loan_id"])
-
-    assert refused(desk.check_out(patron["card_number"], next_copy["barcode"]), "OVERDUE_ITEMS")["details"] == \
-        {"overdue_items": 1}
-    assert desk.check_in(late_copy["barcode"]).json()["days_late"] == 5
-    error = refused(desk.check_out(patron["card_number"], next_copy["barcode"]), "BORROWING_SUSPENDED")
-    assert error["details"] == {"until": days_from_today(5)}
+    with desk.system.travel(to=date.fromisoformat(loan["due_date"]) + timedelta(days=5)):
+        assert refused(desk.check_out(patron["card_number"], next_copy["barcode"]), "OVERDUE_ITEMS")["details"] \
+            == {"overdue_items": 1}
+        assert desk.check_in(late_copy["barcode"]).json()["days_late"] == 5
+        error = refused(desk.check_out(patron["card_number"], next_copy["barcode"]), "BORROWING_SUSPENDED")
+        assert error["details"] == {"until": desk.days_from_today(5)}
     assert desk.get(f"/items/{next_copy['barcode']}").json()["status"] == "available"
 
 
 def test_expired_suspended_and_lost_cards(desk):
     patron = desk.patron()
     copies = [desk.copy() for _ in range(3)]
-    in_database(desk.system, "patrons", "UPDATE patrons SET expires_on = :day WHERE id = :id",
-                     day=library_today() - timedelta(days=1), id=patron["id"])
-    refused(desk.check_out(patron["card_number"], copies[0]["barcode"]), "CARD_EXPIRED")
-    renewed = desk.post(f"/patrons/{patron['id']}/card-renewal").json()
-    assert date.fromisoformat(renewed["expires_on"]) > library_today()
+    with desk.system.travel(to=date.fromisoformat(patron["expires_on"]) + timedelta(days=1)):
+        refused(desk.check_out(patron["card_number"], copies[0]["barcode"]), "CARD_EXPIRED")
+        renewed = desk.post(f"/patrons/{patron['id']}/card-renewal").json()
+        assert date.fromisoformat(renewed["expires_on"]) > desk.system.today()
     assert desk.check_out(patron["card_number"], copies[0]["barcode"]).status_code == 201
 
     assert desk.put(f"/patrons/{patron['id']}/status", {"status": "suspended"}).json()["status"] == "suspended"
@@ -254,15 +249,15 @@ def test_an_unplanned_closure_moves_every_due_date_in_the_period(desk):
     coast_loans = [desk.check_out(patron["card_number"], at_coast["barcode"], coast).json(),
                    desk.check_out(desk.patron()["card_number"], desk.copy(library=coast)["barcode"], coast).json()]
     east_loan = desk.check_out(patron["card_number"], at_east["barcode"], "east").json()
-    typhoon = {"first": days_from_today(13), "last": days_from_today(15), "reason": "台風", "libraries": [coast]}
+    typhoon = {"first": desk.days_from_today(13), "last": desk.days_from_today(15), "reason": "台風", "libraries": [coast]}
 
     assert desk.post("/closures", typhoon).json() == {"loans_moved": 2, "libraries": [coast]}
     due = {loan["loan_id"]: loan["due_date"] for loan in desk.loans(patron["id"])}
-    assert due == {coast_loans[0]["loan_id"]: days_from_today(16), east_loan["loan_id"]: days_from_today(14)}
-    wait_until(lambda: desk.get(f"/items/{at_coast['barcode']}").json()["due_date"] == days_from_today(16),
+    assert due == {coast_loans[0]["loan_id"]: desk.days_from_today(16), east_loan["loan_id"]: desk.days_from_today(14)}
+    wait_until(lambda: desk.get(f"/items/{at_coast['barcode']}").json()["due_date"] == desk.days_from_today(16),
                message="the catalogue's due date")
     assert desk.get(f"/libraries/{coast}/calendar").json()["closures"][-1]["reason"] == "台風"
 
     assert desk.post("/closures", dict(typhoon, libraries=["nowhere"])).json()["error"]["code"] == "LIBRARY_NOT_FOUND"
-    assert desk.post("/closures", dict(typhoon, last=days_from_today(12))).status_code == 400
+    assert desk.post("/closures", dict(typhoon, last=desk.days_from_today(12))).status_code == 400
     assert desk.post("/closures", dict(typhoon, libraries=[])).status_code == 400

@@ -1,10 +1,9 @@
 """Notices by e-mail through a real SMTP server in this process (aiosmtpd), on SQLite and PostgreSQL: a
 consumer of the loans service's events that joined without any emitter changing."""
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
-from shiori.clock import library_today
-from support import add_copy, check_in, check_out, in_database, register_patron, run_daily_pass, unique, wait_until
+from support import add_copy, check_in, check_out, register_patron, run_daily_pass, unique, wait_until
 
 DEFAULT_SETTINGS = {"include_titles": False, "templates": {}}
 
@@ -39,7 +38,7 @@ def test_a_ready_hold_is_told_by_mail_without_its_title_unless_the_library_choos
     [message] = mail_to(smtp_server, patron["email"])
     body = message.get_content()
     assert message["Subject"] == "【試験市立図書館】ご予約の資料をご用意しました"
-    assert "試験 花子 様" in body and (library_today() + timedelta(days=7)).isoformat() in body
+    assert "試験 花子 様" in body and (system.today() + timedelta(days=7)).isoformat() in body
     assert work["title"] not in body and "試験市立図書館" in str(message["From"])
 
     settings = {"include_titles": True, "templates": {}}
@@ -56,20 +55,18 @@ def test_reminders_of_due_and_overdue_loans_use_the_tenant_wording(system, staff
     wording = {"include_titles": False, "templates": {
         "due_soon": {"subject": "$library より: 返却日 $date", "body": "$name さん、$items 冊の返却日は $date です。"}}}
     assert staff.put(f"{staff.base_url}/api/v1/notice-settings", json=wording, timeout=10).status_code == 200
-    soon = library_today() + timedelta(days=2)
-    in_database(system, "loans", "UPDATE loans SET due_date = :day WHERE id = :id", day=soon, id=loan["loan_id"])
-    run_daily_pass(system)
-    [due_soon] = mail_to(smtp_server, patron["email"])
-    assert due_soon["Subject"] == f"試験市立図書館 より: 返却日 {soon.isoformat()}"
-    assert due_soon.get_content().strip() == f"試験 花子 さん、1 冊の返却日は {soon.isoformat()} です。"
+    due = date.fromisoformat(loan["due_date"])
+    with system.travel(to=due - timedelta(days=2)):
+        run_daily_pass(system)
+        [due_soon] = mail_to(smtp_server, patron["email"])
+    assert due_soon["Subject"] == f"試験市立図書館 より: 返却日 {due.isoformat()}"
+    assert due_soon.get_content().strip() == f"試験 花子 さん、1 冊の返却日は {due.isoformat()} です。"
 
-    overdue_since = library_today() - timedelta(days=1)
-    in_database(system, "loans", "UPDATE loans SET due_date = :day WHERE id = :id", day=overdue_since,
-                id=loan["loan_id"])
-    run_daily_pass(system)
-    overdue = mail_to(smtp_server, patron["email"], count=2)[1]
+    with system.travel(to=due + timedelta(days=1)):
+        run_daily_pass(system)
+        overdue = mail_to(smtp_server, patron["email"], count=2)[1]
     assert overdue["Subject"] == "【試験市立図書館】返却期限を過ぎた資料があります"
-    assert overdue_since.isoformat() in overdue.get_content()
+    assert due.isoformat() in overdue.get_content()
 
     for bad in ({"include_titles": "sometimes"}, {"include_titles": True, "templates": {"fines": {
             "subject": "x", "body": "y"}}}, {"include_titles": True, "templates": {"overdue": {"subject": ""}}}):

@@ -1,12 +1,11 @@
 """Deletion removes everything (PRIVACY.md 6): a patron deleted on request or by the retention pass leaves
 no hold, suspension, pending notice or phone-list entry behind, and a copy kept for them goes to the next in
 the queue, as when a hold is cancelled. On SQLite and PostgreSQL, through the running system."""
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
-from shiori.clock import library_today
-from support import add_copy, check_in, check_out, in_database, register_patron, unique, wait_until
+from support import TEN_YEARS, add_copy, check_in, check_out, in_database, register_patron, unique, wait_until
 
 SETTINGS = {"renew_from": "today", "renewal_grace_days": 0}
 
@@ -68,9 +67,8 @@ def test_deleting_a_patron_ends_their_holds_suspension_and_notices_and_the_queue
     # A suspension, after a copy came back three days late.
     _late_work, late_copy = add_copy(staff)
     loan = check_out(staff, leaving["card_number"], late_copy["barcode"]).json()
-    in_database(system, "loans", "UPDATE loans SET due_date = :due WHERE id = :id",
-                due=library_today() - timedelta(days=3), id=loan["loan_id"])
-    assert check_in(staff, late_copy["barcode"]).json()["days_late"] == 3
+    with system.travel(to=date.fromisoformat(loan["due_date"]) + timedelta(days=3)):
+        assert check_in(staff, late_copy["barcode"]).json()["days_late"] == 3
 
     smtp_server.stop()
     try:
@@ -104,14 +102,13 @@ def test_deleting_a_patron_ends_their_holds_suspension_and_notices_and_the_queue
 
 @pytest.mark.privacy(6)
 def test_the_retention_pass_ends_the_holds_of_the_patrons_it_deletes(system, staff):
-    idle, next_in_line = register_patron(staff), register_patron(staff)
-    work, copy = add_copy(staff)
-    place_hold(staff, idle, work)
+    with system.travel(by=-TEN_YEARS):  # the idle patron last came ten years ago, to place a hold
+        idle = register_patron(staff)
+        work, copy = add_copy(staff)
+        place_hold(staff, idle, work)
+    next_in_line = register_patron(staff)
     place_hold(staff, next_in_line, work)
     assert check_in(staff, copy["barcode"]).json()["hold"]["patron_id"] == idle["id"]
-    # As if they had last come ten years ago.
-    in_database(system, "patrons", "UPDATE patrons SET registered_on = '2016-04-01', last_used_on = NULL "
-                "WHERE id = :id", id=idle["id"])
     with system.rpc() as rpc:
         assert rpc.patrons.apply_retention(False)["deleted"] == 1
 

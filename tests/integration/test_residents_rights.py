@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
 
-from support import add_copy, check_out, patron_fields, register_patron, unique, wait_until
+from support import TEN_YEARS, add_copy, check_out, patron_fields, register_patron, unique, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,16 +59,14 @@ def test_retention_deletes_only_long_unused_patrons_without_loans(system):
     with system.rpc(tenant=tenant) as rpc:
         rpc.catalog.ensure_tenant({"code": tenant, "name": "保存町"})
         rpc.catalog.add_library({"code": "main", "name": "保存町図書館", "kind": "main"})
-        old_idle, old_borrower, recent = (rpc.patrons.register(patron_fields()) for _ in range(3))
-        work = rpc.catalog.add_work({"title": "まだ返していない本"})
-        rpc.catalog.add_item({"barcode": barcode, "work_id": work["id"], "library": "main"})
-        rpc.loans.checkout({"card_number": old_borrower["card_number"], "item_barcode": barcode, "library": "main"})
-        wait_until(lambda: rpc.patrons.get_patron(old_borrower["id"])["total_uses"] == 1, message="use counted")
-    engine = create_engine(system.database_urls["patrons"])
-    with engine.begin() as connection:  # as if both had last come ten years ago
-        connection.execute(text("UPDATE patrons SET registered_on = '2016-04-01', last_used_on = NULL "
-                                "WHERE id IN (:a, :b)"), {"a": old_idle["id"], "b": old_borrower["id"]})
-    engine.dispose()
+        with system.travel(by=-TEN_YEARS):  # both last came ten years ago, one to borrow a book never returned
+            old_idle, old_borrower = (rpc.patrons.register(patron_fields()) for _ in range(2))
+            work = rpc.catalog.add_work({"title": "まだ返していない本"})
+            rpc.catalog.add_item({"barcode": barcode, "work_id": work["id"], "library": "main"})
+            rpc.loans.checkout({"card_number": old_borrower["card_number"], "item_barcode": barcode,
+                                "library": "main"})
+            wait_until(lambda: rpc.patrons.get_patron(old_borrower["id"])["total_uses"] == 1, message="use counted")
+        recent = rpc.patrons.register(patron_fields())
 
     assert _retention(system, tenant, dry_run=True) == {
         "retention_years": 5, "due": 2, "kept_with_loans": 1, "deleted": 0}

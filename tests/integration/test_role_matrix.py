@@ -13,9 +13,8 @@ import requests
 from services.gateway.entrypoints import GatewayServer
 from services.gateway.openapi import openapi_document
 from services.gateway.service import GatewayService
-from shiori.clock import library_today
 from shiori.roles import PATRON, PUBLIC, STAFF_ROLES
-from support import add_copy, check_in, register_patron, unique, wait_until
+from support import add_copy, check_in, register_patron, unique, wait_until, wall_today
 
 MATRIX_FILE = Path(__file__).resolve().parents[2] / "docs" / "roles.md"
 CALLERS = ("admin", "librarian", "school_librarian", "patron", "no token")
@@ -51,7 +50,7 @@ def the_request(route, library):
     method, path = route.split(" ", 1)
     path = path.replace("{library}", library).replace("{barcode}", NO_SUCH_COPY)
     path = re.sub(r"\{\w+_id\}", str(NO_SUCH_ID), path)
-    today = library_today().isoformat()
+    today = wall_today().isoformat()
     samples = {
         "POST /api/v1/checkouts": {"json": {"card_number": UNKNOWN_CARD, "item_barcode": NO_SUCH_COPY,
                                             "library": library}},

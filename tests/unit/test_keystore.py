@@ -1,13 +1,12 @@
 """Erasing stores (shiori/keystore.py) and the loans' store of borrowers on one: what is deleted leaves the
 files, a borrower outlives no failed commit, and orphans are swept."""
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from nameko.exceptions import ConfigurationError
 from sqlalchemy.orm import sessionmaker
 
 from services.loans.borrowers import ORPHAN_AFTER, Borrower, Borrowers, StoreBase
-from shiori.clock import now
 from shiori.db import create_schema
 from shiori.keystore import erasing_engine
 
@@ -23,7 +22,7 @@ def store(tmp_path):
 
 
 def borrower(ref, patron_id=7, age=timedelta()):
-    return Borrower(ref=ref, tenant="kaizu", patron_id=patron_id, recorded_at=now() - age)
+    return Borrower(ref=ref, tenant="kaizu", patron_id=patron_id, recorded_at=datetime.now(timezone.utc) - age)
 
 
 def store_files(tmp_path):
@@ -59,5 +58,5 @@ def test_the_sweep_erases_orphans_but_not_borrowers_recorded_too_recently_to_tel
     old = ORPHAN_AFTER + timedelta(minutes=1)
     with store.recorded([borrower("a" * 32, age=old), borrower("b" * 32, age=old), borrower("c" * 32)]):
         pass
-    assert store.sweep(live_refs={"b" * 32}) == 1
+    assert store.sweep(live_refs={"b" * 32}, now=datetime.now(timezone.utc)) == 1
     assert sorted(store.of(["a" * 32, "b" * 32, "c" * 32])) == ["b" * 32, "c" * 32]

@@ -10,6 +10,7 @@ from services.loans.models import Base as LoansBase, Hold
 from services.loans.service import LoansService
 from services.notices.models import Base as NoticesBase, Notice
 from services.notices.service import NoticesService
+from shiori.clock import LibraryTime
 from shiori.config import load_config
 from shiori.events import envelope
 from shiori.rpc import CallerContext
@@ -37,7 +38,7 @@ def test_a_deleted_patrons_ready_hold_passes_to_the_next_and_a_second_delivery_c
     unsigned = SimpleNamespace(sign=dict)  # an event's worker starts with nobody, and acts as the service
     loans = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CallerContext({}, unsigned),
                            borrowers=Borrowers(sqlite_session(StoreBase.metadata)),
-                           config=load_config("loans", environ={}))
+                           config=load_config("loans", environ={}), clock=LibraryTime())
     loans.catalog.get_item.return_value = {"library": "main"}
     loans.db.add_all([hold(loans, 7, "ready", "K1"), hold(loans, 8, "waiting")])
     loans.db.commit()
@@ -59,7 +60,7 @@ def test_a_deleted_patrons_ready_hold_passes_to_the_next_and_a_second_delivery_c
 
 
 def test_a_deleted_patrons_notices_go_and_only_theirs(sqlite_session):
-    notices = worker_factory(NoticesService, db=sqlite_session(NoticesBase.metadata))
+    notices = worker_factory(NoticesService, db=sqlite_session(NoticesBase.metadata), clock=LibraryTime())
     moment = datetime(2026, 12, 2, tzinfo=timezone.utc)
     for patron_id, channel in ((7, "email"), (7, "phone"), (8, "phone")):
         notices.db.add(Notice(tenant="kaizu", patron_id=patron_id, kind="hold_ready", facts={}, channel=channel,

@@ -81,13 +81,14 @@ def patrons(sqlite_session):
     from services.patrons.models import Base
     from services.patrons.service import PatronsService
     from services.patrons.vault import KeyRing, KeysBase, PatronVault, new_master_key_spec
+    from shiori.clock import LibraryTime
     from shiori.rpc import CallerContext
 
     service = worker_factory(
         PatronsService, db=sqlite_session(Base.metadata),
         caller=CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"}),
         vault=PatronVault(KeyRing(new_master_key_spec("unit")), b"k" * 32, sqlite_session(KeysBase.metadata)),
-        config={"TOKEN_LIFETIME_SECONDS": 3600})
+        config={"TOKEN_LIFETIME_SECONDS": 3600}, clock=LibraryTime())
     service.catalog.list_libraries.return_value = [{"code": "main", "kind": "main"}, {"code": "east", "kind": "branch"}]
     return service
 

@@ -19,6 +19,7 @@ from services.patrons.errors import InvalidCredentials
 from services.patrons.models import Base as PatronsBase, Patron
 from services.patrons.service import PatronsService
 from services.patrons.vault import KeyRing, KeysBase, PatronVault, new_master_key_spec
+from shiori.clock import LibraryTime
 from shiori.config import load_config
 from shiori.errors import InvalidInput
 from shiori.events import envelope
@@ -35,7 +36,7 @@ PATRON = {"name": "海津 花子", "name_kana": "カイヅ ハナコ", "birth_da
 def loans(sqlite_session):
     service = worker_factory(LoansService, db=sqlite_session(LoansBase.metadata), caller=CALLER,
                              borrowers=Borrowers(sqlite_session(StoreBase.metadata)),
-                             config=load_config("loans", environ={}))  # the defaults of config.yml
+                             config=load_config("loans", environ={}), clock=LibraryTime())  # config.yml's defaults
     service.patrons.borrower.call_async.return_value.result.return_value = {"id": 42, "category": "adult",
                                                                             "age_band": "30-39"}
     service.catalog.item_for_circulation.call_async.return_value.result.return_value = ITEM
@@ -53,9 +54,9 @@ def test_checkout_lends_for_the_loan_period_and_tells_only_ids(loans):
     assert published["patron_card_used"]["patron_id"] == 42 and "item_barcode" not in published["patron_card_used"]
 
 
-def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_reminders(loans, monkeypatch):
+def test_the_daily_pass_runs_once_a_day_lifts_past_suspensions_and_announces_reminders(loans):
     today = date(2026, 11, 25)
-    monkeypatch.setattr("services.loans.service.library_today", lambda: today)
+    loans.clock.travel(to=today)
     for number, (patron_id, due) in enumerate([(1, today + timedelta(days=2)), (1, today + timedelta(days=2)),
                                                (2, today - timedelta(days=1)), (3, today - timedelta(days=8)),
                                                (3, today - timedelta(days=3)), (4, today - timedelta(days=3))]):
@@ -141,7 +142,8 @@ def vault_on(sqlite_session):
 def patrons(sqlite_session):
     return worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=CALLER,
                           vault=vault_on(sqlite_session),
-                          config={"CARD_VALIDITY_YEARS": 3, "LOGIN_MAX_FAILURES": 5, "LOGIN_BLOCK_SECONDS": 900})
+                          config={"CARD_VALIDITY_YEARS": 3, "LOGIN_MAX_FAILURES": 5, "LOGIN_BLOCK_SECONDS": 900},
+                          clock=LibraryTime())
 
 
 def test_registration_draws_another_card_number_when_one_is_taken(patrons, monkeypatch):
@@ -280,7 +282,8 @@ def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
 
     caller = CallerContext({"tenant": "kaizu", "actor": "public", "role": "public", "address": "192.0.2.7"})
     patrons = worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=caller,
-                             vault=vault_on(sqlite_session), config={"LOGIN_MAX_FAILURES": 1, "LOGIN_BLOCK_SECONDS": 60})
+                             vault=vault_on(sqlite_session), config={"LOGIN_MAX_FAILURES": 1, "LOGIN_BLOCK_SECONDS": 60},
+                             clock=LibraryTime())
     for n in range(ADDRESS_FACTOR):
         with pytest.raises(InvalidCredentials):
             patrons.authenticate_staff({"username": f"guess-{n}", "password": "x"})
