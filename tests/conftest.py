@@ -279,7 +279,8 @@ class RunningSystem:
 
     def today(self):
         """The library's day as the services see it (moved by ``travel``)."""
-        return get_extension(self.runners["loans"].containers[0], Clock).time.today()
+        [loans] = self.runners["loans"].containers
+        return get_extension(loans, Clock).time.today()
 
     @contextmanager
     def travel(self, by=None, to=None):

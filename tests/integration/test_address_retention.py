@@ -16,6 +16,8 @@ def test_addresses_past_the_retention_period_go_and_the_entries_stay_verifiable(
     with system.rpc(tenant=TENANT) as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "番地町"})
         rpc.catalog.add_library({"code": "main", "name": "番地町図書館", "kind": "main"})
+    with system.rpc() as rpc:  # addresses other tests left in the past go first: this test counts its own
+        rpc.patrons.drop_expired_addresses()
     user = unique("nobody-")
 
     def desk_call(address, days_ago, call):
