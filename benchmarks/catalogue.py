@@ -48,7 +48,7 @@ from harness import (  # noqa: E402
     ended_early, free_port, http_session, machine_cpu, say, stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
-from shiori.commands import operator_rpc  # noqa: E402
+from shiori.commands.calls import operator_rpc  # noqa: E402
 from services.catalog.aozora import open_aozora_index, read_aozora_works  # noqa: E402
 from shiori.imports import BATCH_SIZE, IN_FLIGHT  # noqa: E402
 from services.catalog.rules import _isbn13_check  # noqa: E402

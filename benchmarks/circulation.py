@@ -37,7 +37,7 @@ from harness import (  # noqa: E402
     stop_main_on_signals, write_report,
 )
 from shiori.broker import OPERATOR  # noqa: E402
-from shiori.commands import operator_rpc  # noqa: E402
+from shiori.commands.calls import operator_rpc  # noqa: E402
 from shiori.rpc import rpc  # noqa: E402
 
 LIBRARY = "bench"

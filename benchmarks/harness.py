@@ -29,8 +29,8 @@ from pathlib import Path  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 import requests  # noqa: E402
-from shiori.deployment import DEFAULT_BROKER_URL, operator_environment  # noqa: E402
-from shiori.provision import DEFAULT_ADMIN_URL, ProvisioningFailed, deprovision  # noqa: E402
+from shiori.commands.deployment import DEFAULT_BROKER_URL, operator_environment  # noqa: E402
+from shiori.commands.provision import DEFAULT_ADMIN_URL, ProvisioningFailed, deprovision  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

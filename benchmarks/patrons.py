@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
 import eventlet  # noqa: E402
 
-eventlet.monkey_patch()  # as the services run (shiori/serve.py), before a database driver is imported
+eventlet.monkey_patch()  # as the services run (shiori/commands/serve.py), before a database driver is imported
 
 import argparse  # noqa: E402
 import json  # noqa: E402

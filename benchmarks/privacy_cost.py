@@ -50,7 +50,7 @@ from harness import (  # noqa: E402
     ended_early, fmt, login, say, stop_main_on_signals, write_report,
 )
 from figures import latency_summary  # noqa: E402
-from shiori.provision import ManagementApi, ProvisioningFailed  # noqa: E402
+from shiori.commands.provision import ManagementApi, ProvisioningFailed  # noqa: E402
 
 BEFORE_ISSUE_11 = "9220968"
 

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from shiori.serve import SERVICE_NAMES, quiet_eventlet_deprecation
+from shiori.commands.serve import SERVICE_NAMES, quiet_eventlet_deprecation
 
 
 def main(argv=None):
@@ -40,34 +40,34 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "serve":
-        from shiori.serve import serve
+        from shiori.commands.serve import serve
         serve(args.service)
         return 0
     if args.command == "run":
-        from shiori.launcher import run
+        from shiori.commands.launcher import run
         return run()
     if args.command == "secrets":
         quiet_eventlet_deprecation()
         from shiori.broker import OPERATOR
-        from shiori.deployment import new_deployment_secrets
+        from shiori.commands.deployment import new_deployment_secrets
         for name, value in new_deployment_secrets([*SERVICE_NAMES, OPERATOR]).items():
             print(f"{name}={value}")
         return 0
     if args.command == "provision-broker":
-        from shiori.launcher import provision_from_environment
+        from shiori.commands.launcher import provision_from_environment
         return provision_from_environment(os.environ)
     # The rest talk to the running services over RPC.
     quiet_eventlet_deprecation()
     import eventlet
     eventlet.monkey_patch()
-    from shiori import commands
+    from shiori.commands import calls
 
     operations = {
-        "bootstrap": lambda: commands.bootstrap() or 0,
-        "import": lambda: commands.import_records(args.file, args.format, args.tenant),
-        "verify-access-record": lambda: commands.verify_access_record(args.tenant),
-        "rewrap-data-keys": commands.rewrap_data_keys,
-        "retention": lambda: commands.apply_retention(args.tenant, args.dry_run),
+        "bootstrap": lambda: calls.bootstrap() or 0,
+        "import": lambda: calls.import_records(args.file, args.format, args.tenant),
+        "verify-access-record": lambda: calls.verify_access_record(args.tenant),
+        "rewrap-data-keys": calls.rewrap_data_keys,
+        "retention": lambda: calls.apply_retention(args.tenant, args.dry_run),
     }
     return operations[args.command]()
 

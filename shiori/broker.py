@@ -1,7 +1,7 @@
 """How Shiori uses its RabbitMQ virtual host, so that the broker itself can enforce who talks to whom.
 
 Every process connects as a user of its own (a *principal*: the service's name, ``operator`` for the
-operators' commands), whose permissions ``shiori.provision`` derives from the code. Three things here make
+operators' commands), whose permissions ``shiori.commands.provision`` derives from the code. Three things here make
 that possible:
 
 - Exchanges are declared by the provisioning only. Declaring one needs the *configure* permission on it,

@@ -153,7 +153,7 @@ class CallerContext:
 class ServiceRpc(RpcProxy):
     """Like ``RpcProxy``, with the container's ``RPC_TIMEOUT`` as a deadline on every call, and replies on a
     queue named after this service's broker user. ``public_only``: this caller is anonymous and is let call
-    only the target's public methods (the broker's permissions say so; see shiori.provision)."""
+    only the target's public methods (the broker's permissions say so; see shiori.commands.provision)."""
 
     rpc_reply_listener = ScopedReplyListener()
 

@@ -32,12 +32,12 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from shiori.broker import OPERATOR, ScopedStandaloneReplyListener  # noqa: E402
 from shiori.clock import Clock  # noqa: E402
 from shiori.context import ContextSigner  # noqa: E402
-from shiori.commands import operator_rpc  # noqa: E402
+from shiori.commands.calls import operator_rpc  # noqa: E402
 from shiori.config import load_config  # noqa: E402
-from shiori.deployment import Deployment, LocalSecrets  # noqa: E402
-from shiori.provision import DEFAULT_ADMIN_URL, deprovision, provision  # noqa: E402
+from shiori.commands.deployment import Deployment, LocalSecrets  # noqa: E402
+from shiori.commands.provision import DEFAULT_ADMIN_URL, deprovision, provision  # noqa: E402
 from services.patrons.vault import new_master_key_spec  # noqa: E402
-from shiori.serve import SERVICE_NAMES, service_class  # noqa: E402
+from shiori.commands.serve import SERVICE_NAMES, service_class  # noqa: E402
 from support import RPC_TIMEOUT, MailCatcher, free_port  # noqa: E402
 
 TENANT = "testcity"
@@ -247,7 +247,7 @@ class RunningSystem:
         self.runners = {}
 
     def environment(self, principal):
-        """What the process ``principal`` is given (shiori.deployment): its own secrets, no one else's."""
+        """What the process ``principal`` is given (shiori.commands.deployment): its own secrets, no one else's."""
         return self.broker.deployment({**self.environ, **self.keys}).environment(principal)
 
     @property

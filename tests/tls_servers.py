@@ -19,7 +19,7 @@ import psycopg2
 import requests
 import trustme
 
-from shiori.launcher import die_with_parent
+from shiori.commands.launcher import die_with_parent
 from support import free_port
 
 RABBITMQ_SERVER = shutil.which("rabbitmq-server", path="/usr/lib/rabbitmq/bin") or shutil.which("rabbitmq-server")

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import free_port
-from shiori.provision import deprovision
+from shiori.commands.provision import deprovision
 from support import check_in, check_out, patron_fields
 
 REPO = Path(__file__).resolve().parents[2]

@@ -165,7 +165,7 @@ def every_message(system):
     (headers and body, read from a queue of the operator's bound with ``#``), and then, on request, every
     message still kept in any queue of the virtual host (read and put back)."""
     from shiori.broker import DEAD_LETTERS_EXCHANGE
-    from shiori.provision import ManagementApi, _path, publishing_services
+    from shiori.commands.provision import ManagementApi, _path, publishing_services
 
     tap = Queue(unique("privacy-tap-"), exclusive=True, auto_delete=True)
     with Connection(system.amqp_uri) as connection:

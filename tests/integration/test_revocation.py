@@ -11,8 +11,8 @@ from nameko.runners import ServiceRunner
 
 from shiori.config import load_config
 from shiori.errors import Forbidden
-from shiori.provision import ManagementApi, _path
-from shiori.serve import service_class
+from shiori.commands.provision import ManagementApi, _path
+from shiori.commands.serve import service_class
 from support import free_port, register_patron, unique, wait_until
 
 WITHIN_SECONDS = 5

@@ -14,7 +14,7 @@ from nameko.runners import ServiceRunner
 
 from conftest import ADMIN
 from shiori.config import load_config
-from shiori.serve import service_class
+from shiori.commands.serve import service_class
 from support import free_port
 
 BODY_TIMEOUT = 3

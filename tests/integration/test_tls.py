@@ -26,7 +26,7 @@ from kombu import Connection
 
 from conftest import ADMIN, DATABASES, TENANT, RunningSystem, key_store_urls, provisioned
 from services.patrons.vault import new_master_key_spec
-from shiori.serve import SERVICE_NAMES
+from shiori.commands.serve import SERVICE_NAMES
 import tls_servers as servers
 from support import patron_fields, wait_until
 from tls_servers import HOST, certificates, missing_binaries

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from shiori.broker import OPERATOR
-from shiori.deployment import (
+from shiori.commands.deployment import (
     DATABASES, LOCAL_SECRETS, SIGNERS, broker_password_variable, database_password_variable,
     new_deployment_secrets, signing_key_variable,
 )
-from shiori.serve import SERVICE_NAMES
+from shiori.commands.serve import SERVICE_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -10,7 +10,7 @@ from services.gateway.tokens import TokenIssuer
 from services.patrons.vault import KeyRing
 from shiori.config import expand, load_config
 from shiori.errors import NotAuthenticated
-from shiori.serve import SERVICE_NAMES
+from shiori.commands.serve import SERVICE_NAMES
 
 SECRET = "s" * 40
 ACCOUNT = {"id": 7, "tenant": "kaizu", "role": "librarian", "libraries": ["main"]}

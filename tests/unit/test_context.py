@@ -1,11 +1,11 @@
-"""Signed caller contexts (shiori/context.py) and the broker grants read off the code (shiori/provision.py)."""
+"""Signed caller contexts (shiori/context.py) and the broker grants read off the code (shiori/commands/provision.py)."""
 import re
 import time
 
 import pytest
 
 from shiori.context import ContextRefused, ContextSigner, ContextVerifier, keyring_text, new_signing_key
-from shiori.provision import deployment_grants
+from shiori.commands.provision import deployment_grants
 
 KEYS = {signer: new_signing_key() for signer in ("gateway", "operator", "loans")}
 VERIFIER = ContextVerifier.from_text(keyring_text(KEYS))

@@ -1,7 +1,7 @@
 """How many processes ``make run`` starts for each service (SHIORI_REPLICAS)."""
 import pytest
 
-from shiori.launcher import System
+from shiori.commands.launcher import System
 
 POSTGRESQL = "postgresql+psycopg2://shiori@127.0.0.1:5432/catalog"
 

@@ -10,7 +10,7 @@ import pytest
 
 from services.gateway.tokens import RevokedCredentials, TokenIssuer
 from shiori.context import ContextRefused, ContextSigner, ContextVerifier, new_signing_key, public_key_of
-from shiori.provision import deployment_grants
+from shiori.commands.provision import deployment_grants
 
 SECRET = "s" * 40
 GATEWAY_KEY = new_signing_key()

@@ -1,5 +1,6 @@
 """One direction between services (issue 12): a service imports another's errors and nothing else of it (shared
-words are in ``shiori/``), and the analyser of the catalogue's text is loaded by the catalogue alone."""
+words are in ``shiori/``), the services and the kernel in ``shiori/`` never import the operators' commands
+(``shiori.commands``), and the analyser of the catalogue's text is loaded by the catalogue alone."""
 import ast
 import subprocess
 import sys
@@ -49,6 +50,15 @@ def test_the_boundary_check_sees_a_crossing_import():
     assert crossing("gateway", "services.catalog.imports")
     assert not crossing("gateway", "services.catalog.errors")
     assert not crossing("loans", "services.loans.schemas")
+
+
+def test_neither_services_nor_the_kernel_import_the_operators_commands():
+    kernel_and_services = [*sorted((REPO / "shiori").glob("*.py")), *sorted((REPO / "services").rglob("*.py"))]
+    kernel_and_services.remove(REPO / "shiori" / "__main__.py")  # python -m shiori: the commands' entry point
+    reaching = [f"{path.relative_to(REPO)}:{line} imports {module}" for path in kernel_and_services
+                for module, line in imported_modules(path)
+                if module == "shiori.commands" or module.startswith("shiori.commands.")]
+    assert reaching == []
 
 
 def test_only_the_catalogue_loads_the_analyser():

@@ -7,9 +7,9 @@ import pytest
 from nameko.events import EventHandler
 
 from shiori.events import EventPublisher
-from shiori.provision import dependencies_of, entrypoints_of
+from shiori.commands.provision import dependencies_of, entrypoints_of
 from shiori.rpc import ServiceRpc
-from shiori.serve import SERVICE_NAMES, service_class
+from shiori.commands.serve import SERVICE_NAMES, service_class
 
 PAGE = (Path(__file__).resolve().parents[2] / "docs" / "services.md").read_text(encoding="utf-8")
 NOTHING = "—"

@@ -135,7 +135,7 @@ def operator_grants():
 
 def deployment_grants():
     """Every principal of the deployment and its grants, from the services' code."""
-    from shiori.serve import SERVICE_NAMES, service_class
+    from shiori.commands.serve import SERVICE_NAMES, service_class
 
     return {**{name: service_grants(service_class(name), service_class) for name in SERVICE_NAMES},
             OPERATOR: operator_grants()}
@@ -143,14 +143,14 @@ def deployment_grants():
 
 def publishing_services():
     from shiori.events import EventPublisher
-    from shiori.serve import SERVICE_NAMES, service_class
+    from shiori.commands.serve import SERVICE_NAMES, service_class
 
     return [name for name in SERVICE_NAMES
             if any(isinstance(dependency, EventPublisher) for dependency in dependencies_of(service_class(name)))]
 
 
 def subscribing_services():
-    from shiori.serve import SERVICE_NAMES
+    from shiori.commands.serve import SERVICE_NAMES
 
     grants = deployment_grants()
     return [name for name in SERVICE_NAMES if DEAD_LETTERS_EXCHANGE in grants[name].topics]

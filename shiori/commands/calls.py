@@ -11,7 +11,7 @@ from itertools import cycle
 
 from shiori.broker import OPERATOR as OPERATOR_PRINCIPAL, ScopedStandaloneReplyListener
 from shiori.context import ContextSigner
-from shiori.deployment import operator_environment
+from shiori.commands.deployment import operator_environment
 from shiori.roles import OPERATOR
 from shiori.tls import with_broker_tls
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shiori.broker import OPERATOR
-from shiori.deployment import Deployment, LocalSecrets, private_folder
-from shiori.provision import DEFAULT_ADMIN_URL, ProvisioningFailed, provision
-from shiori.serve import SERVICE_NAMES
+from shiori.commands.deployment import Deployment, LocalSecrets, private_folder
+from shiori.commands.provision import DEFAULT_ADMIN_URL, ProvisioningFailed, provision
+from shiori.commands.serve import SERVICE_NAMES
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 15

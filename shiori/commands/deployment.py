@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shiori.broker import OPERATOR
 from shiori.context import keyring_text, new_signing_key
-from shiori.provision import amqp_uri
+from shiori.commands.provision import amqp_uri
 
 DEFAULT_BROKER_URL = "amqp://127.0.0.1:5672"
 DEFAULT_VHOST = "shiori"
