@@ -18,6 +18,7 @@ from services.notices.models import Base, Notice, NoticeSettings, ProcessedEvent
 from services.notices.schemas import (
     HoldReadySchema, LoansDueSoonSchema, LoansOverdueSchema, NoticeSchema, NoticeSettingsSchema, PatronEventSchema,
 )
+from services.notices.rules import notice_library, retry_pause, titles_about
 from services.notices.templates import render, titles_line
 from shiori.clock import Clock
 from shiori.db import Database, checkpoint
@@ -83,8 +84,8 @@ class NoticesService:
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
         notice = Notice(tenant=event["tenant"], patron_id=event["data"]["patron_id"], kind=kind,
-                        facts=facts_of(event["data"]), channel="email", attempts=0, next_attempt_at=self.clock.now(),
-                        created_at=self.clock.now())
+                        facts=facts_of(event["data"]), channel="email", attempts=0,
+                        next_attempt_at=self.clock.now(), created_at=self.clock.now())
         self.db.add(notice)
         self.db.commit()
         self._deliver(notice)
@@ -92,7 +93,8 @@ class NoticesService:
     @timer(interval=10)
     def retry_due_notices(self):
         """Notices whose earlier attempt failed, when their pause is over."""
-        due = self.db.scalars(select(Notice).where(Notice.channel == "email", Notice.next_attempt_at <= self.clock.now())
+        due = self.db.scalars(select(Notice).where(Notice.channel == "email",
+                                                   Notice.next_attempt_at <= self.clock.now())
                               .order_by(Notice.next_attempt_at).limit(RETRY_BATCH)).all()
         for notice in due:
             self._deliver(notice)
@@ -105,8 +107,7 @@ class NoticesService:
                 self.db.delete(notice)
             elif not contact["email"]:
                 notice.channel = "phone"
-                # The desk that phones: the library the notice is about (a pickup), else the patron's own.
-                notice.facts = {**notice.facts, "library": notice.facts.get("library") or contact["home_library"]}
+                notice.facts = {**notice.facts, "library": notice_library(notice.facts, contact["home_library"])}
             else:
                 self.send_mail(self._message(notice, contact))
                 self.db.delete(notice)  # told: nothing of it stays
@@ -114,8 +115,8 @@ class NoticesService:
         except Exception as error:  # noqa: BLE001 — whatever failed, the notice is kept and tried again later
             self.db.rollback()
             notice.attempts += 1
-            pause = min(int(self.config["RETRY_FIRST_SECONDS"]) * 2 ** (notice.attempts - 1),
-                        int(self.config["RETRY_MAX_SECONDS"]))
+            pause = retry_pause(notice.attempts, int(self.config["RETRY_FIRST_SECONDS"]),
+                                int(self.config["RETRY_MAX_SECONDS"]))
             notice.next_attempt_at = self.clock.now() + timedelta(seconds=pause)
             notice.last_error = _reason(error)
             self.db.commit()
@@ -124,7 +125,7 @@ class NoticesService:
 
     def _message(self, notice, contact):
         settings = self._settings_row(notice.tenant)
-        library = notice.facts.get("library") or contact["home_library"]
+        library = notice_library(notice.facts, contact["home_library"])
         values = {"name": contact["name"], "library": self.catalog.get_library(library)["name"],
                   "items": notice.facts.get("items", ""), "date": notice.facts["date"],
                   "titles": titles_line(self._titles(notice)) if settings.include_titles else ""}
@@ -138,13 +139,9 @@ class NoticesService:
 
     def _titles(self, notice):
         """The titles a notice is about, asked of the loans service when it is sent (no event carries them)."""
-        if notice.kind == "hold_ready":
-            return [hold["title"] for hold in self.loans.patron_holds(notice.patron_id)
-                    if hold["status"] == "ready" and hold["pickup_library"] == notice.facts["library"]]
-        loans = self.loans.patron_loans(notice.patron_id)
-        if notice.kind == "due_soon":
-            return [loan["title"] for loan in loans if loan["due_date"] == notice.facts["date"]]
-        return [loan["title"] for loan in loans if loan["due_date"] < self.clock.today().isoformat()]
+        current = self.loans.patron_holds(notice.patron_id) if notice.kind == "hold_ready" else \
+            self.loans.patron_loans(notice.patron_id)
+        return titles_about(notice.kind, notice.facts, current, self.clock.today())
 
     # --- for the desk and the admins ---------------------------------------------------------------
 
