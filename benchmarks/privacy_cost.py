@@ -7,7 +7,9 @@ side by side in one run.
 The systems run at once, each in its own data directory, on its own virtual host and databases:
 
 - ``before``: the code at ``--before`` (default: the last commit before issue 11), taken from git into a
-  temporary folder — every process the broker's ``guest`` on one virtual host, caller contexts unsigned;
+  temporary folder — every process the broker's ``guest`` on one virtual host, caller contexts unsigned; code
+  from issue 11 on (``--before 5528770``, the last commit before issue 12, to see what the rearranging cost)
+  provisions its own broker users as ``now`` does;
 - ``now``: this checkout — a broker user per process with permissions read off the code, every caller context
   signed by the gateway and verified by each service, events without headers, borrowers in an erasing store;
 - with ``--https``, also ``now+https``: the same code with the staff gateway on HTTPS (a certificate of a CA made
@@ -88,6 +90,11 @@ def source_tree(revision, folder):
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
     return folder
+
+
+def provisions_its_broker(code):
+    """Whether the code in ``code`` makes its own broker users (issue 11 on) rather than run as ``guest``."""
+    return any((code / "shiori" / place / "provision.py").is_file() for place in (".", "commands"))
 
 
 class Variant:
@@ -175,7 +182,7 @@ def parse_args(argv=None):
 
 def print_comparison(report):
     say("")
-    say(f"== check-out cost of issue 11's measures, {report['database']}, {report['cpus']} CPUs, "
+    say(f"== check-out before ({report['before']}) and now ({report['now']}), {report['database']}, {report['cpus']} CPUs, "
         f"{report['rounds']} rounds of {report['seconds_per_round']:g} s per system and level ==")
     say(f"{'clients':>7} {'system':>18} | {'checkout p50':>12} {'p95':>7} | {'checkin p50':>11} {'p95':>7} | "
         f"{'samples':>7} {'errors':>6}")
@@ -187,7 +194,9 @@ def print_comparison(report):
                 f"{fmt(ci['p50_ms'], 11)} {fmt(ci['p95_ms'], 7)} | {co['count']:>7} {figures['errors']:>6}")
         for name, delta in level["checkout_p50_over_before_ms"].items():
             say(f"{'':>7} {name + ' - before':>18} | {fmt(delta, 12)} ms at the median check-out")
-    say(f"(before = {report['before']}: guest on one virtual host, unsigned contexts; now = {report['now']}: "
+    before = "a broker user per process" if report["before_provisions"] else \
+        "guest on one virtual host, unsigned contexts"
+    say(f"(before = {report['before']}: {before}; now = {report['now']}: "
         "a broker user per process, signed and verified contexts, header-less events, borrowers in an erasing store"
         + ("; now+https: the staff gateway on HTTPS" if "now+https" in report["systems"] else "")
         + ("; now+tls: TLS on every hop, on a broker node and cluster of the run's" if "now+tls" in report["systems"]
@@ -210,8 +219,13 @@ def main(argv=None):
     exit_code = 0
     try:
         source_tree(args.before, old_code)
-        guest.create()
-        variants = [Variant("before", old_code, guest, args.database, args.keep_data),
+        report["before_provisions"] = provisions_its_broker(old_code)
+        if report["before_provisions"]:
+            before_broker = Broker(args.broker_url, args.broker_admin_url)
+        else:
+            guest.create()
+            before_broker = guest
+        variants = [Variant("before", old_code, before_broker, args.database, args.keep_data),
                     Variant("now", REPO, Broker(args.broker_url, args.broker_admin_url), args.database,
                             args.keep_data)]
         if args.https or args.tls:
