@@ -182,8 +182,8 @@ def parse_args(argv=None):
 
 def print_comparison(report):
     say("")
-    say(f"== check-out before ({report['before']}) and now ({report['now']}), {report['database']}, {report['cpus']} CPUs, "
-        f"{report['rounds']} rounds of {report['seconds_per_round']:g} s per system and level ==")
+    say(f"== check-out before ({report['before']}) and now ({report['now']}), {report['database']}, "
+        f"{report['cpus']} CPUs, {report['rounds']} rounds of {report['seconds_per_round']:g} s per system and level ==")
     say(f"{'clients':>7} {'system':>18} | {'checkout p50':>12} {'p95':>7} | {'checkin p50':>11} {'p95':>7} | "
         f"{'samples':>7} {'errors':>6}")
     for level in report["levels"]:
