@@ -4,7 +4,8 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from services.catalog import errors
-from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant, Work
+from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant
+from services.catalog.repository import CatalogRepository
 from services.catalog.rules import availability, ndc_class
 from services.catalog.schemas import (
     PUBLISHED_EVENTS, CopyStatusEventSchema, ItemSchema, LibrarySchema, LoanStatusEventSchema, SearchQuerySchema,
@@ -44,7 +45,7 @@ class CatalogService:
         """Operators' call: create the tenant, or rename it if it exists."""
         self.caller.require((OPERATOR,))
         data = load(TENANT_SCHEMA, payload)
-        tenant = self.db.get(Tenant, data["code"]) or Tenant(code=data["code"])
+        tenant = CatalogRepository(self.db, data["code"]).tenant_row() or Tenant(code=data["code"])
         tenant.name = data["name"]
         self.db.add(tenant)
         self.db.commit()
@@ -52,21 +53,18 @@ class CatalogService:
 
     @rpc(public=True)
     def list_libraries(self):
-        libraries = self.db.scalars(
-            select(Library).where(Library.tenant == self.caller.tenant).order_by(Library.id)
-        )
-        return LIBRARY_SCHEMA.dump(libraries, many=True)
+        return LIBRARY_SCHEMA.dump(self._catalogue().libraries(), many=True)
 
     @rpc
     def get_library(self, code):
-        return LIBRARY_SCHEMA.dump(self._library(code))
+        return LIBRARY_SCHEMA.dump(self._catalogue().library(code))
 
     @rpc
     def add_library(self, payload):
         self.caller.require(WHOLE_TENANT)
         data = load(LIBRARY_SCHEMA, payload)
         tenant = self.caller.tenant
-        if self.db.get(Tenant, tenant) is None:
+        if self._catalogue().tenant_row() is None:
             raise errors.TenantNotFound(details={"tenant": tenant})
         library = Library(tenant=tenant, **data)
         self.db.add(library)
@@ -80,7 +78,7 @@ class CatalogService:
     def add_work(self, payload):
         self.caller.require(ANY_STAFF)
         work_ids, _added = self._save_works([load(WORK_SCHEMA, payload)])
-        return self._dump_work(self._work(work_ids[0]))
+        return self._dump_work(self._catalogue().work(work_ids[0]))
 
     @rpc
     def import_works(self, payloads):
@@ -105,9 +103,7 @@ class CatalogService:
         unique = list({record.get("source_id") or f"#{position}": record
                        for position, record in enumerate(records)}.values())
         source_ids = [record["source_id"] for record in unique if record.get("source_id")]
-        known = dict(self.db.execute(
-            select(Work.source_id, Work.id).where(Work.tenant == tenant, Work.source_id.in_(source_ids))).all()
-        ) if source_ids else {}
+        known = self._catalogue().works_by_source(source_ids)
         existing = {position: known[record["source_id"]] for position, record in enumerate(unique)
                     if record.get("source_id") in known}
         if existing and self.caller.role not in CATALOGUERS:
@@ -123,24 +119,20 @@ class CatalogService:
 
     @rpc(public=True)
     def get_work(self, work_id):
-        return self._dump_work(self._work(work_id))
+        return self._dump_work(self._catalogue().work(work_id))
 
     @rpc
     def copies_on_shelf(self, work_ids, library_code):
         """Copies of these works on a library's open shelves now (for the desk's pull list of holds)."""
-        library = self._library(library_code)
-        items = self.db.scalars(select(Item).where(
-            Item.tenant == self.caller.tenant, Item.library_id == library.id, Item.work_id.in_(list(work_ids)),
-            Item.on_loan.is_(False), Item.shelf_status == "available").order_by(Item.work_id, Item.id)).all()
+        catalogue = self._catalogue()
+        items = catalogue.copies_on_shelf(work_ids, catalogue.library(library_code))
         return [{"item_barcode": item.barcode, "work_id": item.work_id, "title": item.work.title,
                  "call_number": item.call_number, "shelf_location": item.shelf_location} for item in items]
 
     @rpc
     def describe_works(self, work_ids):
         """Title and authors of each work asked for, by id (for lists such as a patron's loans)."""
-        works = self.db.scalars(
-            select(Work).where(Work.tenant == self.caller.tenant, Work.id.in_(list(work_ids)))
-        )
+        works = self._catalogue().works(work_ids)
         return {str(work.id): {"title": work.title, "authors": [a.name for a in work.authors]} for work in works}
 
     @rpc(public=True)
@@ -173,11 +165,10 @@ class CatalogService:
                 records.append((position, ITEM_SCHEMA.load(payload)))
             except ValidationError as error:
                 rejects.append({"record": position, "reason": error.normalized_messages()})
-        libraries = dict(self.db.execute(select(Library.code, Library.id).where(Library.tenant == tenant)).all())
-        works = set(self.db.scalars(select(Work.id).where(
-            Work.tenant == tenant, Work.id.in_({data["work_id"] for _position, data in records}))))
-        taken = set(self.db.scalars(select(Item.barcode).where(
-            Item.tenant == tenant, Item.barcode.in_([data["barcode"] for _position, data in records]))))
+        catalogue = self._catalogue()
+        libraries = catalogue.library_ids()
+        works = catalogue.existing_work_ids(data["work_id"] for _position, data in records)
+        taken = catalogue.barcodes_taken(data["barcode"] for _position, data in records)
         rows = []
         for position, data in records:
             problem = ("another item has this barcode" if data["barcode"] in taken
@@ -200,9 +191,10 @@ class CatalogService:
         return {"added": len(rows), "rejected": len(rejects), "errors": sorted(rejects, key=lambda r: r["record"])}
 
     def _new_item(self, data):
+        catalogue = self._catalogue()
         item = Item(
-            tenant=self.caller.tenant, barcode=data["barcode"], work=self._work(data["work_id"]),
-            library=self._library(data["library"]), call_number=data.get("call_number"), item_type=data["item_type"],
+            tenant=self.caller.tenant, barcode=data["barcode"], work=catalogue.work(data["work_id"]),
+            library=catalogue.library(data["library"]), call_number=data.get("call_number"), item_type=data["item_type"],
             shelf_location=data.get("shelf_location"), on_loan=False,
         )
         self.db.add(item)
@@ -218,14 +210,14 @@ class CatalogService:
     @rpc
     def get_item(self, barcode):
         self.caller.require(STAFF_OR_PATRON)  # a patron's cancelled hold passes its copy on
-        return _dump_item(self._item(barcode))
+        return _dump_item(self._catalogue().item(barcode))
 
     @rpc
     def item_for_circulation(self, barcode, library_code):
         """The copy and the desk's library, checked together in one call for a check-out or check-in."""
-        library = self._library(library_code)
-        item = self._item(barcode)
-        return dict(_dump_item(item), desk_library=library.code)
+        catalogue = self._catalogue()
+        library = catalogue.library(library_code)
+        return dict(_dump_item(catalogue.item(barcode)), desk_library=library.code)
 
     # --- availability, projected from loan events ---------------------------------------------------
 
@@ -255,8 +247,7 @@ class CatalogService:
 
     def _newer_than_last_event(self, event):
         """The event's copy, unless a newer event about it has been applied already."""
-        item = self.db.scalar(
-            select(Item).where(Item.tenant == event["tenant"], Item.barcode == event["data"]["item_barcode"]))
+        item = CatalogRepository(self.db, event["tenant"]).item_or_none(event["data"]["item_barcode"])
         if item is not None and (item.loan_status_as_of is None or item.loan_status_as_of <= event["occurred_at"]):
             return item
         return None
@@ -273,26 +264,9 @@ class CatalogService:
             item.loan_status_as_of = event["occurred_at"]
         self.db.commit()
 
-    # --- lookups within the caller's tenant --------------------------------------------------------
-
-
-    def _library(self, code):
-        library = self.db.scalar(select(Library).where(Library.tenant == self.caller.tenant, Library.code == code))
-        if library is None:
-            raise errors.LibraryNotFound(details={"library": code})
-        return library
-
-    def _work(self, work_id):
-        work = self.db.get(Work, work_id)
-        if work is None or work.tenant != self.caller.tenant:
-            raise errors.WorkNotFound(details={"work_id": work_id})
-        return work
-
-    def _item(self, barcode):
-        item = self.db.scalar(select(Item).where(Item.tenant == self.caller.tenant, Item.barcode == barcode))
-        if item is None:
-            raise errors.ItemNotFound(details={"barcode": barcode})
-        return item
+    def _catalogue(self):
+        """The queries, within the caller's tenant."""
+        return CatalogRepository(self.db, self.caller.tenant)
 
     def _dump_work(self, work):
         dumped = WORK_SCHEMA.dump(work)
