@@ -10,11 +10,12 @@ from email.utils import formataddr
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from services.notices import errors
 from services.notices.mailer import Mailer
 from services.notices.models import Base, Notice, NoticeSettings, ProcessedEvent
+from services.notices.repository import NoticesRepository
 from services.notices.schemas import (
     HoldReadySchema, LoansDueSoonSchema, LoansOverdueSchema, NoticeSchema, NoticeSettingsSchema, PatronEventSchema,
 )
@@ -29,7 +30,6 @@ from shiori.rpc import Caller, ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
 EVENT_VERSION = 1
-RETRY_BATCH = 100
 
 
 class NoticesService:
@@ -73,8 +73,7 @@ class NoticesService:
         event = read_event(body, EVENT_VERSION, PatronEventSchema())
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
-        self.db.execute(delete(Notice).where(Notice.tenant == event["tenant"],
-                                             Notice.patron_id == event["data"]["patron_id"]))
+        NoticesRepository(self.db).forget_patron(event["tenant"], event["data"]["patron_id"])
         self.db.commit()
         checkpoint(self.db)
 
@@ -93,10 +92,7 @@ class NoticesService:
     @timer(interval=10)
     def retry_due_notices(self):
         """Notices whose earlier attempt failed, when their pause is over."""
-        due = self.db.scalars(select(Notice).where(Notice.channel == "email",
-                                                   Notice.next_attempt_at <= self.clock.now())
-                              .order_by(Notice.next_attempt_at).limit(RETRY_BATCH)).all()
-        for notice in due:
+        for notice in NoticesRepository(self.db).due_for_retry(self.clock.now()):
             self._deliver(notice)
 
     def _deliver(self, notice):
@@ -124,7 +120,7 @@ class NoticesService:
                         notice.last_error)
 
     def _message(self, notice, contact):
-        settings = self._settings_row(notice.tenant)
+        settings = NoticesRepository(self.db).settings(notice.tenant)
         library = notice_library(notice.facts, contact["home_library"])
         values = {"name": contact["name"], "library": self.catalog.get_library(library)["name"],
                   "items": notice.facts.get("items", ""), "date": notice.facts["date"],
@@ -150,8 +146,8 @@ class NoticesService:
         """Notices for the caller's libraries' patrons without e-mail, with the name and phone number to call
         (each read recorded)."""
         self.caller.require(STAFF_ROLES)
-        notices = [notice for notice in self.db.scalars(select(Notice).where(
-            Notice.tenant == self.caller.tenant, Notice.channel == "phone").order_by(Notice.id)) if self._ours(notice)]
+        notices = [notice for notice in NoticesRepository(self.db).on_channel(self.caller.tenant, "phone")
+                   if self._ours(notice)]
         contacts = self.patrons.contacts(sorted({notice.patron_id for notice in notices}), ["name", "phone"]) \
             if notices else {}
         return [dict(NoticeSchema().dump(notice), **contacts[str(notice.patron_id)])
@@ -161,17 +157,15 @@ class NoticesService:
     def pending(self):
         """E-mail notices not sent yet, with how often they failed and why (no personal data)."""
         self.caller.require(STAFF_ROLES + (OPERATOR,))
-        notices = self.db.scalars(select(Notice).where(Notice.tenant == self.caller.tenant,
-                                                       Notice.channel == "email").order_by(Notice.id)).all()
+        notices = NoticesRepository(self.db).on_channel(self.caller.tenant, "email")
         return NoticeSchema(many=True, exclude=("patron_id", "facts")).dump(notices)
 
     @rpc
     def done(self, notice_id):
         """The desk has phoned the patron: the notice goes. Another library's notice is as unknown as none."""
         self.caller.require(STAFF_ROLES)
-        notice = self.db.get(Notice, notice_id)
-        if notice is None or notice.tenant != self.caller.tenant or notice.channel != "phone" or \
-                not self._ours(notice):
+        notice = NoticesRepository(self.db).phone_notice(self.caller.tenant, notice_id)
+        if notice is None or not self._ours(notice):
             raise errors.NoticeNotFound(details={"notice_id": notice_id})
         self.db.delete(notice)
         self.db.commit()
@@ -179,7 +173,7 @@ class NoticesService:
     @rpc
     def get_settings(self):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
-        return NoticeSettingsSchema().dump(self._settings_row(self.caller.tenant))
+        return NoticeSettingsSchema().dump(NoticesRepository(self.db).settings(self.caller.tenant))
 
     @rpc
     def update_settings(self, payload):
@@ -192,10 +186,6 @@ class NoticesService:
     def _ours(self, notice):
         """Whether the notice is for a desk the caller works at."""
         return may_serve_at(self.caller.role, self.caller.libraries, notice.facts.get("library"))
-
-    def _settings_row(self, tenant):
-        return self.db.get(NoticeSettings, tenant) or NoticeSettings(tenant=tenant, include_titles=False,
-                                                                     templates={})
 
 
 def _reason(error):

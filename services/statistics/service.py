@@ -6,10 +6,11 @@ import base64
 import io
 
 from nameko.dependency_providers import Config
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from services.statistics.models import DIMENSIONS, Base, DailyCount, ProcessedEvent
+from services.statistics.models import DIMENSIONS, Base, ProcessedEvent
+from services.statistics.repository import DailyCounts
 from services.statistics.rules import is_exact, protect
 from services.statistics.schemas import (
     CardRegisteredSchema, HoldPlacedSchema, LoanCreatedSchema, LoanDueDateChangedSchema, LoanReturnedSchema,
@@ -64,8 +65,8 @@ class StatisticsService:
                     dimensions=lambda data: {"patron_category": data["category"], "age_band": data["age_band"]})
 
     def _count(self, body, schema, measure, day_and_library, dimensions=None):
-        """One more ``measure`` on its day and dimensions: an UPDATE that adds one (two events counted at
-        once both count), or the first count of the day. Two first counts at once: the loser adds one."""
+        """One more ``measure`` on its day and dimensions. Two first counts of a day at once: the loser's
+        commit fails, and it adds one to the winner's."""
         event = read_event(body, EVENT_VERSION, schema)
         if event is None:
             return
@@ -81,11 +82,7 @@ class StatisticsService:
         for last_try in (False, True):
             if not first_delivery(self.db, ProcessedEvent, event):
                 return
-            added = self.db.execute(update(DailyCount).where(
-                *(getattr(DailyCount, column) == value for column, value in key.items())
-            ).values(count=DailyCount.count + 1)).rowcount
-            if not added:
-                self.db.add(DailyCount(**key, count=1))
+            DailyCounts(self.db).add_one(key)
             try:
                 self.db.commit()
                 return
@@ -103,15 +100,12 @@ class StatisticsService:
         × month are protected (``rules.protect``): small cells suppressed, the others rounded."""
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         params = load(StatisticsQuerySchema(), query)
-        columns = [getattr(DailyCount, name) for name in params["group_by"]] + [DailyCount.measure]
-        conditions = [DailyCount.tenant == self.caller.tenant, DailyCount.day.between(params["since"], params["until"])]
+        libraries = None if self.caller.role in WHOLE_TENANT else self.caller.libraries
         if "library" in params:
             require_at(self.caller, params["library"])
-            conditions.append(DailyCount.library == params["library"])
-        elif self.caller.role not in WHOLE_TENANT:
-            conditions.append(DailyCount.library.in_(self.caller.libraries))
-        rows = self.db.execute(select(*columns, func.sum(DailyCount.count)).where(*conditions)
-                               .group_by(*columns).order_by(*columns)).all()
+            libraries = [params["library"]]
+        rows = DailyCounts(self.db).sums(self.caller.tenant, params["since"], params["until"], params["group_by"],
+                                         libraries)
         names = params["group_by"] + ["measure", "count"]
         cells = [dict(zip(names, [value.isoformat() if hasattr(value, "isoformat") else value for value in row]))
                  for row in rows]
