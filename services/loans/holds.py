@@ -4,9 +4,8 @@ and then publishes the events it is handed."""
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
-
 from services.loans.models import Hold, Transit
+from services.loans.repository import LoansRepository
 
 # What the desk does with a copy, and the copy's status as the catalogue shows it.
 SHELVE, HOLD_SHELF, TRANSIT = "shelve", "hold_shelf", "transit"
@@ -26,17 +25,18 @@ class Routing:
 class HoldQueues:
     def __init__(self, session, borrowers, tenant, calendar_of, pickup_days):
         self.session, self.borrowers, self.tenant = session, borrowers, tenant
+        self.repository = LoansRepository(session, tenant)
         self.calendar_of = calendar_of  # library code -> rules.Calendar
         self.pickup_days = pickup_days
 
     def route_copy(self, barcode, work_id, home_library, here, today):
         """A copy is in hand at ``here`` (checked in, or its hold ended on this hold shelf): it serves the
         hold it travels for, else the first waiting hold on its work, else it goes home."""
-        hold = self.held_for(barcode)
+        hold = self.repository.hold_for_copy(barcode)
         if hold is not None and hold.status == "ready" and hold.pickup_library == here:
             return self._routing(HOLD_SHELF, here, barcode, hold)  # scanned again on its hold shelf: nothing moves
         if hold is None:
-            hold = self.first_waiting(work_id)
+            hold = self.repository.first_waiting(work_id)
         if hold is not None:
             hold.item_barcode = barcode
             if hold.pickup_library == here:
@@ -50,23 +50,13 @@ class HoldQueues:
         self._send(barcode, here, home_library, today)
         return self._routing(TRANSIT, home_library, barcode)
 
-    def held_for(self, barcode):
-        """The hold a copy is kept or travelling for, if any."""
-        return self.session.scalar(select(Hold).where(Hold.tenant == self.tenant, Hold.item_barcode == barcode))
-
-    def first_waiting(self, work_id):
-        return self.session.scalar(select(Hold).where(
-            Hold.tenant == self.tenant, Hold.work_id == work_id, Hold.status == "waiting",
-        ).order_by(Hold.id).limit(1))
-
     def position(self, hold):
         """1 for the next in line; 0 once a copy is reserved; None for a series volume not yet active."""
         if hold.status in ("ready", "in_transit"):
             return 0
         if hold.status == "pending":
             return None
-        return 1 + self.session.scalar(select(func.count()).select_from(Hold).where(
-            Hold.tenant == self.tenant, Hold.work_id == hold.work_id, Hold.status == "waiting", Hold.id < hold.id))
+        return 1 + self.repository.waiting_count(hold.work_id, before=hold.id)
 
     def end(self, hold, today, home_of):
         """A hold ends (cancelled, lapsed, not picked up): its row goes, and a copy it held passes on — from
@@ -90,9 +80,7 @@ class HoldQueues:
     def _activate_next_in_series(self, hold):
         if hold.series is None:
             return
-        following = self.session.scalar(select(Hold).where(
-            Hold.tenant == self.tenant, Hold.series == hold.series, Hold.status == "pending",
-        ).order_by(Hold.series_position).limit(1))
+        following = self.repository.next_in_series(hold.series)
         if following is not None:
             following.status = "waiting"
 
@@ -111,7 +99,7 @@ class HoldQueues:
                                    to_library=destination, since=today))
 
     def _arrived(self, barcode):
-        transit = self.session.get(Transit, (self.tenant, barcode))
+        transit = self.repository.transit(barcode)
         if transit is not None:
             self.session.delete(transit)
 

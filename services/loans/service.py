@@ -1,23 +1,24 @@
 """Loans: check-out, check-in and renewal under each tenant's loan rules and library calendars, holds and
-copies in transit, a patron's current loans and holds, and the daily pass."""
+copies in transit, a patron's current loans and holds, and the daily pass. Each entrypoint loads what it needs
+(repository.py holds the queries), asks the named rules of rules.py, then persists and publishes."""
 import logging
 import uuid
 from datetime import timedelta
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from services.catalog.errors import WorkNotFound
 from services.loans import errors
 from services.loans.borrowers import Borrower, BorrowerStore, new_ref
 from services.loans.holds import HoldQueues
-from services.loans.models import (
-    Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, ProcessedEvent, Transit,
-)
+from services.loans.models import Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, \
+    ProcessedEvent
+from services.loans.repository import AllTenants, LoansRepository
 from services.loans.rules import (
-    Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
+    CHECKIN_RULES, CHECKOUT_RULES, HOLD_RULES, RENEWAL_RULES, Calendar, Checkin, Checkout, HoldRequest, Policy,
+    Renewal, check, days_late, due_date, governing_policy, renewed_due_date,
 )
 from services.loans.schemas import (
     PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, HoldRequestSchema,
@@ -31,7 +32,6 @@ from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, WHOLE_TENANT, may_serve_
 from shiori.rpc import Caller, ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
-DEFAULT_SETTINGS = {"renew_from": "today", "renewal_grace_days": 0, "suspend_for_late_days": False}
 EVENT_VERSION = 1  # of the events this service reads
 
 
@@ -69,36 +69,15 @@ class LoansService:
         borrower_reply = self.patrons.borrower.call_async(data["card_number"])
         item_reply = self.catalog.item_for_circulation.call_async(data["item_barcode"], data["library"])
         borrower, item = borrower_reply.result(), item_reply.result()
-        item_type = item["item_type"]
-        if item_type == "reference":
-            raise errors.ItemNotForLoan(details={"item_barcode": item["barcode"]})
+        held = self.repository.hold_for_copy(item["barcode"])
+        asked = self._checkout_snapshot(borrower, item, data["library"], held)
+        check(CHECKOUT_RULES, asked)
 
-        today = self.clock.today()
-        calendar = self._calendar(data["library"])
-        if not calendar.is_open(today):
-            raise errors.LibraryClosed(details={"library": data["library"], "date": today.isoformat()})
-        mine = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
-        self._check_standing(borrower["id"], mine, today)
-        policy = self._policy(borrower["category"], item_type, data["library"])
-        self._check_limits(mine, item_type, policy)
-        reserved = self.db.scalar(select(Hold).where(Hold.tenant == self.caller.tenant,
-                                                     Hold.item_barcode == item["barcode"]))
-        if reserved is not None and reserved.borrower_ref not in mine:
-            raise errors.ItemHeldForAnotherPatron(details={"item_barcode": item["barcode"]})
-        own_hold = reserved or self.db.scalar(select(Hold).where(
-            Hold.tenant == self.caller.tenant, Hold.borrower_ref.in_(mine), Hold.work_id == item["work_id"],
-            Hold.item_barcode.is_(None)))
-
-        lent_to = Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"],
-                           patron_category=borrower["category"], age_band=borrower["age_band"], recorded_at=self.clock.now())
-        loan = Loan(
-            tenant=self.caller.tenant, borrower_ref=lent_to.ref, item_barcode=item["barcode"], item_type=item_type,
-            ndc_class=item["ndc_class"], work_id=item["work_id"], library=data["library"],
-            loaned_on=today, due_date=due_date(today, policy.loan_days, calendar), renewals=0, created_at=self.clock.now(),
-        )
+        own_hold = held or self.repository.unserved_hold(list(asked.borrower_refs), item["work_id"])
+        loan, lent_to = self._new_loan(borrower, item, asked)
         if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
             self._queues().fulfil(own_hold)
-        transit = self.db.get(Transit, (self.caller.tenant, item["barcode"]))
+        transit = self.repository.transit(item["barcode"])
         if transit is not None:  # lent from here, so it travels no more
             self.db.delete(transit)
         self.db.add(loan)  # last: a second loan of the copy is refused at the commit, which undoes the rest
@@ -107,14 +86,43 @@ class LoansService:
         if own_hold is not None:
             checkpoint(self.db)  # the ended hold's bytes leave the write-ahead log too (PRIVACY.md 2)
             self._forget([own_hold.borrower_ref])
+        self._announce_loan(loan, lent_to, borrower["id"])
+        return dict(LoanSchema().dump(loan), title=item["title"])
 
+    def _checkout_snapshot(self, borrower, item, library, held):
+        """What the check-out rules decide on; ``held``, the hold the copy is kept or travelling for."""
+        stored, today = self.repository, self.clock.today()
+        mine = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
+        return Checkout(
+            item_barcode=item["barcode"], item_type=item["item_type"], library=library, today=today,
+            calendar=stored.calendar(library), borrower_refs=frozenset(mine),
+            overdue_items=stored.overdue_count(mine, today), suspended_until=self._suspended_until(borrower["id"]),
+            on_loan=stored.counts_by_item_type(mine),
+            policy=self._policy(borrower["category"], item["item_type"], library),
+            copy_held_by=held.borrower_ref if held is not None else None)
+
+    def _new_loan(self, borrower, item, checkout):
+        """The loan a check-out makes, and who it is lent to (for the erasing store)."""
+        lent_to = Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"],
+                           patron_category=borrower["category"], age_band=borrower["age_band"],
+                           recorded_at=self.clock.now())
+        today = checkout.today
+        loan = Loan(
+            tenant=self.caller.tenant, borrower_ref=lent_to.ref, item_barcode=item["barcode"],
+            item_type=item["item_type"], ndc_class=item["ndc_class"], work_id=item["work_id"],
+            library=checkout.library, loaned_on=today,
+            due_date=due_date(today, checkout.policy.loan_days, checkout.calendar), renewals=0,
+            created_at=self.clock.now(),
+        )
+        return loan, lent_to
+
+    def _announce_loan(self, loan, lent_to, patron_id):
         self.publish("loan_created", loan.tenant, {
             "loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id, "library": loan.library,
             "loaned_on": loan.loaned_on, "due_date": loan.due_date, **counted(loan, lent_to),
         })
         self.publish("patron_card_used", loan.tenant,
-                     {"patron_id": borrower["id"], "used_on": today, "library": loan.library})
-        return dict(LoanSchema().dump(loan), title=item["title"])
+                     {"patron_id": patron_id, "used_on": loan.loaned_on, "library": loan.library})
 
     @rpc
     def checkin(self, payload):
@@ -122,28 +130,13 @@ class LoansService:
         data = load(CheckinSchema(), payload)
         self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
-        tenant, barcode, today = self.caller.tenant, item["barcode"], self.clock.today()
-        loan = self.db.scalar(select(Loan).where(Loan.tenant == tenant, Loan.item_barcode == barcode))
-        queues = self._queues()
-        # A copy neither lent nor travelling is checked in to serve a hold (taken from the shelf for it), or
-        # scanned again on the hold shelf.
-        if loan is None and self.db.get(Transit, (tenant, barcode)) is None and \
-                queues.held_for(barcode) is None and queues.first_waiting(item["work_id"]) is None:
-            raise errors.ItemNotOnLoan(details={"item_barcode": barcode})
-        late, returned = 0, None
-        if loan is not None:
-            lent_to = self.borrowers.get(loan.borrower_ref)
-            late = days_late(loan.due_date, today, self._calendar(data["library"]))
-            if late and self._settings()["suspend_for_late_days"]:
-                # Before the return commits: should it fail, the copy is still overdue, which stops borrowing
-                # as the suspension would.
-                self.borrowers.suspend(tenant, lent_to.patron_id, today + timedelta(days=late))
-            returned = {"loan_id": loan.id, "item_barcode": barcode, "work_id": loan.work_id,
-                        "library": data["library"], "returned_on": today, **counted(loan, lent_to)}
-            # Deleted, not flagged, and its borrower erased: once returned, nothing links the patron to this
-            # copy (PRIVACY.md 2).
-            self.db.delete(loan)
-        routing = queues.route_copy(barcode, item["work_id"], item["library"], data["library"], today)
+        tenant, barcode, today, stored = self.caller.tenant, item["barcode"], self.clock.today(), self.repository
+        loan = stored.loan_of_copy(barcode)
+        check(CHECKIN_RULES, Checkin(
+            item_barcode=barcode, on_loan=loan is not None, in_transit=stored.transit(barcode) is not None,
+            held=stored.hold_for_copy(barcode) is not None, wanted=stored.waiting_count(item["work_id"]) > 0))
+        late, returned = self._end_loan(loan, data["library"], today) if loan is not None else (0, None)
+        routing = self._queues().route_copy(barcode, item["work_id"], item["library"], data["library"], today)
         answer = {"item_barcode": barcode, "title": item["title"], "action": routing.action,
                   "destination": routing.destination, "library": data["library"], "days_late": late,
                   "hold": self._hold_slip(routing.hold)}
@@ -155,24 +148,37 @@ class LoansService:
         self._publish_all(tenant, routing.events)
         return answer
 
+    def _end_loan(self, loan, library, today):
+        """A copy returned at ``library``: the loan is deleted (and a late return may suspend its borrower).
+        Answers the days it was late and what ``loan_returned`` tells."""
+        lent_to = self.borrowers.get(loan.borrower_ref)
+        late = days_late(loan.due_date, today, self.repository.calendar(library))
+        if late and self.repository.settings()["suspend_for_late_days"]:
+            # Before the return commits: should it fail, the copy is still overdue, which stops borrowing
+            # as the suspension would.
+            self.borrowers.suspend(loan.tenant, lent_to.patron_id, today + timedelta(days=late))
+        returned = {"loan_id": loan.id, "item_barcode": loan.item_barcode, "work_id": loan.work_id,
+                    "library": library, "returned_on": today, **counted(loan, lent_to)}
+        # Deleted, not flagged, and its borrower erased: once returned, nothing links the patron to this
+        # copy (PRIVACY.md 2).
+        self.db.delete(loan)
+        return late, returned
+
     @rpc
     def renew(self, loan_id):
         """Renew a loan (staff, or the patron their own): refused with the reason, else the new due date."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         loan, lent_to = self._loan(loan_id)
-        self.patrons.borrower_by_id(lent_to.patron_id)  # the card must still be valid and not suspended
-        today = self.clock.today()
-        self._check_suspension(lent_to.patron_id, today)
-        policy = self._policy(lent_to.patron_category, loan.item_type, loan.library)
-        settings = self._settings()
-        refusal = renewal_refusal(loan, policy, settings["renewal_grace_days"], today)
-        if refusal:
-            raise refusal
-        waiting = self.db.scalar(select(func.count()).select_from(Hold).where(
-            Hold.tenant == self.caller.tenant, Hold.work_id == loan.work_id, Hold.status == "waiting"))
-        if waiting:
-            raise errors.HoldsWaiting(details={"holds": waiting})
-        loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, self._calendar(loan.library))
+        # Patrons are asked once: whether the caller may see the patron, and whether the card is still valid and
+        # not suspended (borrower_by_id refuses both).
+        self.patrons.borrower_by_id(lent_to.patron_id)
+        stored, today = self.repository, self.clock.today()
+        policy, settings = self._policy(lent_to.patron_category, loan.item_type, loan.library), stored.settings()
+        check(RENEWAL_RULES, Renewal(
+            today=today, suspended_until=self._suspended_until(lent_to.patron_id), due_date=loan.due_date,
+            renewals=loan.renewals, policy=policy, grace_days=settings["renewal_grace_days"],
+            holds_waiting=stored.waiting_count(loan.work_id)))
+        loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, stored.calendar(loan.library))
         loan.renewals += 1
         self.db.commit()
         self._announce_due_date(loan, lent_to, "renewal")
@@ -197,13 +203,13 @@ class LoansService:
             raise InvalidInput(details={"not_needed_after": ["is in the past"]})
         work_ids = data.get("works") or [data["work_id"]]
         pickup = self.catalog.get_library(data["pickup_library"])
-        if pickup["kind"] == "school":
-            raise errors.WrongPickupLibrary(details={"pickup_library": pickup["code"]})
         titles = self.catalog.describe_works(work_ids)
-        missing = [work_id for work_id in work_ids if str(work_id) not in titles]
-        if missing:
-            raise WorkNotFound(details={"work_ids": missing})
-        self._check_hold_limits(borrower, work_ids, pickup["code"])
+        mine = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
+        check(HOLD_RULES, HoldRequest(
+            pickup_library=pickup["code"], pickup_kind=pickup["kind"], work_ids=tuple(work_ids),
+            catalogued_work_ids=frozenset(int(work_id) for work_id in titles),
+            borrowed_work_ids=frozenset(self.repository.borrowed_works(mine, work_ids)),
+            holds=self.repository.hold_count(mine), policy=self._policy(borrower["category"], None, pickup["code"])))
 
         series = str(uuid.uuid4()) if len(work_ids) > 1 else None
         holders = [Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"], held_work_id=work_id,
@@ -227,27 +233,13 @@ class LoansService:
         dumped = [self._dump_hold(hold, titles) for hold in holds]
         return {"series": series, "holds": dumped} if series else dumped[0]
 
-    def _check_hold_limits(self, borrower, work_ids, pickup_library):
-        tenant, mine = self.caller.tenant, self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
-        borrowed = self.db.scalars(select(Loan.work_id).where(
-            Loan.tenant == tenant, Loan.borrower_ref.in_(mine), Loan.work_id.in_(work_ids))).all()
-        if borrowed:
-            raise errors.WorkAlreadyOnLoan(details={"work_ids": sorted(set(borrowed))})
-        policy = self._policy(borrower["category"], None, pickup_library)
-        held = self.db.scalar(select(func.count()).select_from(Hold).where(Hold.tenant == tenant,
-                                                                           Hold.borrower_ref.in_(mine)))
-        if held + len(work_ids) > policy.max_holds:
-            raise errors.HoldLimitReached(f"予約は{policy.max_holds}件までです",
-                                          {"max_holds": policy.max_holds, "holds": held})
-
     @rpc
     def cancel_hold(self, hold_id):
         """Cancel a hold at any time (the patron their own, or staff). A copy it held passes on."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
-        hold = self.db.get(Hold, hold_id)
+        hold = self.repository.hold(hold_id)
         holder = self.borrowers.get(hold.borrower_ref) if hold is not None else None
-        if holder is None or hold.tenant != self.caller.tenant or (
-                self.caller.role == PATRON and holder.patron_id != self.caller.patron_id):
+        if holder is None or (self.caller.role == PATRON and holder.patron_id != self.caller.patron_id):
             raise errors.HoldNotFound(details={"hold_id": hold_id})
         if self.caller.role != PATRON:
             self.patrons.ensure_visible(holder.patron_id)
@@ -258,10 +250,7 @@ class LoansService:
         """A patron's holds with titles and queue positions, if the caller may see that patron."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
-        holds = self.db.scalars(select(Hold).where(
-            Hold.tenant == self.caller.tenant, Hold.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant,
-                                                                                            [patron_id])))
-            .order_by(Hold.id)).all()
+        holds = self.repository.holds_of(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
         titles = self.catalog.describe_works(sorted({hold.work_id for hold in holds})) if holds else {}
         return [self._dump_hold(hold, titles) for hold in holds]
 
@@ -271,14 +260,8 @@ class LoansService:
         copies on its open shelves that waiting holds want (to take down and check in: the pull list)."""
         self._check_desk(library)
         self.catalog.get_library(library)  # the library must exist
-        tenant = self.caller.tenant
-        ready = self.db.scalars(select(Hold).where(
-            Hold.tenant == tenant, Hold.pickup_library == library, Hold.status == "ready")
-            .order_by(Hold.ready_until, Hold.id)).all()
-        sending = self.db.scalars(select(Transit).where(
-            Transit.tenant == tenant, Transit.from_library == library).order_by(Transit.since)).all()
-        wanted = dict(self.db.execute(select(Hold.work_id, func.count()).where(
-            Hold.tenant == tenant, Hold.status == "waiting").group_by(Hold.work_id)).all())
+        stored = self.repository
+        ready, sending, wanted = stored.ready_holds(library), stored.transits_from(library), stored.waiting_by_work()
         on_shelves = self.catalog.copies_on_shelf(sorted(wanted), library) if wanted else []
         pull = {}
         for copy in on_shelves:  # one copy a work is enough for its first hold; the next check-in serves on
@@ -309,7 +292,7 @@ class LoansService:
             log.warning("borrowers left for the sweep: %s", type(error).__name__)
 
     def _queues(self):
-        return HoldQueues(self.db, self.borrowers, self.caller.tenant, self._calendar,
+        return HoldQueues(self.db, self.borrowers, self.caller.tenant, self.repository.calendar,
                           int(self.config["PICKUP_DAYS"]))
 
     def _dump_hold(self, hold, titles):
@@ -330,44 +313,19 @@ class LoansService:
         for event_type, data in events:
             self.publish(event_type, tenant, data)
 
-    def _check_standing(self, patron_id, refs, today):
-        """Overdue copies (among the loans and holds ``refs``) or a suspension after a late return stop
-        borrowing."""
-        overdue = self.db.scalar(select(func.count()).select_from(Loan).where(
-            Loan.tenant == self.caller.tenant, Loan.borrower_ref.in_(refs), Loan.due_date < today))
-        if overdue:
-            raise errors.OverdueItems(details={"overdue_items": overdue})
-        self._check_suspension(patron_id, today)
-
-    def _check_suspension(self, patron_id, today):
+    def _suspended_until(self, patron_id):
+        """The last day of the patron's suspension after a late return, if one was given."""
         suspension = self.borrowers.suspension(self.caller.tenant, patron_id)
-        if suspension and suspension.until >= today:
-            raise errors.BorrowingSuspended(f"{suspension.until.isoformat()}まで貸出停止中です",
-                                            {"until": suspension.until.isoformat()})
-
-    def _check_limits(self, refs, item_type, policy):
-        counts = dict(self.db.execute(
-            select(Loan.item_type, func.count()).where(Loan.tenant == self.caller.tenant, Loan.borrower_ref.in_(refs))
-            .group_by(Loan.item_type)).all())
-        if sum(counts.values()) >= policy.max_items:
-            raise errors.LoanLimitReached(f"貸出は{policy.max_items}点までです",
-                                          {"max_items": policy.max_items, "on_loan": sum(counts.values())})
-        if policy.max_items_of_type is not None and counts.get(item_type, 0) >= policy.max_items_of_type:
-            raise errors.LoanLimitReached(
-                f"この種類の資料の貸出は{policy.max_items_of_type}点までです",
-                {"item_type": item_type, "max_items_of_type": policy.max_items_of_type,
-                 "on_loan": counts.get(item_type, 0)})
+        return suspension.until if suspension is not None else None
 
     def _loan(self, loan_id):
-        """The loan and its borrower, if the caller may see them."""
-        loan = self.db.get(Loan, loan_id)
+        """The loan and its borrower, if the caller may see them: a patron sees their own only; whether staff may
+        see the patron is for patrons to say (renew asks ``borrower_by_id``, which refuses what ``ensure_visible``
+        refuses)."""
+        loan = self.repository.loan(loan_id)
         lent_to = self.borrowers.get(loan.borrower_ref) if loan is not None else None
-        if lent_to is None or loan.tenant != self.caller.tenant:
+        if lent_to is None or (self.caller.role == PATRON and lent_to.patron_id != self.caller.patron_id):
             raise errors.LoanNotFound(details={"loan_id": loan_id})
-        if self.caller.role == PATRON and lent_to.patron_id != self.caller.patron_id:
-            raise errors.LoanNotFound(details={"loan_id": loan_id})
-        if self.caller.role != PATRON:
-            self.patrons.ensure_visible(lent_to.patron_id)
         return loan, lent_to
 
     def _announce_due_date(self, loan, lent_to, reason):
@@ -382,11 +340,7 @@ class LoansService:
         """A patron's current loans with titles, oldest due first, if the caller may see that patron."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
-        loans = self.db.scalars(
-            select(Loan).where(Loan.tenant == self.caller.tenant,
-                               Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, [patron_id])))
-            .order_by(Loan.due_date, Loan.id)
-        ).all()
+        loans = self.repository.loans_of(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
         works = self.catalog.describe_works(sorted({loan.work_id for loan in loans})) if loans else {}
         return [
             dict(LoanSchema().dump(loan), **works.get(str(loan.work_id), {"title": None, "authors": []}))
@@ -395,16 +349,12 @@ class LoansService:
 
     @rpc
     def count_patron_loans(self, patron_id):
-        return self.db.scalar(select(func.count()).select_from(Loan).where(
-            Loan.tenant == self.caller.tenant,
-            Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, [patron_id]))))
+        return self.repository.loan_count(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
 
     @rpc
     def patrons_with_loans(self, patron_ids):
         """Which of these patrons have anything on loan (for deleting patrons in bulk)."""
-        lent = self.db.scalars(select(Loan.borrower_ref).where(
-            Loan.tenant == self.caller.tenant,
-            Loan.borrower_ref.in_(self.borrowers.refs_of(self.caller.tenant, patron_ids)))).all()
+        lent = self.repository.lent_refs(self.borrowers.refs_of(self.caller.tenant, patron_ids))
         return sorted({borrower.patron_id for borrower in self.borrowers.of(lent).values()})
 
     # --- a patron deleted ---------------------------------------------------------------------------
@@ -420,9 +370,7 @@ class LoansService:
         tenant, patron_id = event["tenant"], event["data"]["patron_id"]
         self.caller.act_as(tenant, "system:loans:patron-deleted", OPERATOR)
         self.borrowers.lift_suspension(tenant, patron_id)
-        holds = self.db.scalars(select(Hold).where(
-            Hold.tenant == tenant, Hold.borrower_ref.in_(self.borrowers.refs_of(tenant, [patron_id])))
-            .order_by(Hold.id)).all()
+        holds = self.repository.holds_of(self.borrowers.refs_of(tenant, [patron_id]))
         self._end_holds(holds, self.clock.today())  # commits it all, with the event's id, then announces
 
     def _check_desk(self, library):
@@ -434,10 +382,8 @@ class LoansService:
     @rpc
     def list_policies(self):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
-        policies = self.db.scalars(select(LoanPolicy).where(LoanPolicy.tenant == self.caller.tenant)
-                                   .order_by(LoanPolicy.id)).all()
         return {"default": LoanPolicySchema().dump(self._default_policy()),
-                "policies": LoanPolicySchema(many=True).dump(policies)}
+                "policies": LoanPolicySchema(many=True).dump(self.repository.policies())}
 
     @rpc
     def add_policy(self, payload):
@@ -465,7 +411,7 @@ class LoansService:
     @rpc
     def get_settings(self):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
-        return self._settings()
+        return self.repository.settings()
 
     @rpc
     def update_settings(self, payload):
@@ -479,7 +425,7 @@ class LoansService:
     def get_calendar(self, library):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         self.catalog.get_library(library)  # the library must exist
-        row = self.db.get(LibraryCalendar, (self.caller.tenant, library))
+        row = self.repository.calendar_row(library)
         return {"closed_weekdays": row.closed_weekdays, "closures": row.closures} if row else \
             {"closed_weekdays": [], "closures": []}
 
@@ -506,16 +452,14 @@ class LoansService:
         libraries = sorted(set(data["libraries"]))
         for library in libraries:
             self.catalog.get_library(library)
-        moved = []
+        moved, stored = [], self.repository
         for library in libraries:
-            row = self.db.get(LibraryCalendar, (self.caller.tenant, library)) or LibraryCalendar(
+            row = stored.calendar_row(library) or LibraryCalendar(
                 tenant=self.caller.tenant, library=library, closed_weekdays=[], closures=[])
             row.closures = [*row.closures, closure]
             self.db.merge(row)
             calendar = Calendar(row.closed_weekdays, row.closures)
-            loans = self.db.scalars(select(Loan).where(
-                Loan.tenant == self.caller.tenant, Loan.library == library,
-                Loan.due_date.between(data["first"], data["last"]))).all()
+            loans = stored.loans_due_between(library, data["first"], data["last"])
             for loan in loans:
                 loan.due_date = calendar.next_open(loan.due_date)
             moved += loans
@@ -526,8 +470,8 @@ class LoansService:
         return {"loans_moved": len(moved), "libraries": libraries}
 
     def _policy_row(self, policy_id):
-        policy = self.db.get(LoanPolicy, policy_id)
-        if policy is None or policy.tenant != self.caller.tenant:
+        policy = self.repository.policy(policy_id)
+        if policy is None:
             raise errors.LoanPolicyNotFound(details={"policy_id": policy_id})
         return policy
 
@@ -537,16 +481,12 @@ class LoansService:
                       max_holds=int(self.config["MAX_HOLDS"]))
 
     def _policy(self, category, item_type, library):
-        policies = self.db.scalars(select(LoanPolicy).where(LoanPolicy.tenant == self.caller.tenant)).all()
-        return governing_policy(policies, category, item_type, library, self._default_policy())
+        return governing_policy(self.repository.policies(), category, item_type, library, self._default_policy())
 
-    def _settings(self):
-        row = self.db.get(CirculationSettings, self.caller.tenant)
-        return CirculationSettingsSchema().dump(row) if row else dict(DEFAULT_SETTINGS)
-
-    def _calendar(self, library):
-        row = self.db.get(LibraryCalendar, (self.caller.tenant, library))
-        return Calendar(row.closed_weekdays, row.closures) if row else Calendar()
+    @property
+    def repository(self):
+        """The queries of the caller's tenant (a daily pass acts as one tenant after another)."""
+        return LoansRepository(self.db, self.caller.tenant)
 
     # --- scheduled -----------------------------------------------------------------------------------
 
@@ -578,27 +518,24 @@ class LoansService:
                 self.db.rollback()
                 return
         self.borrowers.lift_suspensions(today)
-        ended = self.db.scalars(select(Hold).where(or_(
-            and_(Hold.status.in_(("waiting", "pending")), Hold.not_needed_after < today),
-            and_(Hold.status == "ready", Hold.ready_until < today),
-        )).order_by(Hold.tenant, Hold.id)).all()
+        every_tenant = AllTenants(self.db)
+        ended = every_tenant.holds_ending(today)
         for tenant in sorted({hold.tenant for hold in ended}):
             self.caller.act_as(tenant, "system:loans:daily-pass", OPERATOR)
             self._end_holds([hold for hold in ended if hold.tenant == tenant], today)
         soon = today + timedelta(days=int(self.config["DUE_SOON_DAYS"]))
-        for (tenant, patron_id), due in self._loans_by_patron(Loan.due_date == soon):
+        for (tenant, patron_id), due in self._by_patron(every_tenant.due_on(soon)):
             self.publish("loans_due_soon", tenant, {"patron_id": patron_id, "items": len(due), "due_date": soon})
         every = int(self.config["OVERDUE_REMINDER_EVERY_DAYS"])
-        for (tenant, patron_id), overdue in self._loans_by_patron(Loan.due_date < today):
+        for (tenant, patron_id), overdue in self._by_patron(every_tenant.overdue_on(today)):
             items, oldest = len(overdue), min(overdue)
             days_overdue = (today - oldest).days
             if (days_overdue - 1) % every == 0:
                 self.publish("loans_overdue", tenant, {"patron_id": patron_id, "items": items,
                                                        "oldest_due_date": oldest, "days_overdue": days_overdue})
 
-    def _loans_by_patron(self, condition):
-        """The due dates of the loans meeting ``condition``, by (tenant, patron), in that order."""
-        loans = self.db.execute(select(Loan.tenant, Loan.borrower_ref, Loan.due_date).where(condition)).all()
+    def _by_patron(self, loans):
+        """The due dates of ``loans`` (tenant, borrower ref, due date), by (tenant, patron), in that order."""
         lent_to = self.borrowers.of(ref for _tenant, ref, _due in loans)
         grouped = {}
         for tenant, ref, due in loans:
@@ -609,8 +546,7 @@ class LoansService:
     def sweep_borrowers(self):
         """Erase borrowers that no loan or hold names any more: left by a commit that failed, or by an
         erase that did not happen after one that succeeded."""
-        live = set(self.db.scalars(select(Loan.borrower_ref))) | set(self.db.scalars(select(Hold.borrower_ref)))
-        if swept := self.borrowers.sweep(live, self.clock.now()):
+        if swept := self.borrowers.sweep(AllTenants(self.db).live_refs(), self.clock.now()):
             log.info("erased %d orphaned borrowers", swept)
 
     @timer(interval=60)

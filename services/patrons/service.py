@@ -270,7 +270,8 @@ class PatronsService:
 
     @rpc
     def borrower_by_id(self, patron_id):
-        """For a renewal or a hold: the patron, if their card may borrow today."""
+        """For a renewal or a hold: the patron, if the caller may see them (what ``ensure_visible`` refuses, this
+        refuses too: a renewal asks patrons this alone) and their card may borrow today."""
         return self._may_borrow(self._patron(patron_id))
 
     def _may_borrow(self, patron):

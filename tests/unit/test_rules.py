@@ -8,7 +8,7 @@ from marshmallow import ValidationError
 from services.catalog.rules import availability, escape_like, normalize_isbn
 from services.catalog.schemas import WorkSchema
 from services.loans.rules import (
-    Calendar, Policy, days_late, due_date, governing_policy, renewal_refusal, renewed_due_date,
+    Calendar, Policy, Renewal, RenewalAllowed, days_late, due_date, governing_policy, renewed_due_date,
 )
 from services.patrons.rules import (
     age_band, borrowing_refusal, card_number_is_valid, luhn_check_digit, new_card_number, years_after,
@@ -85,6 +85,13 @@ def test_the_most_specific_loan_policy_wins():
     assert governing_policy(rules, "adult", "book", "hirata", default).loan_days == 21
     assert governing_policy(rules, "adult", "av", "hirata", default).loan_days == 21  # library before item type
     assert governing_policy(rules, "child", "av", "hirata", default).loan_days == 28  # two keys before one
+
+
+def renewal_refusal(loan, policy, grace_days, today):
+    """The renewal rule asked of the loan alone: no suspension, no holds waiting."""
+    return RenewalAllowed().refusal(Renewal(today=today, suspended_until=None, due_date=loan.due_date,
+                                            renewals=loan.renewals, policy=policy, grace_days=grace_days,
+                                            holds_waiting=0))
 
 
 def test_renewals_count_from_today_or_from_the_due_date_and_are_refused_with_the_reason():
