@@ -70,11 +70,11 @@ class LoansService:
         item_reply = self.catalog.item_for_circulation.call_async(data["item_barcode"], data["library"])
         borrower, item = borrower_reply.result(), item_reply.result()
         held = self.repository.hold_for_copy(item["barcode"])
-        asked = self._checkout_snapshot(borrower, item, data["library"], held)
-        check(CHECKOUT_RULES, asked)
+        facts = self._checkout_snapshot(borrower, item, data["library"], held)
+        check(CHECKOUT_RULES, facts)
 
-        own_hold = held or self.repository.unserved_hold(list(asked.borrower_refs), item["work_id"])
-        loan, lent_to = self._new_loan(borrower, item, asked)
+        own_hold = held or self.repository.unserved_hold(list(facts.borrower_refs), item["work_id"])
+        loan, lent_to = self._new_loan(borrower, item, facts)
         if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
             self._queues().fulfil(own_hold)
         transit = self.repository.transit(item["barcode"])
