@@ -204,6 +204,22 @@ def test_refusals_are_logged_without_credentials(system, caplog):
 
 
 @pytest.mark.privacy(7)
+def test_a_renewal_asks_patrons_once_and_still_sees_only_what_the_caller_may(system, staff, school):
+    """Renew asks patrons one question (borrower_by_id), which refuses a patron the caller may not see as
+    ensure_visible would: a librarian of the city's branches renews no pupil's loan; the pupil's school does."""
+    from services.patrons.errors import PatronNotFound
+
+    pupil = register_patron(staff, home_library=school, category="child")
+    _work, item = add_copy(staff, library=school)
+    loan = check_out(staff, pupil["card_number"], item["barcode"], library=school).json()
+    with system.rpc_as({"actor": "staff:98", "role": "librarian", "libraries": "main"}) as rpc:
+        with pytest.raises(PatronNotFound):
+            rpc.loans.renew(loan["loan_id"])
+    with system.rpc_as({"actor": "staff:97", "role": "school_librarian", "libraries": school}) as rpc:
+        assert rpc.loans.renew(loan["loan_id"])["renewals"] == 1
+
+
+@pytest.mark.privacy(7)
 def test_the_services_enforce_scope_even_when_called_directly(system, staff, school):
     """A bug in the gateway alone must not leak: the services check the identity that comes with a call."""
     from services.patrons.errors import PatronNotFound
