@@ -124,8 +124,9 @@ class HoldRequest:
 
 @dataclass(frozen=True)
 class Checkin:
+    """A copy checked in that is not on loan (a returned copy is always taken in): where else it may be due."""
+
     item_barcode: str
-    on_loan: bool
     in_transit: bool
     held: bool  # kept or travelling for a hold
     wanted: bool  # its work has a hold waiting
@@ -272,11 +273,11 @@ class WithinHoldLimits(Rule):
 
 
 class ItemInCirculation(Rule):
-    """A copy is checked in when it is lent, travelling, kept for a hold, or wanted by a waiting one (taken
-    from the shelf for it, or scanned again on the hold shelf); else there is nothing to check in."""
+    """A copy not on loan is checked in when it is travelling, kept for a hold (scanned again on the hold
+    shelf), or wanted by a waiting one (taken from the shelf for it); else there is nothing to check in."""
 
     def refusal(self, checkin):
-        if not (checkin.on_loan or checkin.in_transit or checkin.held or checkin.wanted):
+        if not (checkin.in_transit or checkin.held or checkin.wanted):
             return errors.ItemNotOnLoan(details={"item_barcode": checkin.item_barcode})
         return None
 

@@ -131,11 +131,13 @@ class LoansService:
         self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
         tenant, barcode, today, stored = self.caller.tenant, item["barcode"], self.clock.today(), self.repository
-        loan = stored.loan_of_copy(barcode)
-        check(CHECKIN_RULES, Checkin(
-            item_barcode=barcode, on_loan=loan is not None, in_transit=stored.transit(barcode) is not None,
-            held=stored.hold_for_copy(barcode) is not None, wanted=stored.waiting_count(item["work_id"]) > 0))
-        late, returned = self._end_loan(loan, data["library"], today) if loan is not None else (0, None)
+        loan, late, returned = stored.loan_of_copy(barcode), 0, None
+        if loan is not None:  # a returned copy is always taken in, and pays for no question about the others
+            late, returned = self._end_loan(loan, data["library"], today)
+        else:
+            check(CHECKIN_RULES, Checkin(
+                item_barcode=barcode, in_transit=stored.transit(barcode) is not None,
+                held=stored.hold_for_copy(barcode) is not None, wanted=stored.waiting_count(item["work_id"]) > 0))
         routing = self._queues().route_copy(barcode, item["work_id"], item["library"], data["library"], today)
         answer = {"item_barcode": barcode, "title": item["title"], "action": routing.action,
                   "destination": routing.destination, "library": data["library"], "days_late": late,
