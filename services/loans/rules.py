@@ -102,6 +102,8 @@ class Checkout:
 
 @dataclass(frozen=True)
 class Renewal:
+    """What a renewal is decided on: the loan, its borrower's suspension, and the tenant's rules."""
+
     today: date
     suspended_until: date | None
     due_date: date
@@ -113,6 +115,9 @@ class Renewal:
 
 @dataclass(frozen=True)
 class HoldRequest:
+    """What a hold (or a series hold) is decided on: the pickup library, the works, and the patron's loans and
+    holds."""
+
     pickup_library: str
     pickup_kind: str
     work_ids: tuple
