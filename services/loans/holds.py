@@ -25,18 +25,18 @@ class Routing:
 class HoldQueues:
     def __init__(self, session, borrowers, tenant, calendar_of, pickup_days):
         self.session, self.borrowers, self.tenant = session, borrowers, tenant
-        self.repository = LoansRepository(session, tenant)
+        self.circulation = LoansRepository(session, tenant)
         self.calendar_of = calendar_of  # library code -> rules.Calendar
         self.pickup_days = pickup_days
 
     def route_copy(self, barcode, work_id, home_library, here, today):
         """A copy is in hand at ``here`` (checked in, or its hold ended on this hold shelf): it serves the
         hold it travels for, else the first waiting hold on its work, else it goes home."""
-        hold = self.repository.hold_for_copy(barcode)
+        hold = self.circulation.hold_for_copy(barcode)
         if hold is not None and hold.status == "ready" and hold.pickup_library == here:
             return self._routing(HOLD_SHELF, here, barcode, hold)  # scanned again on its hold shelf: nothing moves
         if hold is None:
-            hold = self.repository.first_waiting(work_id)
+            hold = self.circulation.first_waiting(work_id)
         if hold is not None:
             hold.item_barcode = barcode
             if hold.pickup_library == here:
@@ -56,7 +56,7 @@ class HoldQueues:
             return 0
         if hold.status == "pending":
             return None
-        return 1 + self.repository.waiting_count(hold.work_id, before=hold.id)
+        return 1 + self.circulation.waiting_count(hold.work_id, before=hold.id)
 
     def end(self, hold, today, home_of):
         """A hold ends (cancelled, lapsed, not picked up): its row goes, and a copy it held passes on — from
@@ -80,7 +80,7 @@ class HoldQueues:
     def _activate_next_in_series(self, hold):
         if hold.series is None:
             return
-        following = self.repository.next_in_series(hold.series)
+        following = self.circulation.next_in_series(hold.series)
         if following is not None:
             following.status = "waiting"
 
@@ -99,7 +99,7 @@ class HoldQueues:
                                    to_library=destination, since=today))
 
     def _arrived(self, barcode):
-        transit = self.repository.transit(barcode)
+        transit = self.circulation.transit(barcode)
         if transit is not None:
             self.session.delete(transit)
 

@@ -162,7 +162,8 @@ class AllTenants:
 
     def live_refs(self):
         """Every borrower ref a loan or hold names."""
-        return set(self.session.scalars(select(Loan.borrower_ref))) | set(self.session.scalars(select(Hold.borrower_ref)))
+        loans, holds = select(Loan.borrower_ref), select(Hold.borrower_ref)
+        return set(self.session.scalars(loans)) | set(self.session.scalars(holds))
 
     def _due(self, condition):
         return self.session.execute(select(Loan.tenant, Loan.borrower_ref, Loan.due_date).where(condition)).all()

@@ -69,15 +69,16 @@ class LoansService:
         borrower_reply = self.patrons.borrower.call_async(data["card_number"])
         item_reply = self.catalog.item_for_circulation.call_async(data["item_barcode"], data["library"])
         borrower, item = borrower_reply.result(), item_reply.result()
-        held = self.repository.hold_for_copy(item["barcode"])
+        circulation = self._circulation()
+        held = circulation.hold_for_copy(item["barcode"])
         facts = self._checkout_snapshot(borrower, item, data["library"], held)
         check(CHECKOUT_RULES, facts)
 
-        own_hold = held or self.repository.unserved_hold(list(facts.borrower_refs), item["work_id"])
+        own_hold = held or circulation.unserved_hold(list(facts.borrower_refs), item["work_id"])
         loan, lent_to = self._new_loan(borrower, item, facts)
         if own_hold is not None:  # the hold is fulfilled: it ends as the loan starts
             self._queues().fulfil(own_hold)
-        transit = self.repository.transit(item["barcode"])
+        transit = circulation.transit(item["barcode"])
         if transit is not None:  # lent from here, so it travels no more
             self.db.delete(transit)
         self.db.add(loan)  # last: a second loan of the copy is refused at the commit, which undoes the rest
@@ -91,13 +92,13 @@ class LoansService:
 
     def _checkout_snapshot(self, borrower, item, library, held):
         """What the check-out rules decide on; ``held``, the hold the copy is kept or travelling for."""
-        stored, today = self.repository, self.clock.today()
+        circulation, today = self._circulation(), self.clock.today()
         mine = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
         return Checkout(
             item_barcode=item["barcode"], item_type=item["item_type"], library=library, today=today,
-            calendar=stored.calendar(library), borrower_refs=frozenset(mine),
-            overdue_items=stored.overdue_count(mine, today), suspended_until=self._suspended_until(borrower["id"]),
-            on_loan=stored.counts_by_item_type(mine),
+            calendar=circulation.calendar(library), borrower_refs=frozenset(mine),
+            overdue_items=circulation.overdue_count(mine, today), suspended_until=self._suspended_until(borrower["id"]),
+            on_loan=circulation.counts_by_item_type(mine),
             policy=self._policy(borrower["category"], item["item_type"], library),
             copy_held_by=held.borrower_ref if held is not None else None)
 
@@ -130,14 +131,16 @@ class LoansService:
         data = load(CheckinSchema(), payload)
         self._check_desk(data["library"])
         item = self.catalog.item_for_circulation(data["item_barcode"], data["library"])
-        tenant, barcode, today, stored = self.caller.tenant, item["barcode"], self.clock.today(), self.repository
-        loan, late, returned = stored.loan_of_copy(barcode), 0, None
+        tenant, barcode, today = self.caller.tenant, item["barcode"], self.clock.today()
+        circulation = self._circulation()
+        loan, late, returned = circulation.loan_of_copy(barcode), 0, None
         if loan is not None:  # a returned copy is always taken in, and pays for no question about the others
             late, returned = self._end_loan(loan, data["library"], today)
         else:
             check(CHECKIN_RULES, Checkin(
-                item_barcode=barcode, in_transit=stored.transit(barcode) is not None,
-                held=stored.hold_for_copy(barcode) is not None, wanted=stored.waiting_count(item["work_id"]) > 0))
+                item_barcode=barcode, in_transit=circulation.transit(barcode) is not None,
+                held=circulation.hold_for_copy(barcode) is not None,
+                wanted=circulation.waiting_count(item["work_id"]) > 0))
         routing = self._queues().route_copy(barcode, item["work_id"], item["library"], data["library"], today)
         answer = {"item_barcode": barcode, "title": item["title"], "action": routing.action,
                   "destination": routing.destination, "library": data["library"], "days_late": late,
@@ -154,8 +157,9 @@ class LoansService:
         """A copy returned at ``library``: the loan is deleted (and a late return may suspend its borrower).
         Answers the days it was late and what ``loan_returned`` tells."""
         lent_to = self.borrowers.get(loan.borrower_ref)
-        late = days_late(loan.due_date, today, self.repository.calendar(library))
-        if late and self.repository.settings()["suspend_for_late_days"]:
+        circulation = self._circulation()
+        late = days_late(loan.due_date, today, circulation.calendar(library))
+        if late and circulation.settings()["suspend_for_late_days"]:
             # Before the return commits: should it fail, the copy is still overdue, which stops borrowing
             # as the suspension would.
             self.borrowers.suspend(loan.tenant, lent_to.patron_id, today + timedelta(days=late))
@@ -174,13 +178,14 @@ class LoansService:
         # Patrons are asked once: whether the caller may see the patron, and whether the card is still valid and
         # not suspended (borrower_by_id refuses both).
         self.patrons.borrower_by_id(lent_to.patron_id)
-        stored, today = self.repository, self.clock.today()
-        policy, settings = self._policy(lent_to.patron_category, loan.item_type, loan.library), stored.settings()
+        circulation, today = self._circulation(), self.clock.today()
+        policy, settings = self._policy(lent_to.patron_category, loan.item_type, loan.library), circulation.settings()
         check(RENEWAL_RULES, Renewal(
             today=today, suspended_until=self._suspended_until(lent_to.patron_id), due_date=loan.due_date,
             renewals=loan.renewals, policy=policy, grace_days=settings["renewal_grace_days"],
-            holds_waiting=stored.waiting_count(loan.work_id)))
-        loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, stored.calendar(loan.library))
+            holds_waiting=circulation.waiting_count(loan.work_id)))
+        calendar = circulation.calendar(loan.library)
+        loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, calendar)
         loan.renewals += 1
         self.db.commit()
         self._announce_due_date(loan, lent_to, "renewal")
@@ -206,12 +211,12 @@ class LoansService:
         work_ids = data.get("works") or [data["work_id"]]
         pickup = self.catalog.get_library(data["pickup_library"])
         titles = self.catalog.describe_works(work_ids)
-        mine = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]])
+        mine, circulation = self.borrowers.refs_of(self.caller.tenant, [borrower["id"]]), self._circulation()
         check(HOLD_RULES, HoldRequest(
             pickup_library=pickup["code"], pickup_kind=pickup["kind"], work_ids=tuple(work_ids),
             catalogued_work_ids=frozenset(int(work_id) for work_id in titles),
-            borrowed_work_ids=frozenset(self.repository.borrowed_works(mine, work_ids)),
-            holds=self.repository.hold_count(mine), policy=self._policy(borrower["category"], None, pickup["code"])))
+            borrowed_work_ids=frozenset(circulation.borrowed_works(mine, work_ids)),
+            holds=circulation.hold_count(mine), policy=self._policy(borrower["category"], None, pickup["code"])))
 
         series = str(uuid.uuid4()) if len(work_ids) > 1 else None
         holders = [Borrower(ref=new_ref(), tenant=self.caller.tenant, patron_id=borrower["id"], held_work_id=work_id,
@@ -239,7 +244,7 @@ class LoansService:
     def cancel_hold(self, hold_id):
         """Cancel a hold at any time (the patron their own, or staff). A copy it held passes on."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
-        hold = self.repository.hold(hold_id)
+        hold = self._circulation().hold(hold_id)
         holder = self.borrowers.get(hold.borrower_ref) if hold is not None else None
         if holder is None or (self.caller.role == PATRON and holder.patron_id != self.caller.patron_id):
             raise errors.HoldNotFound(details={"hold_id": hold_id})
@@ -252,7 +257,7 @@ class LoansService:
         """A patron's holds with titles and queue positions, if the caller may see that patron."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
-        holds = self.repository.holds_of(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
+        holds = self._circulation().holds_of(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
         titles = self.catalog.describe_works(sorted({hold.work_id for hold in holds})) if holds else {}
         return [self._dump_hold(hold, titles) for hold in holds]
 
@@ -262,8 +267,9 @@ class LoansService:
         copies on its open shelves that waiting holds want (to take down and check in: the pull list)."""
         self._check_desk(library)
         self.catalog.get_library(library)  # the library must exist
-        stored = self.repository
-        ready, sending, wanted = stored.ready_holds(library), stored.transits_from(library), stored.waiting_by_work()
+        circulation = self._circulation()
+        ready, sending = circulation.ready_holds(library), circulation.transits_from(library)
+        wanted = circulation.waiting_by_work()
         on_shelves = self.catalog.copies_on_shelf(sorted(wanted), library) if wanted else []
         pull = {}
         for copy in on_shelves:  # one copy a work is enough for its first hold; the next check-in serves on
@@ -294,7 +300,7 @@ class LoansService:
             log.warning("borrowers left for the sweep: %s", type(error).__name__)
 
     def _queues(self):
-        return HoldQueues(self.db, self.borrowers, self.caller.tenant, self.repository.calendar,
+        return HoldQueues(self.db, self.borrowers, self.caller.tenant, self._circulation().calendar,
                           int(self.config["PICKUP_DAYS"]))
 
     def _dump_hold(self, hold, titles):
@@ -324,7 +330,7 @@ class LoansService:
         """The loan and its borrower, if the caller may see them: a patron sees their own only; whether staff may
         see the patron is for patrons to say (renew asks ``borrower_by_id``, which refuses what ``ensure_visible``
         refuses)."""
-        loan = self.repository.loan(loan_id)
+        loan = self._circulation().loan(loan_id)
         lent_to = self.borrowers.get(loan.borrower_ref) if loan is not None else None
         if lent_to is None or (self.caller.role == PATRON and lent_to.patron_id != self.caller.patron_id):
             raise errors.LoanNotFound(details={"loan_id": loan_id})
@@ -342,7 +348,7 @@ class LoansService:
         """A patron's current loans with titles, oldest due first, if the caller may see that patron."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
         self.patrons.ensure_visible(patron_id)
-        loans = self.repository.loans_of(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
+        loans = self._circulation().loans_of(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
         works = self.catalog.describe_works(sorted({loan.work_id for loan in loans})) if loans else {}
         return [
             dict(LoanSchema().dump(loan), **works.get(str(loan.work_id), {"title": None, "authors": []}))
@@ -351,12 +357,12 @@ class LoansService:
 
     @rpc
     def count_patron_loans(self, patron_id):
-        return self.repository.loan_count(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
+        return self._circulation().loan_count(self.borrowers.refs_of(self.caller.tenant, [patron_id]))
 
     @rpc
     def patrons_with_loans(self, patron_ids):
         """Which of these patrons have anything on loan (for deleting patrons in bulk)."""
-        lent = self.repository.lent_refs(self.borrowers.refs_of(self.caller.tenant, patron_ids))
+        lent = self._circulation().lent_refs(self.borrowers.refs_of(self.caller.tenant, patron_ids))
         return sorted({borrower.patron_id for borrower in self.borrowers.of(lent).values()})
 
     # --- a patron deleted ---------------------------------------------------------------------------
@@ -372,7 +378,7 @@ class LoansService:
         tenant, patron_id = event["tenant"], event["data"]["patron_id"]
         self.caller.act_as(tenant, "system:loans:patron-deleted", OPERATOR)
         self.borrowers.lift_suspension(tenant, patron_id)
-        holds = self.repository.holds_of(self.borrowers.refs_of(tenant, [patron_id]))
+        holds = self._circulation().holds_of(self.borrowers.refs_of(tenant, [patron_id]))
         self._end_holds(holds, self.clock.today())  # commits it all, with the event's id, then announces
 
     def _check_desk(self, library):
@@ -385,7 +391,7 @@ class LoansService:
     def list_policies(self):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         return {"default": LoanPolicySchema().dump(self._default_policy()),
-                "policies": LoanPolicySchema(many=True).dump(self.repository.policies())}
+                "policies": LoanPolicySchema(many=True).dump(self._circulation().policies())}
 
     @rpc
     def add_policy(self, payload):
@@ -413,7 +419,7 @@ class LoansService:
     @rpc
     def get_settings(self):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
-        return self.repository.settings()
+        return self._circulation().settings()
 
     @rpc
     def update_settings(self, payload):
@@ -427,7 +433,7 @@ class LoansService:
     def get_calendar(self, library):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         self.catalog.get_library(library)  # the library must exist
-        row = self.repository.calendar_row(library)
+        row = self._circulation().calendar_row(library)
         return {"closed_weekdays": row.closed_weekdays, "closures": row.closures} if row else \
             {"closed_weekdays": [], "closures": []}
 
@@ -454,14 +460,14 @@ class LoansService:
         libraries = sorted(set(data["libraries"]))
         for library in libraries:
             self.catalog.get_library(library)
-        moved, stored = [], self.repository
+        moved, circulation = [], self._circulation()
         for library in libraries:
-            row = stored.calendar_row(library) or LibraryCalendar(
+            row = circulation.calendar_row(library) or LibraryCalendar(
                 tenant=self.caller.tenant, library=library, closed_weekdays=[], closures=[])
             row.closures = [*row.closures, closure]
             self.db.merge(row)
             calendar = Calendar(row.closed_weekdays, row.closures)
-            loans = stored.loans_due_between(library, data["first"], data["last"])
+            loans = circulation.loans_due_between(library, data["first"], data["last"])
             for loan in loans:
                 loan.due_date = calendar.next_open(loan.due_date)
             moved += loans
@@ -472,7 +478,7 @@ class LoansService:
         return {"loans_moved": len(moved), "libraries": libraries}
 
     def _policy_row(self, policy_id):
-        policy = self.repository.policy(policy_id)
+        policy = self._circulation().policy(policy_id)
         if policy is None:
             raise errors.LoanPolicyNotFound(details={"policy_id": policy_id})
         return policy
@@ -483,11 +489,10 @@ class LoansService:
                       max_holds=int(self.config["MAX_HOLDS"]))
 
     def _policy(self, category, item_type, library):
-        return governing_policy(self.repository.policies(), category, item_type, library, self._default_policy())
+        return governing_policy(self._circulation().policies(), category, item_type, library, self._default_policy())
 
-    @property
-    def repository(self):
-        """The queries of the caller's tenant (a daily pass acts as one tenant after another)."""
+    def _circulation(self):
+        """The queries, within the caller's tenant (a daily pass acts for one tenant after another)."""
         return LoansRepository(self.db, self.caller.tenant)
 
     # --- scheduled -----------------------------------------------------------------------------------
