@@ -32,7 +32,7 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from shiori.broker import OPERATOR, ScopedStandaloneReplyListener  # noqa: E402
 from shiori.clock import Clock  # noqa: E402
 from shiori.context import ContextSigner  # noqa: E402
-from shiori.commands.calls import operator_rpc  # noqa: E402
+from shiori.commands.calls import operator_rpc, wait_for_libraries  # noqa: E402
 from shiori.config import load_config  # noqa: E402
 from shiori.commands.deployment import Deployment, LocalSecrets  # noqa: E402
 from shiori.commands.provision import DEFAULT_ADMIN_URL, deprovision, provision  # noqa: E402
@@ -325,6 +325,7 @@ def system(broker, database_urls, patron_keys, smtp_server):
             for library in ({"code": "main", "name": "試験市立図書館", "kind": "main"},
                             {"code": "east", "name": "試験市立図書館 東分館", "kind": "branch"}):
                 rpc.catalog.add_library(library)
+        wait_for_libraries(rpc, ["main", "east"])
     yield running
     running.stop_all()
 

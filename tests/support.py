@@ -28,6 +28,15 @@ def wait_until(condition, timeout=10.0, interval=0.05, message="condition"):
         time.sleep(interval)
 
 
+def patrons_know(system, *codes, tenant=None):
+    """Wait until the patrons service has heard of libraries just added: it keeps its own projection of the
+    catalogue's (``library_added``), and refuses patrons or staff at a library it has not heard of yet."""
+    from shiori.commands.calls import wait_for_libraries
+
+    with system.rpc(**({"tenant": tenant} if tenant else {})) as rpc:
+        wait_for_libraries(rpc, codes)
+
+
 def wall_today():
     """The library's day by the wall clock, for tests that do not move the services' clocks."""
     return library_day(datetime.now(timezone.utc))

@@ -103,7 +103,7 @@ class GatewayService(CatalogueRoutes):
     @route("GET", "/api/v1/me/export", roles=(PATRON,))
     def my_export(self, request):
         """Everything the system holds about the logged-in patron, as JSON (開示請求)."""
-        return self.patrons.export_patron(self.caller.patron_id)
+        return self._export(self.caller.patron_id)
 
     @route("GET", "/api/v1/me/access-log", roles=(PATRON,))
     def my_access_log(self, request):
@@ -172,7 +172,7 @@ class GatewayService(CatalogueRoutes):
     @route("DELETE", f"/api/v1/patrons/<{ID}:patron_id>")
     def delete_patron(self, request, patron_id):
         """Delete a patron (refused while items are on loan)."""
-        self.patrons.delete_patron(patron_id)
+        self.loans.erase_patron(patron_id)
         return json_response(204, None)
 
     @route("POST", f"/api/v1/patrons/<{ID}:patron_id>/card-renewal")
@@ -203,7 +203,14 @@ class GatewayService(CatalogueRoutes):
     @route("GET", f"/api/v1/patrons/<{ID}:patron_id>/export")
     def export_patron(self, request, patron_id):
         """Everything the system holds about a patron, as JSON, for a disclosure request (開示請求)."""
-        return self.patrons.export_patron(patron_id)
+        return self._export(patron_id)
+
+    def _export(self, patron_id):
+        """Put together here, as the patrons service does not call the loans service: its record and access
+        record first (which checks the caller may see the patron, and records the export), then the loans."""
+        held = self.patrons.export_patron(patron_id)
+        return {"patron": held["patron"], "loans": self.loans.patron_loans(patron_id),
+                "access_record": held["access_record"]}
 
     # --- catalogue --------------------------------------------------------------------------------
 

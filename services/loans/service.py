@@ -24,6 +24,7 @@ from services.loans.schemas import (
     PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, HoldRequestSchema,
     HoldSchema, LoanPolicySchema, LoanSchema, PatronDeletedSchema, UnplannedClosureSchema,
 )
+from services.patrons.errors import PatronHasLoans
 from shiori.clock import Clock
 from shiori.db import Database, checkpoint, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
@@ -560,3 +561,17 @@ class LoansService:
     def fold_write_ahead_log(self):
         """A check-in's own checkpoint can be cut short by a concurrent reader; this one catches up."""
         checkpoint(self.db)
+
+    # --- a patron erased ---------------------------------------------------------------------------
+
+    @rpc
+    def erase_patron(self, patron_id):
+        """Erase a patron, on request or by the retention pass: refused while anything is on loan to them,
+        which only this service knows, so the patrons service erases only when asked from here. Their holds
+        end when it announces the deletion (``on_patron_deleted``)."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
+        loans_out = self.count_patron_loans(patron_id)
+        if loans_out:
+            self.patrons.ensure_visible(patron_id)  # one the caller may not see is not found, loans or none
+            raise PatronHasLoans(details={"loans": loans_out})
+        self.patrons.erase_cleared_patron(patron_id)

@@ -1,12 +1,13 @@
 """Library-card rules: card numbers with a check digit, card validity, who may borrow, who may see whom,
-how failed log-ins are throttled, and which PINs are too easy to guess."""
+how failed log-ins are throttled, which PINs are too easy to guess, and the rules on staff accounts."""
 import math
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from services.patrons import errors
-from shiori.roles import LIBRARIAN, PATRON, SCHOOL_LIBRARIAN, WHOLE_TENANT
+from shiori.errors import InvalidInput
+from shiori.roles import ADMIN, LIBRARIAN, PATRON, SCHOOL_LIBRARIAN, WHOLE_TENANT
 
 CARD_BODY_DIGITS = 11
 
@@ -141,6 +142,15 @@ class Throttle:
         return max(failures - 1, 0), blocked_until
 
 
+# An address is shared by a whole library behind one router: it gets this many times an account's tries.
+ADDRESS_FACTOR = 10
+
+
+def login_throttle(max_failures, block: timedelta, shared_address=False):
+    """The throttle of an account or card (``max_failures`` tries), or of a client address (``shared_address``)."""
+    return Throttle(max_failures * (ADDRESS_FACTOR if shared_address else 1), block, block)
+
+
 # The PINs tried first by anyone holding a found card: besides same digits and runs (0000, 1234, 9876).
 WELL_KNOWN_PINS = frozenset({"1212", "1122", "1313", "1010", "0101", "2580", "0852", "1004", "2000", "2001",
                              "6969", "5683", "1192", "4649"})
@@ -152,3 +162,37 @@ def pin_refusal(pin):
     if pin in WELL_KNOWN_PINS or steps in ({0}, {1}, {-1}):
         return errors.PinTooCommon(details={"pin": [errors.PinTooCommon.field_message]})
     return None
+
+
+@dataclass(frozen=True)
+class AdminRemains:
+    """A tenant keeps an admin: the account of its last one cannot be deleted. ``admins``: how many admin
+    accounts the tenant has, this one among them."""
+
+    role: str
+    admins: int
+
+    def refusal(self):
+        if self.role == ADMIN and self.admins == 1:
+            return errors.LastAdmin()
+        return None
+
+
+@dataclass(frozen=True)
+class WorksAtListedLibraries:
+    """Librarians work at listed libraries of the tenant (an admin at all of them, listed or not); a school
+    librarian at exactly one school library. ``known``: the tenant's libraries, code to kind."""
+
+    role: str
+    libraries: list
+    known: dict
+
+    def refusal(self):
+        unknown = [code for code in self.libraries if code not in self.known]
+        if unknown:
+            return InvalidInput(details={"libraries": [f"no library has the code {code}" for code in unknown]})
+        if self.role != ADMIN and not self.libraries:
+            return InvalidInput(details={"libraries": ["a librarian works at one library at least"]})
+        if self.role == SCHOOL_LIBRARIAN and (len(self.libraries) != 1 or self.known[self.libraries[0]] != "school"):
+            return InvalidInput(details={"libraries": ["a school librarian works at exactly one school library"]})
+        return None

@@ -10,18 +10,19 @@ from argon2 import PasswordHasher
 from eventlet import tpool
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
+from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from services.catalog.errors import LibraryNotFound
 from services.patrons import errors, logins
 from services.patrons.access_record import AccessEntry, AccessRecord
 from services.patrons.models import (
     SEALED_FIELDS, Base, KnownLibrary, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
 from services.patrons.rules import (
-    Scope, Throttle, age_band, borrowing_refusal, new_card_number, phone_digits, pin_refusal, years_after,
+    AdminRemains, Scope, WorksAtListedLibraries, age_band, borrowing_refusal, login_throttle, new_card_number,
+    phone_digits, pin_refusal, years_after,
 )
 from services.patrons.vault import Vault
 from services.patrons.schemas import (
@@ -33,12 +34,11 @@ from shiori.clock import Clock, token_time
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
-from shiori.roles import ADMIN, OPERATOR, PATRON, SCHOOL_LIBRARIAN, STAFF_ROLES, SYSTEM, WHOLE_TENANT
-from shiori.rpc import Caller, ServiceRpc, rpc
+from shiori.roles import ADMIN, OPERATOR, PATRON, STAFF_ROLES, SYSTEM, WHOLE_TENANT
+from shiori.rpc import Caller, rpc
 
 log = logging.getLogger(__name__)
 EVENT_VERSION = 1
-ADDRESS_FACTOR = 10
 # Changing these ends the patron's tokens: whoever held the old PIN or the lost card is logged out.
 CREDENTIAL_FIELDS = {"pin", "card_number"}
 # A revocation is kept for a token's lifetime and this much more, for clocks a little apart.
@@ -54,6 +54,16 @@ def slow_hash(secret):
     return tpool.execute(password_hasher.hash, secret)
 
 
+class CallingService(DependencyProvider):
+    """The name of the service whose worker made this call (from nameko's call id stack), or None when a
+    standalone client (an operator's command) did. The stack is not signed: this keeps out a caller that
+    asks by mistake, not one that forges the header."""
+
+    def get_dependency(self, worker_ctx):
+        parent = worker_ctx.immediate_parent_call_id
+        return parent.split(".", 1)[0] if parent else None
+
+
 class PatronsService:
     name = "patrons"
 
@@ -64,8 +74,7 @@ class PatronsService:
     clock = Clock()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
-    catalog = ServiceRpc("catalog")
-    loans = ServiceRpc("loans")
+    calling_service = CallingService()
 
     @rpc
     def health(self):
@@ -159,39 +168,50 @@ class PatronsService:
         return self._changed_card(patron, changed_fields)
 
     @rpc
-    def delete_patron(self, patron_id):
-        """Delete a patron on request (refused while items are on loan): the record everywhere, and the key
-        that opened every copy of it."""
+    def erase_cleared_patron(self, patron_id):
+        """Erase a patron, on request or by the retention pass: the record everywhere, and the key that
+        opened every copy of it. Only the loans service asks (its ``erase_patron``), once it has found nothing
+        out on loan to them: this service does not know what is (docs/services.md)."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
-        patron = self._patron(patron_id)
-        loans_out = self.loans.count_patron_loans(patron.id)
-        if loans_out:
-            raise errors.PatronHasLoans(details={"loans": loans_out})
-        self._erase(patron)
+        if self.calling_service != "loans":
+            raise Forbidden("a patron is erased through the loans service, which knows what they have on loan",
+                            {"ask": "loans.erase_patron"})
+        self._erase(self._patron(patron_id))
 
     @rpc
     def export_patron(self, patron_id):
-        """Everything the system holds about a patron (開示請求): the record, current loans and the access
-        record's entries about them."""
+        """This service's part of everything held about a patron (開示請求): the record and the access
+        record's entries about them (the loans the caller asks the loans service for). The export is itself
+        recorded, after the entries are read."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
         entries = self.db.scalars(select(AccessEntry).where(
             AccessEntry.tenant == patron.tenant, AccessEntry.patron_id == patron.id).order_by(AccessEntry.seq))
-        export = {
-            "patron": self._dump(patron),
-            "loans": self.loans.patron_loans(patron.id),
-            "access_record": AccessEntrySchema(many=True).dump(entries),
-        }
+        export = {"patron": self._dump(patron), "access_record": AccessEntrySchema(many=True).dump(entries)}
         self._record("export", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
         return export
 
     @rpc
-    def apply_retention(self, dry_run=True):
-        """Delete the tenant's patrons unused for the retention period (none while items are on loan);
-        with ``dry_run`` only count them."""
+    def unused_patrons(self):
+        """The retention pass's first step: the tenant's patrons unused for the retention period (by id). The
+        operators' ``retention`` command then has the loans service erase those with nothing on loan."""
         self.caller.require(WHOLE_TENANT)
-        return self._retention(dry_run)
+        years = int(self.config["RETENTION_YEARS"])
+        if years <= 0:
+            return {"retention_years": 0, "patron_ids": []}
+        cutoff = years_after(self.clock.today(), -years)  # last use (or registration) before this day
+        due = self.db.scalars(select(Patron.id).where(
+            Patron.tenant == self.caller.tenant,
+            func.coalesce(Patron.last_used_on, Patron.registered_on) < cutoff).order_by(Patron.id)).all()
+        return {"retention_years": years, "patron_ids": list(due)}
+
+    @rpc
+    def known_libraries(self):
+        """The tenant's libraries as this service has heard of them (``library_added``), code to kind: who adds
+        a library and at once registers patrons or staff there waits until it is among them."""
+        self.caller.require(STAFF_ROLES + WHOLE_TENANT)
+        return self._known_libraries()
 
     @rpc
     def drop_expired_addresses(self):
@@ -201,33 +221,12 @@ class PatronsService:
         return self._drop_expired_addresses()
 
     @timer(interval=3600)
-    def retention_timer(self):
-        """The scheduled pass: addresses past their time, then every tenant's unused patrons, as the system."""
+    def address_retention_timer(self):
+        """The scheduled pass over client addresses past their time."""
         dropped = self._drop_expired_addresses()
         if dropped["access_entries"] or dropped["login_failures"]:
             log.info("dropped the addresses of %d access record entries and %d log-in failure records",
                      dropped["access_entries"], dropped["login_failures"])
-        for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
-            self.caller.act_as(tenant, "system:patrons:retention", OPERATOR)
-            outcome = self._retention(dry_run=False)
-            if outcome["deleted"]:
-                log.info("retention deleted %d patrons of %s", outcome["deleted"], tenant)
-
-    def _retention(self, dry_run):
-        years = int(self.config["RETENTION_YEARS"])
-        if years <= 0:
-            return {"retention_years": 0, "due": 0, "kept_with_loans": 0, "deleted": 0}
-        cutoff = years_after(self.clock.today(), -years)  # last use (or registration) before this day
-        due = self.db.scalars(select(Patron).where(
-            Patron.tenant == self.caller.tenant,
-            func.coalesce(Patron.last_used_on, Patron.registered_on) < cutoff)).all()
-        with_loans = set(self.loans.patrons_with_loans([patron.id for patron in due])) if due else set()
-        erasable = [patron for patron in due if patron.id not in with_loans]
-        if not dry_run:
-            for patron in erasable:
-                self._erase(patron)
-        return {"retention_years": years, "due": len(due), "kept_with_loans": len(with_loans),
-                "deleted": 0 if dry_run else len(erasable)}
 
     def _drop_expired_addresses(self):
         days = int(self.config["ADDRESS_RETENTION_DAYS"])
@@ -509,9 +508,11 @@ class PatronsService:
     def delete_staff_account(self, account_id):
         self.caller.require(WHOLE_TENANT)
         account = self._staff_account(account_id)
-        if account.role == ADMIN and self.db.scalar(select(func.count()).select_from(StaffAccount).where(
-                StaffAccount.tenant == account.tenant, StaffAccount.role == ADMIN)) == 1:
-            raise errors.LastAdmin()
+        admins = self.db.scalar(select(func.count()).select_from(StaffAccount).where(
+            StaffAccount.tenant == account.tenant, StaffAccount.role == ADMIN))
+        refusal = AdminRemains(account.role, admins).refusal()
+        if refusal:
+            raise refusal
         revoked = [self._revoke(account.tenant, f"staff:{account.id}")]
         self.db.delete(account)
         self.db.commit()
@@ -521,6 +522,11 @@ class PatronsService:
 
     def _scope(self):
         return Scope(self.caller.role, tuple(self.caller.libraries), self.caller.patron_id)
+
+    def _known_libraries(self):
+        """The tenant's libraries, code to kind, from this service's projection of the catalogue's."""
+        return dict(self.db.execute(select(KnownLibrary.code, KnownLibrary.kind).where(
+            KnownLibrary.tenant == self.caller.tenant)).all())
 
     def _school_libraries(self):
         return set(self.db.scalars(select(KnownLibrary.code).where(
@@ -568,12 +574,9 @@ class PatronsService:
 
     def _check_home_library(self, code):
         """The library must exist, and the caller may keep patrons there."""
-        try:
-            library = self.catalog.get_library(code)
-        except LibraryNotFound:
-            raise InvalidInput(details={"home_library": ["no library has this code"]}) from None
-        schools = self._school_libraries() | ({code} if library["kind"] == "school" else set())
-        if not self._scope().covers(None, code, schools):
+        if self.db.get(KnownLibrary, (self.caller.tenant, code)) is None:
+            raise InvalidInput(details={"home_library": ["no library has this code"]})
+        if not self._scope().covers(None, code, self._school_libraries()):
             raise Forbidden("your role may not keep patrons of this library", {"home_library": code})
 
     def _record(self, action, patron_ids, fields):
@@ -586,10 +589,9 @@ class PatronsService:
             return False
 
     def _throttle(self, key):
-        # An address is shared by a whole library behind one router: it gets more tries than an account.
-        block = timedelta(seconds=int(self.config["LOGIN_BLOCK_SECONDS"]))
-        per_account = int(self.config["LOGIN_MAX_FAILURES"])
-        return Throttle(per_account * (ADDRESS_FACTOR if key.startswith("address:") else 1), block, block)
+        return login_throttle(int(self.config["LOGIN_MAX_FAILURES"]),
+                              timedelta(seconds=int(self.config["LOGIN_BLOCK_SECONDS"])),
+                              shared_address=key.startswith("address:"))
 
     def _address_key(self):
         return f"address:{self.caller.address}"
@@ -629,12 +631,6 @@ class PatronsService:
         return account
 
     def _check_staff_libraries(self, role, libraries):
-        """Librarians work at listed libraries of the tenant; a school librarian at exactly one school."""
-        known = {library["code"]: library["kind"] for library in self.catalog.list_libraries()}
-        unknown = [code for code in libraries if code not in known]
-        if unknown:
-            raise InvalidInput(details={"libraries": [f"no library has the code {code}" for code in unknown]})
-        if role != ADMIN and not libraries:
-            raise InvalidInput(details={"libraries": ["a librarian works at one library at least"]})
-        if role == SCHOOL_LIBRARIAN and (len(libraries) != 1 or known[libraries[0]] != "school"):
-            raise InvalidInput(details={"libraries": ["a school librarian works at exactly one school library"]})
+        refusal = WorksAtListedLibraries(role, libraries, self._known_libraries()).refusal()
+        if refusal:
+            raise refusal

@@ -4,7 +4,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from support import add_copy, check_out, patron_fields, register_patron, unique
+from support import add_copy, check_out, patron_fields, patrons_know, register_patron, unique
 
 
 def login(system, username, password, **tenant):
@@ -27,6 +27,7 @@ def school(system, staff):
     code = unique("s").lower()[:12]
     assert staff.post(f"{system.url}/api/v1/libraries", json={"code": code, "name": "試験小学校", "kind": "school"},
                       timeout=10).status_code == 201
+    patrons_know(system, code)
     return code
 
 

@@ -10,6 +10,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
+from shiori.commands.calls import wait_for_libraries
 from support import patron_fields, register_patron, unique
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,6 +82,7 @@ def test_tampering_with_the_record_is_detected(system):
         rpc.catalog.ensure_tenant({"code": tenant, "name": "監査町"})
         rpc.catalog.add_library({"code": unique("l").lower()[:10], "name": "監査町図書館", "kind": "main"})
         library = rpc.catalog.list_libraries()[0]["code"]
+        wait_for_libraries(rpc, [library])
         patron = rpc.patrons.register(patron_fields(home_library=library))
         for _ in range(3):
             rpc.patrons.get_patron(patron["id"])

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from services.patrons.access_record import AccessEntry, ChainHead, sealed_content
+from shiori.commands.calls import wait_for_libraries
 from support import patron_fields
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,7 @@ def test_an_entry_rewritten_and_resealed_without_the_key_is_detected(system):
     with system.rpc(tenant=TENANT) as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "鍵町"})
         rpc.catalog.add_library({"code": "main", "name": "鍵町図書館", "kind": "main"})
+        wait_for_libraries(rpc, ["main"])
         patron = rpc.patrons.register(patron_fields())
         for _ in range(2):
             rpc.patrons.get_patron(patron["id"])

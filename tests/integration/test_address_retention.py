@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from services.patrons.errors import InvalidCredentials
+from shiori.commands.calls import wait_for_libraries
 from support import in_database, patron_fields, unique
 
 TENANT = "addresstown"
@@ -16,6 +17,7 @@ def test_addresses_past_the_retention_period_go_and_the_entries_stay_verifiable(
     with system.rpc(tenant=TENANT) as rpc:
         rpc.catalog.ensure_tenant({"code": TENANT, "name": "番地町"})
         rpc.catalog.add_library({"code": "main", "name": "番地町図書館", "kind": "main"})
+        wait_for_libraries(rpc, ["main"])
     with system.rpc() as rpc:  # addresses other tests left in the past go first: this test counts its own
         rpc.patrons.drop_expired_addresses()
     user = unique("nobody-")

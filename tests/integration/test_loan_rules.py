@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 import requests
+from shiori.commands.calls import wait_for_libraries
 from support import add_copy, check_out, patron_fields, refused, register_patron, unique, wait_until
 
 TENANT = "rulecity"
@@ -24,6 +25,7 @@ def desk(system):
         if not rpc.catalog.list_libraries():
             for code, kind in (("main", "main"), ("east", "branch")):
                 rpc.catalog.add_library({"code": code, "name": f"規則市立図書館 {code}", "kind": kind})
+        wait_for_libraries(rpc, ["main", "east"])
     session = requests.Session()
     token = session.post(f"{system.url}/api/v1/auth/token", timeout=10,
                          json={"username": ADMIN["username"], "password": ADMIN["password"],

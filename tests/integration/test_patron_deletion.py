@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from shiori.commands.calls import retention_pass
 from support import TEN_YEARS, add_copy, check_in, check_out, in_database, register_patron, unique, wait_until
 
 SETTINGS = {"renew_from": "today", "renewal_grace_days": 0}
@@ -110,7 +111,7 @@ def test_the_retention_pass_ends_the_holds_of_the_patrons_it_deletes(system, sta
     place_hold(staff, next_in_line, work)
     assert check_in(staff, copy["barcode"]).json()["hold"]["patron_id"] == idle["id"]
     with system.rpc() as rpc:
-        assert rpc.patrons.apply_retention(False)["deleted"] == 1
+        assert retention_pass(rpc, dry_run=False)["deleted"] == 1
 
     wait_until(lambda: held_about(system, idle)["holds"] == [], message="the deleted patron's holds ended")
     assert holds_of(staff, next_in_line) == [(work["id"], "ready", 0, copy["barcode"])]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import TEN_YEARS, add_copy, check_out, patron_fields, register_patron, unique, wait_until
+from shiori.commands.calls import wait_for_libraries
+from support import TEN_YEARS, add_copy, check_out, patron_fields, patrons_know, register_patron, unique, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +40,7 @@ def test_a_look_outside_ones_scope_is_refused_and_recorded(system, staff):
     school = unique("z").lower()[:10]
     assert staff.post(f"{system.url}/api/v1/libraries", json={"code": school, "name": "記録小学校", "kind": "school"},
                       timeout=10).status_code == 201
+    patrons_know(system, school)
     pupil = register_patron(staff, home_library=school, category="child")
     username = unique("clerk-")
     assert staff.post(f"{system.url}/api/v1/staff", timeout=10, json={
@@ -59,6 +61,7 @@ def test_retention_deletes_only_long_unused_patrons_without_loans(system):
     with system.rpc(tenant=tenant) as rpc:
         rpc.catalog.ensure_tenant({"code": tenant, "name": "保存町"})
         rpc.catalog.add_library({"code": "main", "name": "保存町図書館", "kind": "main"})
+        wait_for_libraries(rpc, ["main"])
         with system.travel(by=-TEN_YEARS):  # both last came ten years ago, one to borrow a book never returned
             old_idle, old_borrower = (rpc.patrons.register(patron_fields()) for _ in range(2))
             work = rpc.catalog.add_work({"title": "まだ返していない本"})

@@ -14,7 +14,7 @@ from services.gateway.entrypoints import GatewayServer
 from services.gateway.openapi import openapi_document
 from services.gateway.service import GatewayService
 from shiori.roles import PATRON, PUBLIC, STAFF_ROLES
-from support import add_copy, check_in, register_patron, unique, wait_until, wall_today
+from support import add_copy, check_in, patrons_know, register_patron, unique, wait_until, wall_today
 
 MATRIX_FILE = Path(__file__).resolve().parents[2] / "docs" / "roles.md"
 CALLERS = ("admin", "librarian", "school_librarian", "patron", "no token")
@@ -74,6 +74,7 @@ def places(system, staff):
                               json={"code": code, "name": f"役割の試験 {kind}", "kind": kind})
         assert response.status_code == 201, response.text
         made[kind] = code
+    patrons_know(system, *made.values())
     return made
 
 

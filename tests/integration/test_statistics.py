@@ -8,7 +8,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, inspect, text
 
-from support import check_in, check_out, register_patron, unique, wait_until, wall_today
+from support import check_in, check_out, patrons_know, register_patron, unique, wait_until, wall_today
 
 ALLOWED_COLUMNS = {"tenant", "day", "measure", "library", "patron_category", "age_band", "item_type", "ndc_class",
                    "count", "event_id", "processed_at"}
@@ -37,6 +37,7 @@ def test_circulation_is_counted_anonymously_per_library_category_age_type_and_cl
     library = unique("st").lower()
     assert staff.post(f"{staff.base_url}/api/v1/libraries", timeout=10,
                       json={"code": library, "name": "試験市 統計分館", "kind": "branch"}).status_code == 201
+    patrons_know(system, library)
     adult = register_patron(staff, home_library=library, birth_date="1990-04-01")
     child = register_patron(staff, home_library=library, birth_date="2016-04-01", category="child")
     title = unique("統計の本 ")

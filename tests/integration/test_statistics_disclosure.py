@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 import requests
 
-from support import in_database, unique
+from support import in_database, patrons_know, unique
 
 NOVEMBER = {"from": "2025-11-01", "to": "2025-11-30"}
 # (day, patron category, age band, NDC class, check-outs): class 9 has 8, class 4 has 1, class 2 has 3 (12 in all).
@@ -87,6 +87,7 @@ def test_staff_of_a_library_read_its_statistics_and_no_other_library_s(system, s
     own = unique("so").lower()[:12]
     assert staff.post(f"{system.url}/api/v1/libraries", json={"code": own, "name": "統計の分館", "kind": "branch"},
                       timeout=10).status_code == 201
+    patrons_know(system, own)
     write_counts(system, own, [(10, "adult", "30-39", "9", 7)])
     username = unique("stats-clerk-")
     assert staff.post(f"{system.url}/api/v1/staff", timeout=10, json={

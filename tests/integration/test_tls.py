@@ -26,6 +26,7 @@ from kombu import Connection
 
 from conftest import ADMIN, DATABASES, TENANT, RunningSystem, key_store_urls, provisioned
 from services.patrons.vault import new_master_key_spec
+from shiori.commands.calls import wait_for_libraries
 from shiori.commands.serve import SERVICE_NAMES
 import tls_servers as servers
 from support import patron_fields, wait_until
@@ -99,6 +100,7 @@ def tls_system(tls_broker, tls_postgres, ca, smtp_server, tmp_path_factory):
                 rpc.catalog.ensure_tenant({"code": TENANT, "name": "試験市"})
                 rpc.patrons.ensure_staff_account(ADMIN)
                 rpc.catalog.add_library({"code": "main", "name": "試験市立図書館", "kind": "main"})
+                wait_for_libraries(rpc, ["main"])
             yield running
         finally:
             runners = list(running.runners.values())

@@ -82,6 +82,7 @@ def patrons(sqlite_session):
     from services.patrons.service import PatronsService
     from services.patrons.vault import KeyRing, KeysBase, PatronVault, new_master_key_spec
     from shiori.clock import LibraryTime
+    from shiori.events import envelope
     from shiori.rpc import CallerContext
 
     service = worker_factory(
@@ -89,7 +90,8 @@ def patrons(sqlite_session):
         caller=CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"}),
         vault=PatronVault(KeyRing(new_master_key_spec("unit")), b"k" * 32, sqlite_session(KeysBase.metadata)),
         config={"TOKEN_LIFETIME_SECONDS": 3600}, clock=LibraryTime())
-    service.catalog.list_libraries.return_value = [{"code": "main", "kind": "main"}, {"code": "east", "kind": "branch"}]
+    for code, kind in (("main", "main"), ("east", "branch")):
+        service.on_library_added(envelope("library_added", 1, "kaizu", {"library": code, "kind": kind}))
     return service
 
 

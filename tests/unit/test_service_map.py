@@ -52,3 +52,32 @@ def test_the_picture_draws_every_call_and_every_event_path():
     assert arrows("-->") == {(name, target) for name in SERVICE_NAMES for target in code[name]["calls"]}
     assert arrows("-.->") == {(subscription.split(".")[0], name) for name in SERVICE_NAMES
                               for subscription in code[name]["subscribes to"]}
+
+
+def cycle_in(calls):
+    """A path of calls that comes back to where it started (as a list of names), or None."""
+    done, path = set(), []
+
+    def visit(name):
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done:
+            return None
+        path.append(name)
+        found = next((cycle for target in sorted(calls.get(name, ())) if (cycle := visit(target))), None)
+        path.pop()
+        done.add(name)
+        return found
+
+    return next((cycle for name in sorted(calls) if (cycle := visit(name))), None)
+
+
+def test_a_cycle_of_calls_is_found_however_long():
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle_in({"a": {"a"}}) == ["a", "a"]
+    assert cycle_in({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_no_service_calls_back_to_itself_through_others():
+    """Two pools waiting on each other can run into the RPC deadline under load (issue 12): calls go one way."""
+    assert cycle_in({name: from_code(name)["calls"] for name in SERVICE_NAMES}) is None

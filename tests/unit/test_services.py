@@ -1,7 +1,6 @@
 """Service methods with nameko.testing's worker_factory: a real SQLite session, other services replaced."""
 import re
 from datetime import date, datetime, timedelta, timezone
-from unittest.mock import call
 
 import pytest
 from nameko.testing.services import worker_factory
@@ -140,10 +139,12 @@ def vault_on(sqlite_session):
 
 @pytest.fixture
 def patrons(sqlite_session):
-    return worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=CALLER,
-                          vault=vault_on(sqlite_session),
-                          config={"CARD_VALIDITY_YEARS": 3, "LOGIN_MAX_FAILURES": 5, "LOGIN_BLOCK_SECONDS": 900},
-                          clock=LibraryTime())
+    service = worker_factory(PatronsService, db=sqlite_session(PatronsBase.metadata), caller=CALLER,
+                             vault=vault_on(sqlite_session),
+                             config={"CARD_VALIDITY_YEARS": 3, "LOGIN_MAX_FAILURES": 5, "LOGIN_BLOCK_SECONDS": 900},
+                             clock=LibraryTime())
+    service.on_library_added(envelope("library_added", 1, "kaizu", {"library": "main", "kind": "main"}))
+    return service
 
 
 def test_registration_draws_another_card_number_when_one_is_taken(patrons, monkeypatch):
@@ -152,7 +153,6 @@ def test_registration_draws_another_card_number_when_one_is_taken(patrons, monke
     monkeypatch.setattr("services.patrons.service.new_card_number", lambda: next(numbers))
     second = patrons.register(PATRON)
     assert second["card_number"] == "100000000008"
-    assert patrons.catalog.get_library.call_args_list == [call("main"), call("main")]
 
 
 def test_card_use_events_count_once_however_often_they_arrive(patrons):
@@ -277,7 +277,7 @@ def test_bulk_copies_keep_their_item_type_and_say_it(catalog):
 
 
 def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
-    from services.patrons.service import ADDRESS_FACTOR
+    from services.patrons.rules import ADDRESS_FACTOR
     from shiori.errors import TooManyAttempts
 
     caller = CallerContext({"tenant": "kaizu", "actor": "public", "role": "public", "address": "192.0.2.7"})
@@ -290,3 +290,51 @@ def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
     with pytest.raises(TooManyAttempts) as refused:
         patrons.authenticate_staff({"username": "guess-new", "password": "x"})
     assert 0 < refused.value.retry_after <= 60
+
+
+# --- who erases a patron, and which libraries patrons know (issue 12: patrons calls no other service) ---
+
+
+def test_the_patrons_service_erases_only_when_the_loans_service_asks(patrons):
+    from services.patrons.errors import PatronNotFound
+    from shiori.errors import Forbidden
+
+    patron = patrons.register(PATRON)
+    with pytest.raises(Forbidden) as refused:
+        patrons.erase_cleared_patron(patron["id"])  # the gateway, say, skipping the loans service's count
+    assert refused.value.details == {"ask": "loans.erase_patron"}
+    assert patrons.db.get(Patron, patron["id"]) is not None
+
+    patrons.calling_service = "loans"
+    patrons.erase_cleared_patron(patron["id"])
+    assert patrons.db.get(Patron, patron["id"]) is None
+    assert patrons.publish.call_args_list[-2].args == ("patron_deleted", "kaizu", {"patron_id": patron["id"]})
+    with pytest.raises(PatronNotFound):
+        patrons.erase_cleared_patron(patron["id"])
+
+
+def test_the_loans_service_refuses_to_erase_a_patron_with_anything_out_and_says_how_much(loans):
+    from services.patrons.errors import PatronHasLoans
+
+    loans.checkout({"card_number": "100000000008", "item_barcode": "K1", "library": "main"})  # to patron 42
+    with pytest.raises(PatronHasLoans) as refused:
+        loans.erase_patron(42)
+    assert refused.value.details == {"loans": 1}
+    loans.patrons.ensure_visible.assert_called_once_with(42)  # one out of the caller's sight is not found first
+    assert not loans.patrons.erase_cleared_patron.called
+
+    loans.checkin({"item_barcode": "K1", "library": "main"})
+    loans.erase_patron(42)
+    loans.patrons.erase_cleared_patron.assert_called_once_with(42)
+
+
+def test_a_patron_is_registered_only_at_a_library_the_patrons_service_has_heard_of(patrons):
+    with pytest.raises(InvalidInput) as refused:
+        patrons.register(dict(PATRON, home_library="kita"))
+    assert refused.value.details == {"home_library": ["no library has this code"]}
+    patrons.on_library_added(envelope("library_added", 1, "kaizu", {"library": "kita", "kind": "branch"}))
+    assert patrons.register(dict(PATRON, home_library="kita"))["home_library"] == "kita"
+    assert patrons.known_libraries() == {"main": "main", "kita": "branch"}
+    patrons.on_library_added(envelope("library_added", 1, "elsewhere", {"library": "nishi", "kind": "main"}))
+    with pytest.raises(InvalidInput):
+        patrons.register(dict(PATRON, home_library="nishi"))  # another tenant's
