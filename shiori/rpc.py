@@ -50,8 +50,8 @@ class VerifiedRpc(Rpc):
 
     context_keys = ContextKeys()
 
-    def __init__(self, public=False, **kwargs):
-        self.public = public
+    def __init__(self, public=False, callers=None, **kwargs):
+        self.public, self.callers = public, callers
         super().__init__(**kwargs)
 
     def handle_message(self, body, message):
@@ -77,12 +77,14 @@ class VerifiedRpc(Rpc):
         return {**checked, CALL_ID_STACK_CONTEXT_KEY: call_ids}
 
 
-def rpc(method=None, *, public=False):
+def rpc(method=None, *, public=False, callers=None):
     """An RPC entrypoint whose domain errors are expected outcomes (logged quietly, sent back as themselves);
-    ``@rpc(public=True)`` for the few the anonymous public may call."""
+    ``@rpc(public=True)`` for the few the anonymous public may call; ``@rpc(callers=("loans",))`` for one only
+    those services may call (the broker's permissions, read off the code, let no other service's user send it;
+    the operators' user may)."""
     if method is None:
-        return partial(rpc, public=public)
-    return VerifiedRpc.decorator(expected_exceptions=DomainError, public=public)(method)
+        return partial(rpc, public=public, callers=callers)
+    return VerifiedRpc.decorator(expected_exceptions=DomainError, public=public, callers=callers)(method)
 
 
 class Caller(DependencyProvider):

@@ -129,6 +129,15 @@ class PatronDeletedSchema(Schema):
     patron_id = fields.Integer(required=True)
 
 
+class PatronsPastRetentionSchema(Schema):
+    """What this service reads of the patrons service's ``patrons_past_retention``."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    patron_ids = fields.List(fields.Integer(), required=True)
+
+
 class CountedSchema(Schema):
     """What statistics count by; added within version 1, so optional."""
 

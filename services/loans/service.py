@@ -22,9 +22,9 @@ from services.loans.rules import (
 )
 from services.loans.schemas import (
     PUBLISHED_EVENTS, CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema, HoldRequestSchema,
-    HoldSchema, LoanPolicySchema, LoanSchema, PatronDeletedSchema, UnplannedClosureSchema,
+    HoldSchema, LoanPolicySchema, LoanSchema, PatronDeletedSchema, PatronsPastRetentionSchema, UnplannedClosureSchema,
 )
-from services.patrons.errors import PatronHasLoans
+from services.patrons.errors import PatronHasLoans, PatronNotFound
 from shiori.clock import Clock
 from shiori.db import Database, checkpoint, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
@@ -562,7 +562,7 @@ class LoansService:
         """A check-in's own checkpoint can be cut short by a concurrent reader; this one catches up."""
         checkpoint(self.db)
 
-    # --- a patron erased ---------------------------------------------------------------------------
+    # --- a patron erased: on request, and by the retention pass ---------------------------------------
 
     @rpc
     def erase_patron(self, patron_id):
@@ -575,3 +575,36 @@ class LoansService:
             self.patrons.ensure_visible(patron_id)  # one the caller may not see is not found, loans or none
             raise PatronHasLoans(details={"loans": loans_out})
         self.patrons.erase_cleared_patron(patron_id)
+
+    @rpc
+    def apply_retention(self, dry_run=True):
+        """Erase the tenant's patrons unused for the retention period who have nothing on loan (with
+        ``dry_run`` only count them): the patrons service says who is unused, this service who has
+        anything out. The patrons service's hourly pass asks the same of it by ``patrons_past_retention``."""
+        self.caller.require(WHOLE_TENANT)
+        unused = self.patrons.unused_patrons()
+        return {"retention_years": unused["retention_years"], **self._erase_unused(unused["patron_ids"], dry_run)}
+
+    @subscribe("patrons", "patrons_past_retention")
+    def on_patrons_past_retention(self, body):
+        event = read_event(body, EVENT_VERSION, PatronsPastRetentionSchema())
+        if event is None or not first_delivery(self.db, ProcessedEvent, event):
+            return
+        self.db.commit()  # recorded first: a pass cut short is made good by the next hour's, naming who is left
+        self.caller.act_as(event["tenant"], "system:loans:retention", OPERATOR)
+        outcome = self._erase_unused(event["data"]["patron_ids"], dry_run=False)
+        if outcome["deleted"]:
+            log.info("retention erased %d patrons of %s", outcome["deleted"], event["tenant"])
+
+    def _erase_unused(self, patron_ids, dry_run):
+        with_loans = set(self.patrons_with_loans(patron_ids)) if patron_ids else set()
+        deleted = 0
+        for patron_id in [] if dry_run else [patron_id for patron_id in patron_ids if patron_id not in with_loans]:
+            try:
+                self.erase_patron(patron_id)
+                deleted += 1
+            except PatronHasLoans:  # borrowed since they were counted
+                with_loans.add(patron_id)
+            except PatronNotFound:  # erased meanwhile, on request or by another pass
+                pass
+        return {"due": len(patron_ids), "kept_with_loans": len(with_loans), "deleted": deleted}

@@ -196,10 +196,16 @@ class CredentialsRevokedSchema(Schema):
     not_before = fields.AwareDateTime(required=True)
 
 
+class PatronsPastRetentionSchema(Schema):
+    patron_ids = fields.List(fields.Integer(), required=True)
+    retention_years = fields.Integer(required=True)
+
+
 PUBLISHED_EVENTS = {
     "patron_registered": (1, PatronRegisteredSchema()),
     "card_registered": (1, CardRegisteredSchema()),
     "patron_updated": (1, PatronUpdatedSchema()),
     "patron_deleted": (1, PatronEventSchema()),
     "credentials_revoked": (1, CredentialsRevokedSchema()),
+    "patrons_past_retention": (1, PatronsPastRetentionSchema()),
 }

@@ -10,7 +10,6 @@ from argon2 import PasswordHasher
 from eventlet import tpool
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
-from nameko.extensions import DependencyProvider
 from nameko.timer import timer
 from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -54,16 +53,6 @@ def slow_hash(secret):
     return tpool.execute(password_hasher.hash, secret)
 
 
-class CallingService(DependencyProvider):
-    """The name of the service whose worker made this call (from nameko's call id stack), or None when a
-    standalone client (an operator's command) did. The stack is not signed: this keeps out a caller that
-    asks by mistake, not one that forges the header."""
-
-    def get_dependency(self, worker_ctx):
-        parent = worker_ctx.immediate_parent_call_id
-        return parent.split(".", 1)[0] if parent else None
-
-
 class PatronsService:
     name = "patrons"
 
@@ -74,7 +63,6 @@ class PatronsService:
     clock = Clock()
     config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
-    calling_service = CallingService()
 
     @rpc
     def health(self):
@@ -167,15 +155,13 @@ class PatronsService:
         self._seal(patron, changes)
         return self._changed_card(patron, changed_fields)
 
-    @rpc
+    @rpc(callers=("loans",))
     def erase_cleared_patron(self, patron_id):
         """Erase a patron, on request or by the retention pass: the record everywhere, and the key that
-        opened every copy of it. Only the loans service asks (its ``erase_patron``), once it has found nothing
-        out on loan to them: this service does not know what is (docs/services.md)."""
+        opened every copy of it. Only the loans service may ask (its ``erase_patron``; the broker lets no other
+        service send this), once it has found nothing out on loan to them: this service does not know what is
+        (docs/services.md)."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
-        if self.calling_service != "loans":
-            raise Forbidden("a patron is erased through the loans service, which knows what they have on loan",
-                            {"ask": "loans.erase_patron"})
         self._erase(self._patron(patron_id))
 
     @rpc
@@ -194,9 +180,12 @@ class PatronsService:
 
     @rpc
     def unused_patrons(self):
-        """The retention pass's first step: the tenant's patrons unused for the retention period (by id). The
-        operators' ``retention`` command then has the loans service erase those with nothing on loan."""
+        """The tenant's patrons unused for the retention period (by id), for the loans service's
+        ``apply_retention``, which erases those with nothing on loan."""
         self.caller.require(WHOLE_TENANT)
+        return self._unused_patrons()
+
+    def _unused_patrons(self):
         years = int(self.config["RETENTION_YEARS"])
         if years <= 0:
             return {"retention_years": 0, "patron_ids": []}
@@ -221,12 +210,19 @@ class PatronsService:
         return self._drop_expired_addresses()
 
     @timer(interval=3600)
-    def address_retention_timer(self):
-        """The scheduled pass over client addresses past their time."""
+    def retention_timer(self):
+        """The scheduled pass: addresses past their time go; then each tenant's patrons unused for the
+        retention period are announced (``patrons_past_retention``), and the loans service erases those with
+        nothing on loan (only it knows what is)."""
         dropped = self._drop_expired_addresses()
         if dropped["access_entries"] or dropped["login_failures"]:
             log.info("dropped the addresses of %d access record entries and %d log-in failure records",
                      dropped["access_entries"], dropped["login_failures"])
+        for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
+            self.caller.act_as(tenant, "system:patrons:retention", OPERATOR)
+            unused = self._unused_patrons()
+            if unused["patron_ids"]:
+                self.publish("patrons_past_retention", tenant, unused)
 
     def _drop_expired_addresses(self):
         days = int(self.config["ADDRESS_RETENTION_DAYS"])

@@ -181,28 +181,9 @@ def rewrap_data_keys(environ=None):
 
 
 def apply_retention(tenant, dry_run, environ=None):
-    """Delete (or, dry, count) the tenant's patrons unused for the retention period; prints the counts."""
+    """Delete (or, dry, count) the tenant's patrons unused for the retention period, as the hourly pass does
+    (the loans service erases those with nothing on loan); prints the counts."""
     with operator_rpc(tenant, 600, environ) as rpc:
-        print(json.dumps(retention_pass(rpc, dry_run)))
+        print(json.dumps(rpc.loans.apply_retention(dry_run)))
     return 0
 
-
-def retention_pass(rpc, dry_run):
-    """The retention pass, put together here because it asks both services (docs/services.md): the patrons
-    service says who is unused for the retention period, the loans service who of them has anything on loan,
-    and it erases each of the others (refusing one who has borrowed since). With ``dry_run`` only counts."""
-    from services.patrons.errors import PatronHasLoans
-
-    unused = rpc.patrons.unused_patrons()
-    due = unused["patron_ids"]
-    with_loans = set(rpc.loans.patrons_with_loans(due)) if due else set()
-    erasable = [] if dry_run else [patron_id for patron_id in due if patron_id not in with_loans]
-    deleted = 0
-    for patron_id in erasable:
-        try:
-            rpc.loans.erase_patron(patron_id)
-            deleted += 1
-        except PatronHasLoans:
-            with_loans.add(patron_id)
-    return {"retention_years": unused["retention_years"], "due": len(due), "kept_with_loans": len(with_loans),
-            "deleted": deleted}

@@ -91,6 +91,16 @@ def public_methods(service_class):
                   if isinstance(entrypoint, Rpc) and getattr(entrypoint, "public", False))
 
 
+def methods_for(caller, service_class):
+    """The methods of ``service_class`` that ``caller`` may send: any name, unless some of them admit only
+    named callers (``@rpc(callers=...)``); then each of the others by name."""
+    methods = [(name, getattr(entrypoint, "callers", None)) for name, entrypoint in entrypoints_of(service_class)
+               if isinstance(entrypoint, Rpc)]
+    if all(callers is None for _name, callers in methods):
+        return [METHOD]
+    return sorted(name for name, callers in methods if callers is None or caller in callers)
+
+
 def service_grants(service_class, service_class_of):
     """What the code of ``service_class`` does on the broker, as grants; ``service_class_of(name)`` finds the
     class of a service it calls (for the public methods an anonymous caller is let call)."""
@@ -116,7 +126,8 @@ def service_grants(service_class, service_class_of):
     for dependency in dependencies_of(service_class):
         if isinstance(dependency, ServiceRpc):
             target = dependency.target_service
-            methods = public_methods(service_class_of(target)) if dependency.public_only else [METHOD]
+            methods = public_methods(service_class_of(target)) if dependency.public_only else \
+                methods_for(name, service_class_of(target))
             grants.own_queue(re.escape(reply_queue_prefix(name)) + REPLY_ID)
             grants.topic(RPC_EXCHANGE, read=re.escape(reply_routing_prefix(name)) + REPLY_ID,
                          write=re.escape(f"{target}.") + f"({'|'.join(methods)})")

@@ -51,6 +51,15 @@ def test_the_opac_may_call_the_public_catalogue(system):
     publish(system, "opac", "catalog.search")  # no refusal (and no reply address: the catalogue drops it)
 
 
+def test_only_the_loans_service_may_send_the_patrons_service_an_erasure(system):
+    """Erasing a patron goes through the loans service, which knows what is on loan (docs/services.md)."""
+    for principal in ("gateway", "notices"):
+        with pytest.raises(AccessRefused):
+            publish(system, principal, "patrons.erase_cleared_patron")
+    publish(system, "loans", "patrons.erase_cleared_patron")  # no refusal (no reply address: dropped)
+    publish(system, "gateway", "patrons.get_patron")
+
+
 def test_a_call_without_a_reply_address_is_dropped_and_the_service_keeps_serving(system, staff):
     publish(system, "gateway", "patrons.get_patron")
     publish(system, "gateway", "catalog.list_libraries")

@@ -4,8 +4,8 @@ the queue, as when a hold is cancelled. On SQLite and PostgreSQL, through the ru
 from datetime import date, timedelta
 
 import pytest
+from nameko.testing.services import entrypoint_hook
 
-from shiori.commands.calls import retention_pass
 from support import TEN_YEARS, add_copy, check_in, check_out, in_database, register_patron, unique, wait_until
 
 SETTINGS = {"renew_from": "today", "renewal_grace_days": 0}
@@ -111,7 +111,24 @@ def test_the_retention_pass_ends_the_holds_of_the_patrons_it_deletes(system, sta
     place_hold(staff, next_in_line, work)
     assert check_in(staff, copy["barcode"]).json()["hold"]["patron_id"] == idle["id"]
     with system.rpc() as rpc:
-        assert retention_pass(rpc, dry_run=False)["deleted"] == 1
+        assert rpc.loans.apply_retention(False)["deleted"] == 1
 
     wait_until(lambda: held_about(system, idle)["holds"] == [], message="the deleted patron's holds ended")
     assert holds_of(staff, next_in_line) == [(work["id"], "ready", 0, copy["barcode"])]
+
+
+@pytest.mark.privacy(6)
+def test_the_hourly_retention_pass_deletes_the_long_unused_but_not_one_with_a_loan_out(system, staff):
+    with system.travel(by=-TEN_YEARS):  # both last came ten years ago; one took a book and never returned it
+        idle, borrower = register_patron(staff), register_patron(staff)
+        _work, copy = add_copy(staff)
+        assert check_out(staff, borrower["card_number"], copy["barcode"]).status_code == 201
+    [patrons] = system.runners["patrons"].containers
+    with entrypoint_hook(patrons, "retention_timer") as hourly_pass:
+        hourly_pass()
+
+    def found(patron):
+        return staff.get(f"{staff.base_url}/api/v1/patrons/{patron['id']}", timeout=10).status_code
+
+    wait_until(lambda: found(idle) == 404, message="the idle patron deleted by the loans service")
+    assert found(borrower) == 200

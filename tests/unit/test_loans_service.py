@@ -172,3 +172,47 @@ def test_a_copy_circulation_does_not_expect_is_not_checked_in(loans):
     with pytest.raises(DomainError) as refused:
         loans.checkin({"item_barcode": "K1", "library": "main"})
     assert refused.value.code == "ITEM_NOT_ON_LOAN" and loans.publish.call_args_list == []
+
+
+# --- the retention pass: the patrons service names who is unused, this service erases who has nothing out ---
+
+ADMIN = CallerContext({"tenant": "kaizu", "actor": "staff:1", "role": "admin"})
+
+
+def unused(loans, patron_ids, years=5):
+    loans.patrons.unused_patrons.return_value = {"retention_years": years, "patron_ids": patron_ids}
+
+
+def test_the_retention_pass_erases_the_unused_but_for_those_with_anything_on_loan(sqlite_session):
+    loans = desk_worker(sqlite_session, caller=ADMIN)
+    lend(loans, 2, "K2")
+    unused(loans, [1, 2, 3])
+    assert loans.apply_retention(dry_run=False) == {"retention_years": 5, "due": 3, "kept_with_loans": 1,
+                                                    "deleted": 2}
+    assert loans.patrons.erase_cleared_patron.call_args_list == [call(1), call(3)]
+
+
+def test_a_dry_run_only_counts_and_no_period_erases_nobody(sqlite_session):
+    loans = desk_worker(sqlite_session, caller=ADMIN)
+    lend(loans, 1, "K2")
+    unused(loans, [1, 2])
+    assert loans.apply_retention() == {"retention_years": 5, "due": 2, "kept_with_loans": 1, "deleted": 0}
+    unused(loans, [], years=0)
+    assert loans.apply_retention(dry_run=False) == {"retention_years": 0, "due": 0, "kept_with_loans": 0,
+                                                    "deleted": 0}
+    assert not loans.patrons.erase_cleared_patron.called
+
+
+def test_the_hourly_pass_announced_by_the_patrons_service_erases_as_the_system_once_per_event(sqlite_session):
+    from types import SimpleNamespace
+
+    from shiori.events import envelope
+
+    loans = desk_worker(sqlite_session, caller=CallerContext({}, SimpleNamespace(sign=dict)))
+    lend(loans, 2, "K2")
+    loans.patrons.erase_cleared_patron.side_effect = [None, PatronNotFound()]  # 3 was erased meanwhile
+    past = envelope("patrons_past_retention", 1, "kaizu", {"patron_ids": [1, 2, 3], "retention_years": 5})
+    loans.on_patrons_past_retention(past)
+    loans.on_patrons_past_retention(past)  # delivered again: nothing more
+    assert loans.patrons.erase_cleared_patron.call_args_list == [call(1), call(3)]
+    assert (loans.caller.tenant, loans.caller.actor) == ("kaizu", "system:loans:retention")

@@ -295,17 +295,19 @@ def test_one_address_failing_across_many_accounts_is_throttled(sqlite_session):
 # --- who erases a patron, and which libraries patrons know (issue 12: patrons calls no other service) ---
 
 
-def test_the_patrons_service_erases_only_when_the_loans_service_asks(patrons):
+def test_only_the_loans_service_may_send_the_erasure_and_it_erases_everywhere(patrons):
     from services.patrons.errors import PatronNotFound
-    from shiori.errors import Forbidden
+    from shiori.commands.provision import service_grants
+    from shiori.commands.serve import SERVICE_NAMES, service_class
+
+    def may_send(name, routing_key):
+        return any(re.match(topic["write"], routing_key) for topic in service_grants(
+            service_class(name), service_class).topic_permissions() if topic["exchange"] == "nameko-rpc")
+
+    assert {name for name in SERVICE_NAMES if may_send(name, "patrons.erase_cleared_patron")} == {"loans"}
+    assert may_send("gateway", "patrons.get_patron") and may_send("loans", "patrons.borrower")
 
     patron = patrons.register(PATRON)
-    with pytest.raises(Forbidden) as refused:
-        patrons.erase_cleared_patron(patron["id"])  # the gateway, say, skipping the loans service's count
-    assert refused.value.details == {"ask": "loans.erase_patron"}
-    assert patrons.db.get(Patron, patron["id"]) is not None
-
-    patrons.calling_service = "loans"
     patrons.erase_cleared_patron(patron["id"])
     assert patrons.db.get(Patron, patron["id"]) is None
     assert patrons.publish.call_args_list[-2].args == ("patron_deleted", "kaizu", {"patron_id": patron["id"]})
