@@ -166,16 +166,19 @@ def pin_refusal(pin):
 
 @dataclass(frozen=True)
 class AdminRemains:
-    """A tenant keeps an admin: the account of its last one cannot be deleted. ``admins``: how many admin
-    accounts the tenant has, this one among them."""
+    """A tenant keeps an admin: the account of its last one can neither be deleted (``role_after`` None) nor
+    given another role. ``admins``: how many admin accounts the tenant has, this one among them."""
 
     role: str
     admins: int
+    role_after: str | None = None
 
     def refusal(self):
-        if self.role == ADMIN and self.admins == 1:
+        if self.role != ADMIN or self.admins != 1 or self.role_after == ADMIN:
+            return None
+        if self.role_after is None:
             return errors.LastAdmin()
-        return None
+        return errors.LastAdmin("the tenant's last admin account must stay an admin", {"role": self.role_after})
 
 
 @dataclass(frozen=True)

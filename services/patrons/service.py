@@ -11,14 +11,15 @@ from eventlet import tpool
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from services.patrons import errors, logins
-from services.patrons.access_record import AccessEntry, AccessRecord
+from services.patrons.access_record import AccessRecord
 from services.patrons.models import (
     SEALED_FIELDS, Base, KnownLibrary, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
+from services.patrons.repository import PatronsRepository
 from services.patrons.rules import (
     AdminRemains, Scope, WorksAtListedLibraries, age_band, borrowing_refusal, login_throttle, new_card_number,
     phone_digits, pin_refusal, years_after,
@@ -33,7 +34,7 @@ from shiori.clock import Clock, token_time
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
-from shiori.roles import ADMIN, OPERATOR, PATRON, STAFF_ROLES, SYSTEM, WHOLE_TENANT
+from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, SYSTEM, WHOLE_TENANT
 from shiori.rpc import Caller, rpc
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,8 @@ class PatronsService:
         if "card_number" in params:
             found = [self._patron_by_card(params["card_number"])]
         else:
-            found = self.db.scalars(select(Patron).where(
-                Patron.tenant == self.caller.tenant,
-                Patron.phone_hash == self.vault.lookup_hash(self.caller.tenant, "phone",
-                                                            phone_digits(params["phone"])))).all()
+            found = self._registry().patrons_by_phone(
+                self.vault.lookup_hash(self.caller.tenant, "phone", phone_digits(params["phone"])))
         found = [patron for patron in found if self._visible(patron)]
         if found:  # a list read is recorded for every patron it shows
             self._record("read", [patron.id for patron in found], PERSONAL_FIELDS)
@@ -171,8 +170,7 @@ class PatronsService:
         recorded, after the entries are read."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT + (PATRON,))
         patron = self._patron(patron_id)
-        entries = self.db.scalars(select(AccessEntry).where(
-            AccessEntry.tenant == patron.tenant, AccessEntry.patron_id == patron.id).order_by(AccessEntry.seq))
+        entries = self._registry().access_entries_about(patron.id)
         export = {"patron": self._dump(patron), "access_record": AccessEntrySchema(many=True).dump(entries)}
         self._record("export", [patron.id], PERSONAL_FIELDS)
         self.db.commit()
@@ -200,7 +198,7 @@ class PatronsService:
         """The tenant's libraries as this service has heard of them (``library_added``), code to kind: who adds
         a library and at once registers patrons or staff there waits until it is among them."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
-        return self._known_libraries()
+        return self._registry().known_libraries()
 
     @rpc
     def drop_expired_addresses(self):
@@ -257,8 +255,7 @@ class PatronsService:
         card_number = load(PatronLookupSchema(), {"card_number": card_number})["card_number"]
         patron = self._patron_by_card(card_number)
         if patron is None:
-            if self.db.get(RetiredCard, (self.caller.tenant,
-                                         self.vault.lookup_hash(self.caller.tenant, "card", card_number))):
+            if self._registry().card_retired(self._card_hash(card_number)):
                 raise errors.CardReportedLost(details={"card_number": card_number})
             raise errors.PatronNotFound("no patron has this card number", {"card_number": card_number})
         return self._may_borrow(patron)
@@ -285,8 +282,7 @@ class PatronsService:
         allowed = {("name", "email"), ("name", "phone")}
         if tuple(fields) not in allowed:
             raise InvalidInput(details={"fields": [f"one of {sorted(allowed)}"]})
-        patrons = [patron for patron in self.db.scalars(select(Patron).where(
-            Patron.tenant == self.caller.tenant, Patron.id.in_(list(patron_ids)))) if self._visible(patron)]
+        patrons = [patron for patron in self._registry().patrons(patron_ids) if self._visible(patron)]
         if patrons:
             self._record("read", [patron.id for patron in patrons], list(fields))
             self.db.commit()
@@ -334,15 +330,8 @@ class PatronsService:
         event = read_event(body, EVENT_VERSION, CardUsedEventSchema())
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
-        used_on = event["data"]["used_on"]
-        # One UPDATE, so that two check-outs counted at the same moment both count.
-        self.db.execute(
-            update(Patron)
-            .where(Patron.id == event["data"]["patron_id"], Patron.tenant == event["tenant"])
-            .values(total_uses=Patron.total_uses + 1, last_used_on=case(
-                (or_(Patron.last_used_on.is_(None), Patron.last_used_on < used_on), used_on),
-                else_=Patron.last_used_on))
-        )
+        PatronsRepository(self.db, event["tenant"]).count_card_use(event["data"]["patron_id"],
+                                                                    event["data"]["used_on"])
         self.db.commit()
 
     @subscribe("catalog", "library_added")
@@ -359,25 +348,14 @@ class PatronsService:
     def search_access_record(self, query):
         """Admins: entries by patron, by staff member and by period, newest first."""
         self.caller.require(WHOLE_TENANT)
-        params = load(AccessQuerySchema(), query)
-        conditions = [AccessEntry.tenant == self.caller.tenant]
-        if "patron_id" in params:
-            conditions.append(AccessEntry.patron_id == params["patron_id"])
-        if "actor" in params:
-            conditions.append(AccessEntry.actor == params["actor"])
-        if "since" in params:
-            conditions.append(AccessEntry.at >= params["since"])
-        if "until" in params:
-            conditions.append(AccessEntry.at < params["until"])
-        return self._entries_page(conditions, params, AccessEntrySchema)
+        return self._entries_page(load(AccessQuerySchema(), query), AccessEntrySchema)
 
     @rpc
     def own_access_record(self, query):
         """A patron's view of who read or changed their record, and when."""
         self.caller.require((PATRON,))
         params = load(AccessQuerySchema(only=("page", "per_page")), query)
-        conditions = [AccessEntry.tenant == self.caller.tenant, AccessEntry.patron_id == self.caller.patron_id]
-        return self._entries_page(conditions, params, OwnAccessEntrySchema)
+        return self._entries_page(dict(params, patron_id=self.caller.patron_id), OwnAccessEntrySchema)
 
     @rpc
     def verify_access_record(self):
@@ -385,12 +363,10 @@ class PatronsService:
         self.caller.require(WHOLE_TENANT)
         return self.access_record.verify(self.db, self.caller.tenant)
 
-    def _entries_page(self, conditions, params, schema):
-        page, per_page = params["page"], params["per_page"]
-        total = self.db.scalar(select(func.count()).select_from(AccessEntry).where(*conditions))
-        entries = self.db.scalars(select(AccessEntry).where(*conditions).order_by(AccessEntry.seq.desc())
-                                  .limit(per_page).offset((page - 1) * per_page))
-        return {"items": schema(many=True).dump(entries), "total": total, "page": page, "per_page": per_page}
+    def _entries_page(self, query, schema):
+        entries, total = self._registry().access_entries_page(query)
+        return {"items": schema(many=True).dump(entries), "total": total, "page": query["page"],
+                "per_page": query["per_page"]}
 
     # --- log-in ------------------------------------------------------------------------------------
 
@@ -402,8 +378,7 @@ class PatronsService:
         # The tenant is part of the key: wrong passwords for one town's ``admin`` do not block another's.
         account_key = f"user:{self.vault.lookup_hash(tenant, 'user', credentials['username'])[:40]}"
         self._admit_attempt(account_key)
-        account = self.db.scalar(select(StaffAccount).where(
-            StaffAccount.tenant == tenant, StaffAccount.username == credentials["username"]))
+        account = PatronsRepository(self.db, tenant).staff_account_named(credentials["username"])
         if not self._verify(account.password_hash if account else None, credentials["password"]):
             raise errors.InvalidCredentials()
         self._attempt_succeeded(account_key)
@@ -417,11 +392,10 @@ class PatronsService:
         """Card number and PIN: the patron's own log-in. Unknown card, no PIN set and wrong PIN look alike."""
         credentials = load(PatronCredentialsSchema(), payload)
         # Keyed, like the card look-up: a plain hash of a 12-digit number could be reversed by trying them all.
-        card_key = f"card:{self.vault.lookup_hash(self.caller.tenant, 'card', credentials['card_number'])[:40]}"
+        card_hash = self._card_hash(credentials["card_number"])
+        card_key = f"card:{card_hash[:40]}"
         self._admit_attempt(card_key)
-        patron = self.db.scalar(select(Patron).where(
-            Patron.tenant == self.caller.tenant,
-            Patron.card_hash == self.vault.lookup_hash(self.caller.tenant, "card", credentials["card_number"])))
+        patron = self._registry().patron_by_card(card_hash)
         if not self._verify(patron.pin_hash if patron else None, credentials["pin"]):
             raise errors.InvalidCredentials("unknown card number or wrong PIN")
         self._attempt_succeeded(card_key)
@@ -462,8 +436,7 @@ class PatronsService:
         was created (a password is never returned)."""
         self.caller.require(WHOLE_TENANT)
         data = load(StaffAccountSchema(), payload)
-        if self.db.scalar(select(StaffAccount).where(StaffAccount.tenant == self.caller.tenant,
-                                                     StaffAccount.username == data["username"])):
+        if self._registry().staff_account_named(data["username"]):
             return {"created": False, "username": data["username"]}
         account = self._new_staff_account(data)
         return {"created": True, "username": account.username}
@@ -478,9 +451,7 @@ class PatronsService:
     @rpc
     def list_staff_accounts(self):
         self.caller.require(WHOLE_TENANT)
-        accounts = self.db.scalars(select(StaffAccount).where(StaffAccount.tenant == self.caller.tenant)
-                                   .order_by(StaffAccount.id))
-        return StaffAccountSchema(many=True).dump(accounts)
+        return StaffAccountSchema(many=True).dump(self._registry().staff_accounts())
 
     @rpc
     def update_staff_account(self, account_id, payload):
@@ -490,6 +461,7 @@ class PatronsService:
         role = changes.get("role", account.role)
         libraries = changes.get("libraries", account.libraries)
         self._check_staff_libraries(role, libraries)
+        self._check_admin_remains(account, role)
         # Whoever holds a token issued for the old role, libraries or password must log in again.
         changed = (role, set(libraries)) != (account.role, set(account.libraries)) or "password" in changes
         account.role, account.libraries = role, libraries
@@ -504,11 +476,7 @@ class PatronsService:
     def delete_staff_account(self, account_id):
         self.caller.require(WHOLE_TENANT)
         account = self._staff_account(account_id)
-        admins = self.db.scalar(select(func.count()).select_from(StaffAccount).where(
-            StaffAccount.tenant == account.tenant, StaffAccount.role == ADMIN))
-        refusal = AdminRemains(account.role, admins).refusal()
-        if refusal:
-            raise refusal
+        self._check_admin_remains(account)
         revoked = [self._revoke(account.tenant, f"staff:{account.id}")]
         self.db.delete(account)
         self.db.commit()
@@ -516,26 +484,22 @@ class PatronsService:
 
     # --- helpers -----------------------------------------------------------------------------------
 
+    def _registry(self):
+        """The queries, within the caller's tenant."""
+        return PatronsRepository(self.db, self.caller.tenant)
+
     def _scope(self):
         return Scope(self.caller.role, tuple(self.caller.libraries), self.caller.patron_id)
 
-    def _known_libraries(self):
-        """The tenant's libraries, code to kind, from this service's projection of the catalogue's."""
-        return dict(self.db.execute(select(KnownLibrary.code, KnownLibrary.kind).where(
-            KnownLibrary.tenant == self.caller.tenant)).all())
-
-    def _school_libraries(self):
-        return set(self.db.scalars(select(KnownLibrary.code).where(
-            KnownLibrary.tenant == self.caller.tenant, KnownLibrary.kind == "school")))
-
     def _visible(self, patron):
-        return (patron is not None and patron.tenant == self.caller.tenant
-                and self._scope().covers(patron.id, patron.home_library, self._school_libraries()))
+        """Whether the caller may see this patron of their tenant (None: none)."""
+        return patron is not None and self._scope().covers(patron.id, patron.home_library,
+                                                           self._registry().school_libraries())
 
     def _patron(self, patron_id):
-        patron = self.db.get(Patron, patron_id)
+        patron = self._registry().patron(patron_id)
         if not self._visible(patron):  # another tenant's, another school's, or none: all look the same
-            if patron is not None and patron.tenant == self.caller.tenant:
+            if patron is not None:
                 # a look at a patron outside the caller's scope is itself recorded, in the patron's tenant
                 self._record("denied", [patron.id], PERSONAL_FIELDS)
                 self.db.commit()
@@ -543,10 +507,11 @@ class PatronsService:
         return patron
 
     def _patron_by_card(self, card_number):
-        tenant = self.caller.tenant
-        patron = self.db.scalar(select(Patron).where(
-            Patron.tenant == tenant, Patron.card_hash == self.vault.lookup_hash(tenant, "card", card_number)))
+        patron = self._registry().patron_by_card(self._card_hash(card_number))
         return patron if self._visible(patron) else None
+
+    def _card_hash(self, card_number):
+        return self.vault.lookup_hash(self.caller.tenant, "card", card_number)
 
     def _seal(self, patron, values):
         """Seal the personal fields among ``values`` into the patron's row, with its lookup hashes."""
@@ -570,9 +535,9 @@ class PatronsService:
 
     def _check_home_library(self, code):
         """The library must exist, and the caller may keep patrons there."""
-        if self.db.get(KnownLibrary, (self.caller.tenant, code)) is None:
+        if not self._registry().knows_library(code):
             raise InvalidInput(details={"home_library": ["no library has this code"]})
-        if not self._scope().covers(None, code, self._school_libraries()):
+        if not self._scope().covers(None, code, self._registry().school_libraries()):
             raise Forbidden("your role may not keep patrons of this library", {"home_library": code})
 
     def _record(self, action, patron_ids, fields):
@@ -621,12 +586,19 @@ class PatronsService:
         return account
 
     def _staff_account(self, account_id):
-        account = self.db.get(StaffAccount, account_id)
-        if account is None or account.tenant != self.caller.tenant:
+        account = self._registry().staff_account(account_id)
+        if account is None:
             raise errors.StaffAccountNotFound(details={"account_id": account_id})
         return account
 
     def _check_staff_libraries(self, role, libraries):
-        refusal = WorksAtListedLibraries(role, libraries, self._known_libraries()).refusal()
+        refusal = WorksAtListedLibraries(role, libraries, self._registry().known_libraries()).refusal()
+        if refusal:
+            raise refusal
+
+    def _check_admin_remains(self, account, role_after=None):
+        """LAST_ADMIN when this would delete the tenant's last admin account (``role_after`` None) or give it
+        another role."""
+        refusal = AdminRemains(account.role, self._registry().admin_count(), role_after).refusal()
         if refusal:
             raise refusal

@@ -137,22 +137,45 @@ def test_only_admins_manage_staff_and_nobody_escalates(system, staff, accounts, 
     assert all("password" not in account and "password_hash" not in account for account in listed)
 
 
-def test_the_last_admin_of_a_tenant_cannot_be_deleted(system):
-    """In a tenant of its own, so that no other test's second admin can make the refusal moot."""
+def only_admin_of_a_new_tenant(system, *libraries):
+    """Logged in as the one admin of a tenant of its own, so that no other test's second admin can make a
+    LAST_ADMIN refusal moot; the tenant has ``libraries`` (main libraries), and patrons have heard of them."""
     tenant, password = unique("lastadmin").lower()[:30], "the-only-admin-password"
     with system.rpc(tenant=tenant) as rpc:
         rpc.catalog.ensure_tenant({"code": tenant, "name": "一人町"})
+        for code in libraries:
+            rpc.catalog.add_library({"code": code, "name": "一人町図書館", "kind": "main"})
         rpc.patrons.ensure_staff_account({"username": "admin", "password": password, "role": "admin",
                                           "libraries": []})
-    login = requests.post(f"{system.url}/api/v1/auth/token", timeout=10,
-                          json={"username": "admin", "password": password, "tenant": tenant})
-    assert login.status_code == 200, login.text
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {login.json()['access_token']}"
+    patrons_know(system, *libraries, tenant=tenant)
+    return login(system, "admin", password, tenant=tenant)
+
+
+def test_the_last_admin_of_a_tenant_cannot_be_deleted(system):
+    session = only_admin_of_a_new_tenant(system)
     admins = [account for account in session.get(f"{system.url}/api/v1/staff", timeout=10).json()["items"]
               if account["role"] == "admin"]
     assert len(admins) == 1
     last = session.delete(f"{system.url}/api/v1/staff/{admins[0]['id']}", timeout=10)
+    assert (last.status_code, last.json()["error"]["code"]) == (409, "LAST_ADMIN")
+
+
+def test_the_last_admin_of_a_tenant_cannot_be_made_a_librarian_until_another_admin_is_there(system):
+    first = only_admin_of_a_new_tenant(system, "main")
+    [account] = first.get(f"{system.url}/api/v1/staff", timeout=10).json()["items"]
+    demotion = {"role": "librarian", "libraries": ["main"]}
+    refused = first.patch(f"{system.url}/api/v1/staff/{account['id']}", json=demotion, timeout=10)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "LAST_ADMIN")
+    assert [kept["role"] for kept in first.get(f"{system.url}/api/v1/staff", timeout=10).json()["items"]] == ["admin"]
+
+    tenant = account["tenant"]
+    deputy = first.post(f"{system.url}/api/v1/staff", timeout=10, json={
+        "username": "deputy", "password": "the-deputy-password", "role": "admin", "libraries": []})
+    assert deputy.status_code == 201, deputy.text
+    second = login(system, "deputy", "the-deputy-password", tenant=tenant)
+    handed_on = second.patch(f"{system.url}/api/v1/staff/{account['id']}", json=demotion, timeout=10)
+    assert (handed_on.status_code, handed_on.json()["role"]) == (200, "librarian")
+    last = second.patch(f"{system.url}/api/v1/staff/{deputy.json()['id']}", json=demotion, timeout=10)
     assert (last.status_code, last.json()["error"]["code"]) == (409, "LAST_ADMIN")
 
 

@@ -20,6 +20,19 @@ def test_an_admin_with_another_beside_them_or_a_librarian_may_go():
     assert AdminRemains("librarian", admins=1).refusal() is None
 
 
+def test_the_last_admin_account_may_not_become_a_librarian_but_may_stay_an_admin():
+    refusal = AdminRemains("admin", admins=1, role_after="librarian").refusal()
+    assert isinstance(refusal, LastAdmin)
+    assert (refusal.code, refusal.message, refusal.details) == (
+        "LAST_ADMIN", "the tenant's last admin account must stay an admin", {"role": "librarian"})
+    assert AdminRemains("admin", admins=1, role_after="admin").refusal() is None  # a new password, say
+
+
+def test_an_admin_with_another_beside_them_may_become_a_librarian_and_a_librarian_an_admin():
+    assert AdminRemains("admin", admins=2, role_after="school_librarian").refusal() is None
+    assert AdminRemains("librarian", admins=1, role_after="admin").refusal() is None
+
+
 def libraries_refusal(role, libraries):
     refusal = WorksAtListedLibraries(role, libraries, LIBRARIES).refusal()
     return refusal and (type(refusal), refusal.details)

@@ -340,3 +340,24 @@ def test_a_patron_is_registered_only_at_a_library_the_patrons_service_has_heard_
     patrons.on_library_added(envelope("library_added", 1, "elsewhere", {"library": "nishi", "kind": "main"}))
     with pytest.raises(InvalidInput):
         patrons.register(dict(PATRON, home_library="nishi"))  # another tenant's
+
+
+def test_the_last_admin_keeps_the_role_and_with_a_second_admin_may_hand_it_on(patrons):
+    from services.patrons.errors import LastAdmin
+    from services.patrons.models import StaffAccount
+
+    first = patrons.create_staff_account({"username": "head", "password": "a-long-password", "role": "admin",
+                                          "libraries": []})
+    with pytest.raises(LastAdmin) as refused:
+        patrons.update_staff_account(first["id"], {"role": "librarian", "libraries": ["main"]})
+    assert refused.value.details == {"role": "librarian"}
+    assert (patrons.db.get(StaffAccount, first["id"]).role, patrons.publish.call_count) == ("admin", 0)
+
+    second = patrons.create_staff_account({"username": "deputy", "password": "a-long-password", "role": "admin",
+                                           "libraries": []})
+    assert patrons.update_staff_account(first["id"], {"role": "librarian", "libraries": ["main"]})["role"] \
+        == "librarian"
+    with pytest.raises(LastAdmin):
+        patrons.update_staff_account(second["id"], {"role": "librarian", "libraries": ["main"]})
+    with pytest.raises(LastAdmin):
+        patrons.delete_staff_account(second["id"])
