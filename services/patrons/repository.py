@@ -19,6 +19,17 @@ class PatronsRepository:
     def patron(self, patron_id):
         return self._own(self.session.get(Patron, patron_id))
 
+    def unused_since(self, cutoff):
+        """The ids of the patrons last seen (a check-out, else their registration) before ``cutoff``."""
+        return list(self.session.scalars(select(Patron.id).where(
+            Patron.tenant == self.tenant,
+            func.coalesce(Patron.last_used_on, Patron.registered_on) < cutoff).order_by(Patron.id)))
+
+    @staticmethod
+    def tenants(session):
+        """Every tenant that has patrons."""
+        return session.scalars(select(Patron.tenant).distinct()).all()
+
     def patron_by_card(self, card_hash):
         return self.session.scalar(select(Patron).where(Patron.tenant == self.tenant, Patron.card_hash == card_hash))
 

@@ -11,7 +11,7 @@ from eventlet import tpool
 from argon2.exceptions import InvalidHashError, VerificationError
 from nameko.dependency_providers import Config
 from nameko.timer import timer
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from services.patrons import errors, logins
@@ -188,10 +188,7 @@ class PatronsService:
         if years <= 0:
             return {"retention_years": 0, "patron_ids": []}
         cutoff = years_after(self.clock.today(), -years)  # last use (or registration) before this day
-        due = self.db.scalars(select(Patron.id).where(
-            Patron.tenant == self.caller.tenant,
-            func.coalesce(Patron.last_used_on, Patron.registered_on) < cutoff).order_by(Patron.id)).all()
-        return {"retention_years": years, "patron_ids": list(due)}
+        return {"retention_years": years, "patron_ids": self._registry().unused_since(cutoff)}
 
     @rpc
     def known_libraries(self):
@@ -216,7 +213,7 @@ class PatronsService:
         if dropped["access_entries"] or dropped["login_failures"]:
             log.info("dropped the addresses of %d access record entries and %d log-in failure records",
                      dropped["access_entries"], dropped["login_failures"])
-        for tenant in self.db.scalars(select(Patron.tenant).distinct()).all():
+        for tenant in PatronsRepository.tenants(self.db):
             self.caller.act_as(tenant, "system:patrons:retention", OPERATOR)
             unused = self._unused_patrons()
             if unused["patron_ids"]:

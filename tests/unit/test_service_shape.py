@@ -1,6 +1,8 @@
 """Every service has the same shape (README, "How it is built"): a folder with ``service.py`` (the nameko class,
-its one entry point) and ``config.yml``; a service that keeps data also ``models.py``, ``schemas.py`` and
-``rules.py``, and every table it keeps is declared in its own folder, so that the folder shows what it owns."""
+its one entry point) and ``config.yml``; a service that keeps data also ``models.py``, ``repository.py``,
+``schemas.py`` and ``rules.py``, every table it keeps is declared in its own folder, so that the folder shows
+what it owns, and its entrypoints write no SQL: they ask the repository."""
+import ast
 import importlib
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from shiori.db import Database
 REPO = Path(__file__).resolve().parents[2]
 KEEPS_DATA = ("catalog", "loans", "notices", "patrons", "statistics")
 GATEWAYS = ("gateway", "opac")
+SQL_BUILDERS = {"select", "update", "delete", "insert", "text"}
 
 
 def databases(name):
@@ -34,9 +37,10 @@ def test_every_service_has_its_entry_point_and_configuration(name):
 
 
 @pytest.mark.parametrize("name", KEEPS_DATA)
-def test_a_service_that_keeps_data_has_its_models_schemas_and_rules(name):
+def test_a_service_that_keeps_data_has_its_models_repository_schemas_and_rules(name):
     folder = REPO / "services" / name
-    assert [file for file in ("models.py", "schemas.py", "rules.py") if not (folder / file).is_file()] == []
+    assert [file for file in ("models.py", "repository.py", "schemas.py", "rules.py")
+            if not (folder / file).is_file()] == []
     assert databases(name), f"{name} keeps no database"
 
 
@@ -50,6 +54,15 @@ def test_every_table_a_service_keeps_is_declared_in_its_own_folder(name):
                          and isinstance(getattr(value, "metadata", None), MetaData)]
     assert [sorted(database.metadata.tables) for database in databases(name)
             if not any(database.metadata is metadata for metadata in own_metadata)] == []
+
+
+@pytest.mark.parametrize("name", KEEPS_DATA)
+def test_the_entrypoints_write_no_sql_but_the_health_probe(name):
+    tree = ast.parse((REPO / "services" / name / "service.py").read_text(encoding="utf-8"))
+    statements = [f"line {node.lineno}: {ast.unparse(node)[:60]}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id in SQL_BUILDERS and ast.unparse(node) != "select(1)"]
+    assert statements == []
 
 
 @pytest.mark.parametrize("name", GATEWAYS)
