@@ -17,7 +17,8 @@ class PatronsRepository:
     # --- library cards ---------------------------------------------------------------------------
 
     def patron(self, patron_id):
-        return self._own(self.session.get(Patron, patron_id))
+        """The tenant's patron, or None (also for no id: a caller that is not a patron asking for "me")."""
+        return self._own(self.session.get(Patron, patron_id)) if patron_id is not None else None
 
     def unused_since(self, cutoff):
         """The ids of the patrons last seen (a check-out, else their registration) before ``cutoff``."""
