@@ -121,6 +121,14 @@ class CatalogService:
     def get_work(self, work_id):
         return self._dump_work(self._catalogue().work(work_id))
 
+    @rpc(public=True)
+    def copies_of_work(self, work_id):
+        """Every copy of a work, for the public catalogue: where it is shelved and whether it is in, by library
+        (a lent copy shows its due date, and never who has it: the catalogue does not know)."""
+        work = self._catalogue().work(work_id)
+        copies = sorted(work.items, key=lambda item: (item.library.code, item.call_number or "", item.id))
+        return [_public_copy(item) for item in copies]
+
     @rpc
     def copies_on_shelf(self, work_ids, library_code):
         """Copies of these works on a library's open shelves now (for the desk's pull list of holds)."""
@@ -282,3 +290,10 @@ def _dump_item(item):
         due_date=item.due_date.isoformat() if item.due_date else None,
     )
     return dumped
+
+
+def _public_copy(item):
+    dumped = _dump_item(item)
+    return {"library": dumped["library"], "library_name": item.library.name, "call_number": item.call_number,
+            "shelf_location": item.shelf_location, "item_type": item.item_type, "status": dumped["status"],
+            "due_date": dumped["due_date"]}

@@ -155,6 +155,7 @@ def http_error(exc):
 
 
 class Route(HttpRequestHandler):
+    in_api = True  # described by /api/v1/openapi.json
     server = GatewayServer()
     context_keys = ContextKeys()  # the staff gateway signs who is calling; the OPAC has no key and calls anonymously
 
@@ -189,9 +190,9 @@ class Route(HttpRequestHandler):
             self.container.spawn_worker(
                 self, args, kwargs, context_data=context_data, handle_result=partial(self.handle_result, event)
             )
-            return self.response_from_result(event.wait())
+            return self.response_from_result(event.wait(), request)
         except Exception as exc:  # every failure leaves as the API's error shape
-            return self.response_from_exception(exc)
+            return self.response_from_exception(exc, request)
 
     def read_body_in_time(self, request):
         """Read a body this route takes whole (at most MAX_BODY_BYTES) here, in the connection's own green
@@ -214,13 +215,13 @@ class Route(HttpRequestHandler):
             raise errors.RouteNotFound("no such record")  # no key outside the 32-bit range exists
         return args, kwargs
 
-    def response_from_result(self, result):
+    def response_from_result(self, result, request):
         if isinstance(result, Response):
             return result
         status, payload = result if isinstance(result, tuple) else (200, result)
         return errors.json_response(status, payload)
 
-    def response_from_exception(self, exc):
+    def response_from_exception(self, exc, request):
         if isinstance(exc, DomainError):
             return errors.error_response(exc)
         if isinstance(exc, HTTPException):

@@ -59,5 +59,5 @@ def _routes(service_cls):
     for name in dir(service_cls):
         method = getattr(service_cls, name)
         for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
-            if isinstance(entrypoint, Route):
+            if isinstance(entrypoint, Route) and entrypoint.in_api:
                 yield entrypoint, method

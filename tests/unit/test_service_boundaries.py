@@ -9,8 +9,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(path.parent.name for path in (REPO / "services").glob("*/service.py"))
 # The public catalogue's gateway is the staff gateway's public half in a process of its own: it serves the very
-# same routes (services/gateway/public.py), so it takes them from there.
-SHARED_ROUTES = {("opac", "services.gateway.public")}
+# same routes (services/gateway/public.py) and its pages the same way (services/gateway/pages.py), so it takes
+# them from there.
+SHARED_ROUTES = {("opac", "services.gateway.public"), ("opac", "services.gateway.pages")}
 
 
 def imported_modules(path):

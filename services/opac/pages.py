@@ -1,0 +1,40 @@
+"""The public catalogue's web pages (OPAC): a search box, results with pages, and a work with every copy. They
+ask the catalogue's public methods alone, as the public; a lent copy shows 「貸出中」 and its due date, never
+who has it (the catalogue does not know)."""
+from services.gateway.pages import Page, StaticFile, page
+from shiori.errors import InvalidInput
+
+PER_PAGE = 20
+
+
+class CataloguePages:
+    """Needs a ``catalog`` RPC proxy that may call the catalogue's public methods."""
+
+    @page("/")
+    def home(self, request):
+        return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": ""})
+
+    @page("/search")
+    def search_page(self, request):
+        query = request.args.get("q", "").strip()
+        if not query:
+            return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": ""})
+        number = _page_number(request.args.get("page", "1"))
+        found = self.catalog.search({"q": query, "page": number, "per_page": PER_PAGE})
+        pages = max(1, -(-found["total"] // PER_PAGE))
+        return Page("search.html", {"q": query, "found": found, "page": number, "pages": pages})
+
+    @page("/works/<int:work_id>")
+    def work_page(self, request, work_id):
+        return Page("work.html", {"work": self.catalog.get_work(work_id),
+                                  "copies": self.catalog.copies_of_work(work_id)})
+
+    @page("/static/<name>")
+    def static(self, request, name):
+        return StaticFile(name)
+
+
+def _page_number(text):
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise InvalidInput(details={"page": ["a page number from 1"]})
+    return int(text)

@@ -1,0 +1,106 @@
+"""The residents' catalogue as web pages, served by the OPAC process (issue 13, first part): a search box,
+results with pages and availability, a work with every copy, in Japanese or English; pages that set no cookie,
+fetch nothing from elsewhere and send no Referer. Through the running system, on SQLite and PostgreSQL."""
+import re
+from html import unescape
+
+import pytest
+import requests
+
+from support import add_copy, check_in, check_out, register_patron, unique, wait_until
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def get(system, path, **params):
+    response = requests.get(f"{system.opac_url}{path}", params=params, timeout=10)
+    assert "Set-Cookie" not in response.headers  # an anonymous visit leaves nothing behind
+    return response
+
+
+def text_of(response):
+    """The page's visible text, tags dropped, whitespace folded."""
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
+
+
+def test_the_front_page_is_a_search_box_in_japanese_with_english_a_link_away(system):
+    page = get(system, "/")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<html lang="ja">' in page.text and "蔵書を探す" in text_of(page)
+    assert '<input id="q" name="q" type="search"' in page.text and '<label for="q">' in page.text
+    assert "試験市立図書館" in text_of(page)  # the tenant's libraries
+    assert 'href="/?lang=en"' in page.text
+    english = get(system, "/", lang="en")
+    assert '<html lang="en">' in english.text and "Search the catalogue" in text_of(english)
+    assert '<input type="hidden" name="lang" value="en">' in english.text  # the search stays in English
+    assert 'href="/"' in english.text  # and 日本語 is a link back
+    assert get(system, "/", lang="xx").text == page.text  # a language it has not: the default
+
+
+def test_every_page_carries_the_privacy_headers_and_asks_nothing_of_other_sites(system):
+    for path in ("/", "/search?q=本", "/works/999999", "/static/opac.css"):
+        response = get(system, path)
+        assert {name: response.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS, path
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", response.text), path
+    assert get(system, "/static/opac.css").headers["Content-Type"].startswith("text/css")
+    assert get(system, "/static/../service.py").status_code == 404
+    assert get(system, "/static/nothing.css").status_code == 404
+
+
+def test_search_results_link_each_work_show_availability_and_go_page_by_page(system, staff):
+    word = unique("ページ試験")
+    works = [add_copy(staff, title=f"{word} 第{number}巻")[0] for number in range(1, 24)]
+    first = get(system, "/search", q=word)
+    assert first.status_code == 200
+    assert f"「{word}」の検索結果" in first.text and "23件見つかりました" in text_of(first)
+    linked = [int(found) for found in re.findall(r'href="/works/(\d+)"', first.text)]
+    assert len(linked) == 20 and set(linked) <= {work["id"] for work in works}
+    assert "在架 1 / 所蔵 1" in text_of(first) and "1 / 2ページ" in text_of(first)
+    following = re.search(r'<a rel="next" href="([^"]+)"', first.text).group(1)
+    second = get(system, unescape(following))
+    assert "2 / 2ページ" in text_of(second) and len(re.findall(r'href="/works/\d+"', second.text)) == 3
+    assert 'rel="prev"' in second.text and 'rel="next"' not in second.text
+    english = get(system, "/search", q=word, lang="en")
+    assert "23 works found" in text_of(english) and "On the shelf: 1 of 1" in text_of(english)
+    assert re.search(r'href="/works/\d+\?lang=en"', english.text)
+
+
+def test_a_work_shows_every_copy_and_a_lent_one_only_as_lent_with_its_due_date(system, staff):
+    work, lent = add_copy(staff, title=unique("目録ページの本 "))
+    other = staff.post(f"{staff.base_url}/api/v1/items", timeout=10, json={
+        "barcode": unique("T"), "work_id": work["id"], "library": "east", "call_number": "913.6/ナ",
+        "shelf_location": "児童書架"})
+    assert other.status_code == 201
+    patron = register_patron(staff)
+    due = check_out(staff, patron["card_number"], lent["barcode"]).json()["due_date"]
+    wait_until(lambda: "貸出中" in text_of(get(system, f"/works/{work['id']}")), message="the copy shown as lent")
+    page = get(system, f"/works/{work['id']}")
+    shown = text_of(page)
+    assert work["title"] in shown and "試験 作者" in shown and "試験書房" in shown
+    assert f"貸出中 (返却予定日 {due})" in shown
+    assert "試験市立図書館 東分館" in shown and "児童書架" in shown and "913.6/ナ" in shown and "在架" in shown
+    for private in (patron["name"], patron["name_kana"], patron["card_number"], lent["barcode"]):
+        assert private not in page.text
+    check_in(staff, lent["barcode"])
+    wait_until(lambda: "貸出中" not in text_of(get(system, f"/works/{work['id']}")), message="the copy back")
+
+
+@pytest.mark.parametrize(("path", "params", "status", "says"), [
+    ("/works/999999", {}, 404, "見つかりません"),
+    ("/search", {"q": "本", "page": "0"}, 400, "検索の条件を確かめてください"),
+    ("/search", {"q": "本", "page": "two"}, 400, "検索の条件を確かめてください"),
+    ("/search", {"q": "x" * 201}, 400, "検索の条件を確かめてください"),
+])
+def test_a_page_that_cannot_be_answered_says_why_as_a_page(system, path, params, status, says):
+    response = get(system, path, **params)
+    assert response.status_code == status and response.headers["Content-Type"].startswith("text/html")
+    assert says in text_of(response) and 'href="/"' in response.text
+
+
+def test_an_empty_search_is_the_front_page(system):
+    assert "蔵書を探す" in text_of(get(system, "/search", q="  "))
