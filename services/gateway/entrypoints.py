@@ -130,7 +130,8 @@ class GatewayServer(WebServer):
 
 
 class JsonErrorsWsgiApp(WsgiApp):
-    """Unknown routes and wrong methods answer in the API's error shape, not werkzeug's HTML."""
+    """Unknown routes and wrong methods answer in the API's error shape, not werkzeug's HTML; on a gateway
+    with web pages, an unknown path outside /api/ answers the pages' own "not found" page."""
 
     def __call__(self, environ, start_response):
         request = Request(environ, shallow=True)
@@ -140,6 +141,9 @@ class JsonErrorsWsgiApp(WsgiApp):
         except RequestRedirect as redirect:
             return redirect(environ, start_response)
         except HTTPException as exc:
+            pages = next((route for route in self.server._providers if not route.in_api), None)
+            if isinstance(exc, NotFound) and pages is not None and not request.path.startswith("/api/"):
+                return pages.response_from_exception(errors.RouteNotFound(), request)(environ, start_response)
             return http_error(exc)(environ, start_response)
         return provider.handle_request(request)(environ, start_response)
 

@@ -92,6 +92,7 @@ def test_a_work_shows_every_copy_and_a_lent_one_only_as_lent_with_its_due_date(s
 
 @pytest.mark.parametrize(("path", "params", "status", "says"), [
     ("/works/999999", {}, 404, "見つかりません"),
+    ("/no-such-page", {}, 404, "見つかりません"),
     ("/search", {"q": "本", "page": "0"}, 400, "検索の条件を確かめてください"),
     ("/search", {"q": "本", "page": "two"}, 400, "検索の条件を確かめてください"),
     ("/search", {"q": "x" * 201}, 400, "検索の条件を確かめてください"),
@@ -100,6 +101,11 @@ def test_a_page_that_cannot_be_answered_says_why_as_a_page(system, path, params,
     response = get(system, path, **params)
     assert response.status_code == status and response.headers["Content-Type"].startswith("text/html")
     assert says in text_of(response) and 'href="/"' in response.text
+
+
+def test_unknown_api_paths_still_answer_in_the_api_error_shape(system):
+    response = get(system, "/api/v1/no-such-route")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "ROUTE_NOT_FOUND"
 
 
 def test_an_empty_search_is_the_front_page(system):
