@@ -17,7 +17,6 @@ eventlet.monkey_patch()  # before anything imports sockets, kombu or database dr
 
 import base64  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import socket  # noqa: E402
 import uuid  # noqa: E402
 from contextlib import closing, contextmanager  # noqa: E402
@@ -40,6 +39,7 @@ from shiori.commands.deployment import Deployment, LocalSecrets  # noqa: E402
 from shiori.commands.provision import DEFAULT_ADMIN_URL, deprovision, provision  # noqa: E402
 from services.patrons.vault import new_master_key_spec  # noqa: E402
 from shiori.commands.serve import SERVICE_NAMES, service_class  # noqa: E402
+from browsers import DESKTOP, PHONE, chromium_and_driver, open_browser  # noqa: E402
 from support import RPC_TIMEOUT, MailCatcher, free_port  # noqa: E402
 
 TENANT = "testcity"
@@ -366,65 +366,40 @@ def sqlite_session():
         engine.dispose()
 
 # --- a real browser for the pages (tests/browser/) ---------------------------------------------------------
-# Debian's Chromium, headless, driven by Selenium through Debian's chromedriver (/usr/bin/chromium and
-# /usr/bin/chromedriver, or SHIORI_CHROMIUM and SHIORI_CHROMEDRIVER). Selenium speaks plain HTTP to the driver,
-# which suits this eventlet-patched process. .ci/run installs Chromium, its driver and the Japanese fonts where
-# they are missing; without them the browser tests are skipped, except in CI (CI=true), where their absence is a
-# failure. A failing test leaves a screenshot of its page in tests/browser/screenshots/.
+# Debian's Chromium through Selenium (tests/browsers.py). .ci/run installs Chromium, its driver and the
+# Japanese fonts where they are missing; without them the browser tests are skipped, except in CI (CI=true),
+# where their absence is a failure. A failing test leaves a screenshot of its page in tests/browser/screenshots/.
 
 SCREENSHOTS = Path(__file__).resolve().parent / "browser" / "screenshots"
 
 
-def installed(variable, *names):
-    return os.environ.get(variable) or next(filter(None, map(shutil.which, names)), None)
-
-
 @pytest.fixture(scope="session")
 def chromium():
-    binary = installed("SHIORI_CHROMIUM", "chromium", "chromium-browser")
-    driver = installed("SHIORI_CHROMEDRIVER", "chromedriver")
-    if binary is None or driver is None:
+    found = chromium_and_driver()
+    if None in found:
         if os.environ.get("CI") == "true":
             pytest.fail("no Chromium or chromedriver: .ci/run installs chromium, chromium-driver, fonts-noto-cjk")
         pytest.skip("no Chromium here (apt-get install --no-install-recommends chromium chromium-driver "
                     "fonts-noto-cjk)")
-    return binary, driver
-
-
-def open_browser(chromium, width=1280, height=900):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = chromium
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    # Chromium's own sandbox needs user namespaces that a root process in a container seldom has.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={width},{height}",
-                     "--lang=ja-JP"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    browser = webdriver.Chrome(options=options, service=Service(executable_path=driver))
-    browser.implicitly_wait(5)
-    return browser
+    return found
 
 
 @pytest.fixture
 def browser(chromium, request):
-    opened = open_browser(chromium)
-    yield opened
-    if getattr(request.node, "failed", False):
-        SCREENSHOTS.mkdir(exist_ok=True)
-        opened.save_screenshot(str(SCREENSHOTS / f"{request.node.name}.png"))
-    opened.quit()
+    yield from _browser(chromium, request, DESKTOP, "")
 
 
 @pytest.fixture
 def phone(chromium, request):
-    opened = open_browser(chromium, width=360, height=740)
+    yield from _browser(chromium, request, PHONE, "-phone")
+
+
+def _browser(chromium, request, size, suffix):
+    opened = open_browser(chromium, size)
     yield opened
     if getattr(request.node, "failed", False):
         SCREENSHOTS.mkdir(exist_ok=True)
-        opened.save_screenshot(str(SCREENSHOTS / f"{request.node.name}-phone.png"))
+        opened.save_screenshot(str(SCREENSHOTS / f"{request.node.name}{suffix}.png"))
     opened.quit()
 
 
