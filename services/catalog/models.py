@@ -114,7 +114,9 @@ class Person(Base):
     """Someone credited on works (著者, 翻訳者, ...), once per tenant, with the folded name and reading."""
 
     __tablename__ = "people"
-    __table_args__ = (UniqueConstraint("tenant", "name"),)
+    # The folded forms are looked up whole: a query that is someone's name ranks their works first (search.py).
+    __table_args__ = (UniqueConstraint("tenant", "name"), Index("people_by_folded_name", "tenant", "folded"),
+                      Index("people_by_folded_reading", "tenant", "reading_folded"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant: Mapped[str] = mapped_column(String(32))

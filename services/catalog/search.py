@@ -30,7 +30,7 @@ FIELD_SEPARATOR = "\x1f"  # never part of folded text, so no match spans two fie
 FIELDS = ("title", "author", "publisher")
 _TAG_SHIFT = 42  # gram codes fit below 2**42; the field's tag goes above
 RESULT_CAP = 1_000  # matches ranked together; a broader query answers "more" and asks to be narrowed
-EXACT_CAP = 100  # works whose whole title is a word, ranked first even beyond RESULT_CAP
+EXACT_CAP = 100  # works whose whole title is a word, or by a person a word names, ranked first beyond RESULT_CAP
 LEADING_CAP = 300  # works whose title starts with a word (15 pages), ranked next even beyond RESULT_CAP
 COMBINED_SCANS = 27  # PostgreSQL: field choices spelled out for a query's words (3 fields, up to 3 words)
 PROBE_LIMIT = 5_000  # postings counted to find a word's rarest gram (SQLite)
@@ -284,16 +284,31 @@ CHECKS = {
 }
 
 
-def rank(word):
-    """0 exact title, 1 title prefix, 2 title substring, 3 a person's name, 4 anything else (publisher)."""
+WORST_RANK = 6
+
+
+def rank(tenant, word):
+    """0 the very name (or its reading) of a person credited, 1 the title as written, 2 its reading, 3 title
+    prefix, 4 title substring, 5 part of a person's name, 6 anything else (publisher): 「なつめそうせき」
+    finds 夏目漱石's own works before 『夏目漱石論』, which is about him, and 「こころ」 『こころ』 before 『心』."""
     prefix = f"{escape_like(word)}%"
     return case(
-        (_exact(word), 0),
-        (or_(Work.title_folded.like(prefix, escape="\\"), Work.reading_folded.like(prefix, escape="\\")), 1),
-        (Work.title_key.like(_contains(word), escape="\\"), 2),
-        (Work.people_key.like(_contains(word), escape="\\"), 3),
-        else_=4,
+        (_names_exactly(tenant, word), 0),
+        (Work.title_folded == word, 1),
+        (Work.reading_folded == word, 2),
+        (or_(Work.title_folded.like(prefix, escape="\\"), Work.reading_folded.like(prefix, escape="\\")), 3),
+        (Work.title_key.like(_contains(word), escape="\\"), 4),
+        (Work.people_key.like(_contains(word), escape="\\"), 5),
+        else_=WORST_RANK,
     )
+
+
+def _names_exactly(tenant, word):
+    """One of the people credited on the work is named ``word`` (folded name or reading), through the people's
+    own indexes: a name nobody has costs one index look-up, whatever the query finds besides."""
+    named = select(Contributor.work_id).join(Person, Person.id == Contributor.person_id).where(
+        Person.tenant == tenant, or_(Person.folded == word, Person.reading_folded == word))
+    return Work.id.in_(named)
 
 
 def _exact(word):
@@ -338,17 +353,23 @@ def search(session, tenant, params):
     # One statement: the first matches found (numbered, to tell whether there were more) and the titles
     # that are or start with a word make the pool, which is counted, ordered and cut to the page where it
     # lies. A match is ranked where it is read, so that the pool is a narrow list (id, rank, title length).
-    ranking = (sum(map(rank, ranked[1:]), rank(ranked[0])) if ranked else literal(0)).label("rank")
+    ranks = [rank(tenant, word) for word in ranked]
+    ranking = sum(ranks[1:], ranks[0]) if ranked else literal(0)
+    if len(ranked) > 1:  # 「夏目 漱石」: the words together name a person, whose works go before any other
+        ranking = ranking + case((_names_exactly(tenant, "".join(ranked)), 0),
+                                 else_=(WORST_RANK + 1) * len(ranked))
+    ranking = ranking.label("rank")
     ranked_columns = (Work.id, ranking, func.length(Work.title).label("title_length"))
     found = select(*ranked_columns, func.row_number().over().label("n")).where(*conditions) \
         .limit(RESULT_CAP + 1).cte("found")
     parts = [select(found.c.id, found.c.rank, found.c.title_length).where(found.c.n <= RESULT_CAP)]
     if ranked:  # as subqueries: SQLite takes no LIMIT on a member of a UNION
-        leading = [or_(*map(_exact, ranked)),
+        leading = [or_(*(_names_exactly(tenant, word) for word in {*ranked, "".join(ranked)})),
+                   or_(*map(_exact, ranked)),
                    or_(*(index.starting_with(column, word) for word in ranked
                          for column in (Work.title_folded, Work.reading_folded)))]
         parts += [select(select(*ranked_columns).where(*conditions, lead).limit(cap).subquery())
-                  for lead, cap in zip(leading, (EXACT_CAP, LEADING_CAP))]
+                  for lead, cap in zip(leading, (EXACT_CAP, EXACT_CAP, LEADING_CAP))]
     pool = union(*parts).subquery("pool")
     summary = (func.count().over().label("total"), select(func.count()).select_from(found).scalar_subquery())
     page, per_page = params["page"], params["per_page"]
