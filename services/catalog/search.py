@@ -287,13 +287,14 @@ CHECKS = {
 WORST_RANK = 6
 
 
-def rank(tenant, word):
+def rank(tenant, word, is_a_name):
     """0 the very name (or its reading) of a person credited, 1 the title as written, 2 its reading, 3 title
     prefix, 4 title substring, 5 part of a person's name, 6 anything else (publisher): 「なつめそうせき」
-    finds 夏目漱石's own works before 『夏目漱石論』, which is about him, and 「こころ」 『こころ』 before 『心』."""
+    finds 夏目漱石's own works before 『夏目漱石論』, which is about him, and 「こころ」 『こころ』 before 『心』.
+    Only a word that ``is_a_name`` of someone asks the first."""
     prefix = f"{escape_like(word)}%"
     return case(
-        (_names_exactly(tenant, word), 0),
+        *([(_names_exactly(tenant, word), 0)] if is_a_name else []),
         (Work.title_folded == word, 1),
         (Work.reading_folded == word, 2),
         (or_(Work.title_folded.like(prefix, escape="\\"), Work.reading_folded.like(prefix, escape="\\")), 3),
@@ -301,6 +302,16 @@ def rank(tenant, word):
         (Work.people_key.like(_contains(word), escape="\\"), 5),
         else_=WORST_RANK,
     )
+
+
+def _names_among(session, tenant, words):
+    """Those of ``words`` that are someone's folded name or reading (one look-up through the people's indexes:
+    a query naming nobody pays nothing more for names)."""
+    if not words:
+        return set()
+    found = session.execute(select(Person.folded, Person.reading_folded).where(
+        Person.tenant == tenant, or_(Person.folded.in_(words), Person.reading_folded.in_(words)))).all()
+    return {form for row in found for form in row} & set(words)
 
 
 def _names_exactly(tenant, word):
@@ -353,23 +364,25 @@ def search(session, tenant, params):
     # One statement: the first matches found (numbered, to tell whether there were more) and the titles
     # that are or start with a word make the pool, which is counted, ordered and cut to the page where it
     # lies. A match is ranked where it is read, so that the pool is a narrow list (id, rank, title length).
-    ranks = [rank(tenant, word) for word in ranked]
+    together = "".join(ranked)
+    names = _names_among(session, tenant, sorted({*ranked, together}) if ranked else [])
+    ranks = [rank(tenant, word, word in names) for word in ranked]
     ranking = sum(ranks[1:], ranks[0]) if ranked else literal(0)
-    if len(ranked) > 1:  # 「夏目 漱石」: the words together name a person, whose works go before any other
-        ranking = ranking + case((_names_exactly(tenant, "".join(ranked)), 0),
-                                 else_=(WORST_RANK + 1) * len(ranked))
+    if len(ranked) > 1 and together in names:  # 「夏目 漱石」: the words name a person, whose works go first
+        ranking = ranking + case((_names_exactly(tenant, together), 0), else_=(WORST_RANK + 1) * len(ranked))
     ranking = ranking.label("rank")
     ranked_columns = (Work.id, ranking, func.length(Work.title).label("title_length"))
     found = select(*ranked_columns, func.row_number().over().label("n")).where(*conditions) \
         .limit(RESULT_CAP + 1).cte("found")
     parts = [select(found.c.id, found.c.rank, found.c.title_length).where(found.c.n <= RESULT_CAP)]
     if ranked:  # as subqueries: SQLite takes no LIMIT on a member of a UNION
-        leading = [or_(*(_names_exactly(tenant, word) for word in {*ranked, "".join(ranked)})),
-                   or_(*map(_exact, ranked)),
-                   or_(*(index.starting_with(column, word) for word in ranked
-                         for column in (Work.title_folded, Work.reading_folded)))]
+        leading = [(or_(*map(_exact, ranked)), EXACT_CAP),
+                   (or_(*(index.starting_with(column, word) for word in ranked
+                          for column in (Work.title_folded, Work.reading_folded))), LEADING_CAP)]
+        if names:
+            leading.append((or_(*(_names_exactly(tenant, name) for name in sorted(names))), EXACT_CAP))
         parts += [select(select(*ranked_columns).where(*conditions, lead).limit(cap).subquery())
-                  for lead, cap in zip(leading, (EXACT_CAP, EXACT_CAP, LEADING_CAP))]
+                  for lead, cap in leading]
     pool = union(*parts).subquery("pool")
     summary = (func.count().over().label("total"), select(func.count()).select_from(found).scalar_subquery())
     page, per_page = params["page"], params["per_page"]
