@@ -177,8 +177,11 @@ class Item(Base):
     # When not on loan: available, on_hold_shelf (kept for a patron) or in_transit (copy_status_changed).
     shelf_status: Mapped[str] = mapped_column(String(16), default="available")
     due_date: Mapped[date | None] = mapped_column(Date)
-    # Time of the loan event last applied: an older event arriving late must not undo a newer one.
+    # Time of the loan event last applied: an older event arriving late must not undo a newer one. Lending
+    # (on_loan, due_date) and the shelf (shelf_status) keep a time each: the two come by different events, on
+    # different queues, so a copy's return may be applied after the newer news that it is back on the shelf.
     loan_status_as_of: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    shelf_status_as_of: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     work: Mapped[Work] = relationship(back_populates="items")
     library: Mapped[Library] = relationship(lazy="joined")

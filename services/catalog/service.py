@@ -247,16 +247,18 @@ class CatalogService:
         event = read_event(body, LOAN_EVENT_VERSION, COPY_STATUS_EVENT_SCHEMA)
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
-        item = self._newer_than_last_event(event)
+        item = self._newer_than_last_event(event, "shelf_status_as_of")
         if item is not None:
             item.shelf_status = event["data"]["status"]
-            item.loan_status_as_of = event["occurred_at"]
+            item.shelf_status_as_of = event["occurred_at"]
         self.db.commit()
 
-    def _newer_than_last_event(self, event):
-        """The event's copy, unless a newer event about it has been applied already."""
+    def _newer_than_last_event(self, event, as_of):
+        """The event's copy, unless a newer event of the same kind (its time is the copy's ``as_of``) has been
+        applied already."""
         item = CatalogRepository(self.db, event["tenant"]).item_or_none(event["data"]["item_barcode"])
-        if item is not None and (item.loan_status_as_of is None or item.loan_status_as_of <= event["occurred_at"]):
+        last = getattr(item, as_of, None)
+        if item is not None and (last is None or last <= event["occurred_at"]):
             return item
         return None
 
@@ -265,7 +267,7 @@ class CatalogService:
         event = read_event(body, LOAN_EVENT_VERSION, LOAN_STATUS_EVENT_SCHEMA)
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
-        item = self._newer_than_last_event(event)
+        item = self._newer_than_last_event(event, "loan_status_as_of")
         if item is not None:
             item.on_loan = on_loan
             item.due_date = event["data"]["due_date"] if on_loan else None

@@ -219,6 +219,21 @@ def test_availability_follows_loan_events_and_ignores_late_old_ones(catalog):
                                                               "available": 1}]
 
 
+def test_a_return_applied_after_the_newer_news_of_the_shelf_still_ends_the_loan(catalog):
+    """A check-in elsewhere, then at home: loan_returned and copy_status_changed travel on queues of their own,
+    so the copy's "available" (the later check-in) may be applied before the return itself (seen in CI)."""
+    work = catalog.add_work({"title": "三四郎"})
+    catalog.add_item({"barcode": "K2", "work_id": work["id"], "library": "main"})
+    t0 = datetime(2026, 12, 3, 1, 0, tzinfo=timezone.utc)
+    catalog.on_loan_created(loan_event("loan_created", "K2", t0, "2026-12-17"))
+    shelf = envelope("copy_status_changed", 1, "kaizu", {"item_barcode": "K2", "status": "available",
+                                                          "library": "main"})
+    shelf["occurred_at"] = (t0 + timedelta(minutes=9)).isoformat()
+    catalog.on_copy_status_changed(shelf)
+    catalog.on_loan_returned(loan_event("loan_returned", "K2", t0 + timedelta(minutes=5)))
+    assert (catalog.get_item("K2")["status"], catalog.get_item("K2")["due_date"]) == ("available", None)
+
+
 def test_a_reimport_updates_instead_of_duplicating(catalog):
     record = {"source_id": "aozora:1", "title": "旧題", "authors": [{"name": "夏目 漱石"}]}
     first = catalog.import_works([record, {"title": ""}])
