@@ -5,6 +5,7 @@ from services.gateway.pages import Page, StaticFile, page
 from shiori.errors import InvalidInput
 
 PER_PAGE = 20
+FIELDS = ("title", "author", "publisher", "isbn", "ndc")  # field search, as the catalogue's search takes it
 
 
 class CataloguePages:
@@ -12,17 +13,20 @@ class CataloguePages:
 
     @page("/")
     def home(self, request):
-        return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": ""})
+        return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": "", "fields": {}})
 
     @page("/search")
     def search_page(self, request):
         query = request.args.get("q", "").strip()
-        if not query:
-            return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": ""})
+        fields = {field: request.args[field].strip() for field in FIELDS if request.args.get(field, "").strip()}
+        if not query and not fields:
+            return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": "", "fields": {}})
         number = _page_number(request.args.get("page", "1"))
-        found = self.catalog.search({"q": query, "page": number, "per_page": PER_PAGE})
+        asked = {"q": query, **fields} if query else fields
+        found = self.catalog.search({**asked, "page": number, "per_page": PER_PAGE})
         pages = max(1, -(-found["total"] // PER_PAGE))
-        return Page("search.html", {"q": query, "found": found, "page": number, "pages": pages})
+        return Page("search.html", {"q": query, "fields": fields, "asked": asked, "found": found, "page": number,
+                                    "pages": pages})
 
     @page("/works/<int:work_id>")
     def work_page(self, request, work_id):

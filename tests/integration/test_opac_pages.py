@@ -3,6 +3,7 @@ results with pages and availability, a work with every copy, in Japanese or Engl
 fetch nothing from elsewhere and send no Referer. Through the running system, on SQLite and PostgreSQL."""
 import re
 from html import unescape
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -110,3 +111,19 @@ def test_unknown_api_paths_still_answer_in_the_api_error_shape(system):
 
 def test_an_empty_search_is_the_front_page(system):
     assert "蔵書を探す" in text_of(get(system, "/search", q="  "))
+
+
+def test_a_field_search_finds_by_author_and_keeps_its_fields_page_by_page(system, staff):
+    author = unique("著者")
+    for number in range(1, 23):
+        work = staff.post(f"{staff.base_url}/api/v1/works", timeout=10, json={
+            "title": f"項目検索の本 {number}", "authors": [{"name": author}]}).json()
+        assert staff.post(f"{staff.base_url}/api/v1/items", timeout=10, json={
+            "barcode": unique("F"), "work_id": work["id"], "library": "main"}).status_code == 201
+    found = get(system, "/search", author=author)
+    assert found.status_code == 200 and "22件見つかりました" in text_of(found)
+    assert f'<input id="field-author" name="author" type="text" value="{author}"' in found.text
+    following = unescape(re.search(r'<a rel="next" href="([^"]+)"', found.text).group(1))
+    assert f"author={author}" in unquote(following) and "q=" not in following
+    assert "22件見つかりました" in text_of(get(system, following))
+    assert "0件見つかりました" in text_of(get(system, "/search", author=author, title="ありえない書名"))
