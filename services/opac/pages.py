@@ -26,7 +26,7 @@ class CataloguePages:
         found = self.catalog.search({**asked, "page": number, "per_page": PER_PAGE})
         pages = max(1, -(-found["total"] // PER_PAGE))
         return Page("search.html", {"q": query, "fields": fields, "asked": asked, "found": found, "page": number,
-                                    "pages": pages})
+                                    "pages": pages, "per_page": PER_PAGE})
 
     @page("/works/<int:work_id>")
     def work_page(self, request, work_id):
