@@ -128,3 +128,8 @@ def _errors_by_code():
         known.setdefault(error.code, error)
         pending.extend(error.__subclasses__())
     return known
+
+
+def status_of(error=None):
+    """The HTTP status of a domain error (200 for none): what a page answering it says too."""
+    return 200 if error is None else STATUS_BY_CODE.get(error.code, 500)

@@ -66,6 +66,7 @@ class Redirect:
     params: dict = field(default_factory=dict)
     signed_in: str | None = None
     signed_out: bool = False
+    session_values: dict | None = None  # kept with the session begun (or the visitor's, changed)
 
 
 @dataclass
@@ -209,11 +210,13 @@ class PageRoute(Route):
         """The response, renewing the visitor's session (used now), or beginning or ending one."""
         session = request.environ.get(SESSION)
         if redirect is not None and redirect.signed_in:
-            self.sessions.keep(response, request, redirect.signed_in)
+            self.sessions.keep(response, request, redirect.signed_in, values=redirect.session_values)
         elif redirect is not None and redirect.signed_out:
             self.sessions.end(response, request)
         elif session is not None:
-            self.sessions.keep(response, request, session.token, session.started)
+            values = redirect.session_values if redirect is not None and redirect.session_values is not None \
+                else session.values
+            self.sessions.keep(response, request, session.token, session.started, values)
         return response
 
     def response_from_exception(self, exc, request):

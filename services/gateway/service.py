@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
+from services.gateway.desk import DeskPages
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 REVOCATIONS_CATCH_UP_SECONDS = 60
 
 
-class GatewayService(CatalogueRoutes):
+class GatewayService(CatalogueRoutes, DeskPages):
     name = "gateway"
     backing_services = ("patrons", "loans", "catalog", "statistics", "notices")
 

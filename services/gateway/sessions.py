@@ -29,6 +29,7 @@ class WebSession:
     token: str  # the bearer token the log-in gave
     started: float  # POSIX seconds
     csrf: str
+    values: dict  # what the pages keep for the session (the desk's library), never personal data
 
 
 class Sessions(SharedExtension):
@@ -53,13 +54,14 @@ class Sessions(SharedExtension):
             return None
         if token_time().timestamp() - held["seen"] > self.idle_seconds:
             return None
-        return WebSession(held["token"], held["started"], self._csrf(held["token"]))
+        return WebSession(held["token"], held["started"], self._csrf(held["token"]), held.get("values", {}))
 
-    def keep(self, response, request, token, started=None):
+    def keep(self, response, request, token, started=None, values=None):
         """Set (or renew: used now) the session of ``token`` on the response."""
         now = token_time().timestamp()
-        body = base64.urlsafe_b64encode(json.dumps(
-            {"token": token, "started": now if started is None else started, "seen": now}).encode()).decode()
+        body = base64.urlsafe_b64encode(json.dumps({
+            "token": token, "started": now if started is None else started, "seen": now, "values": values or {},
+        }).encode()).decode()
         response.set_cookie(COOKIE, f"{body}.{self._sign(body)}", httponly=True, samesite="Strict",
                             secure=request.scheme == "https", path="/")
 

@@ -2,7 +2,7 @@
 them, see holds with their place in the queue and cancel them, place a hold from a work's page, change PIN and
 e-mail, see who looked at the record. Each asks the staff gateway's API with the resident's own token
 (services/opac/api.py), so what a resident may do here is what the API lets a patron do, no more."""
-from services.gateway.errors import STATUS_BY_CODE
+from services.gateway.errors import status_of
 from services.gateway.pages import SESSION, Page, Redirect, page, safe_next
 from services.patrons.errors import InvalidCredentials
 from shiori.errors import DomainError, InvalidInput, TooManyAttempts
@@ -87,18 +87,16 @@ class ResidentPages:
 
     @resident_page("/my/pin", "POST")
     def change_pin(self, request):
-        api = self._api(request)
         new_pin = request.form.get("new_pin", "")
         if new_pin != request.form.get("new_pin_again", ""):
             return self._settings_page(request, refusal=InvalidInput(details={"new_pin_again": ["differs"]}))
         try:
-            answer = api.call("PUT", "/api/v1/me/pin",
-                              body={"current_pin": request.form.get("current_pin", ""), "new_pin": new_pin})
+            answer = self._api(request).call(
+                "PUT", "/api/v1/me/pin", body={"current_pin": request.form.get("current_pin", ""), "new_pin": new_pin})
         except DomainError as refusal:
             return self._settings_page(request, refusal=refusal)
-        # The change ends every token of the resident's made before it, this session's too: log in again with it.
-        token = api.post("/api/v1/auth/patron-token", {"card_number": answer["card_number"], "pin": new_pin})
-        return Redirect(MY_PAGE, {"done": "pin"}, signed_in=token["access_token"])
+        # The change ends every token of the resident's made before it, this session's too: the answer is a new one.
+        return Redirect(MY_PAGE, {"done": "pin"}, signed_in=answer["access_token"])
 
     @resident_page("/my/access-log")
     def access_log(self, request):
@@ -115,15 +113,11 @@ class ResidentPages:
                   "holds": api.get("/api/v1/me/holds", per_page=100)["items"],
                   "libraries": {library["code"]: library["name"] for library in self.catalog.list_libraries()},
                   "done": done, "refusal": refusal.code if refusal else None, "refused_loan": refused_loan}
-        return Page("my.html", values, status_of(refusal) if refusal else 200)
+        return Page("my.html", values, status_of(refusal))
 
     def _settings_page(self, request, refusal=None, email=None):
         me = self._api(request).get("/api/v1/me")
         values = {"me": me, "email": me.get("email") or "" if email is None else email,
                   "refusal": refusal.code if refusal else None,
                   "fields": sorted(refusal.details) if isinstance(refusal, InvalidInput) else []}
-        return Page("settings.html", values, status_of(refusal) if refusal else 200)
-
-
-def status_of(refusal):
-    return STATUS_BY_CODE.get(refusal.code, 500)
+        return Page("settings.html", values, status_of(refusal))

@@ -209,3 +209,24 @@ def test_who_looked_at_my_record(system, staff, resident):
     said = text_of(page)
     assert "登録情報の閲覧記録" in said and "管理者" in said and "閲覧" in said and "登録" in said
 
+
+
+def test_changing_email_and_pin_from_my_page(system, staff, resident):
+    patron = register_patron(staff, pin=PIN)
+    resident.log_in(patron["card_number"])
+    changed = resident.form("/my/email", page_path="/my/settings", email="new-address@example.jp")
+    assert changed.status_code == 200 and "メールアドレスを変更しました。" in text_of(changed)
+    assert 'value="new-address@example.jp"' in resident.get("/my/settings").text
+    bad = resident.form("/my/email", page_path="/my/settings", email="not an address")
+    assert bad.status_code == 400 and "入力に誤りがあります。" in text_of(bad)
+    wrong = resident.form("/my/pin", page_path="/my/settings", current_pin="0000", new_pin="5938", new_pin_again="5938")
+    assert wrong.status_code == 400 and "今の暗証番号がちがいます。" in text_of(wrong)
+    common = resident.form("/my/pin", page_path="/my/settings", current_pin=PIN, new_pin="1234", new_pin_again="1234")
+    assert common.status_code == 400 and "推測されやすい暗証番号" in text_of(common)
+    differ = resident.form("/my/pin", page_path="/my/settings", current_pin=PIN, new_pin="5938", new_pin_again="5939")
+    assert differ.status_code == 400 and "新しい暗証番号が2回とも同じになっていません。" in text_of(differ)
+    done = resident.form("/my/pin", page_path="/my/settings", current_pin=PIN, new_pin="5938", new_pin_again="5938")
+    assert done.status_code == 200 and "暗証番号を変更しました。" in text_of(done)  # still signed in, with a new token
+    assert resident.get("/my").status_code == 200
+    assert Resident(system).log_in(patron["card_number"], pin=PIN).status_code == 401
+    assert Resident(system).log_in(patron["card_number"], pin="5938").status_code == 200
