@@ -108,31 +108,37 @@ class DeskPages:
 
     def _desk_page(self, request, card_number="", refusal=None, scanned="", **done):
         """The desk with the patron of ``card_number`` (if any), and what the last scan did."""
-        values = {"desk": self._desk_values(request), "patron": None, "loans": [], "holds": [], "card_number": "",
-                  "refusal": refusal.code if refusal else None, "refusal_message": refusal.message if refusal else "",
-                  "scanned": scanned, "today": library_day(token_time()).isoformat(), "lent": None, "renewed": None, "held": None,
-                  **done}
-        if card_number:
-            try:
-                [patron] = self.patrons.find_patrons({"card_number": card_number})["items"] or [None]
-            except InvalidInput:
-                patron = None
-            if patron is None:
-                values.update(refusal=refusal.code if refusal else "PATRON_NOT_FOUND")
-                return Page("desk/circulation.html", values, status_of(refusal) if refusal else 404)
-            values.update(patron=patron, card_number=card_number,
-                          loans=self.loans.patron_loans(patron["id"]), holds=self.loans.patron_holds(patron["id"]))
-        return Page("desk/circulation.html", values, status_of(refusal))
+        libraries = self.catalog.list_libraries.call_async()  # asked at once, with the patron's loans and holds
+        values = {"patron": None, "loans": [], "holds": [], "card_number": "",
+                  "refusal": refusal.code if refusal else None, "scanned": scanned,
+                  "today": library_day(token_time()).isoformat(), "lent": None, "renewed": None, "held": None, **done}
+        status = status_of(refusal)
+        patron = self._patron_with_card(card_number) if card_number else None
+        if patron is not None:
+            loans, holds = self.loans.patron_loans.call_async(patron["id"]), self.loans.patron_holds.call_async(patron["id"])
+            values.update(patron=patron, card_number=card_number, loans=loans.result(), holds=holds.result())
+        elif card_number:
+            values["refusal"] = values["refusal"] or "PATRON_NOT_FOUND"
+            status = status if refusal else 404
+        return Page("desk/circulation.html", {**values, "desk": self._desk_values(request, libraries.result())}, status)
+
+    def _patron_with_card(self, card_number):
+        try:
+            found = self.patrons.find_patrons({"card_number": card_number})["items"]
+        except InvalidInput:  # not a card number at all: as unknown as one nobody has
+            return None
+        return found[0] if found else None
 
     def _checkin_page(self, request, refusal=None, scanned="", returned=None, holder=None):
         values = {"desk": self._desk_values(request), "refusal": refusal.code if refusal else None,
                   "scanned": scanned, "returned": returned, "holder": holder}
         return Page("desk/checkin.html", values, status_of(refusal))
 
-    def _desk_values(self, request):
-        """Which library this desk is, and who is signed in."""
+    def _desk_values(self, request, libraries=None):
+        """Which library this desk is, and who is signed in (``libraries``: the tenant's, if already asked)."""
         session = request.environ[SESSION]
-        libraries = {library["code"]: library["name"] for library in self.catalog.list_libraries()}
+        libraries = {library["code"]: library["name"]
+                     for library in (self.catalog.list_libraries() if libraries is None else libraries)}
         return {"library": desk_library(request), "library_name": libraries.get(desk_library(request), ""),
                 "libraries": libraries, "username": session.values.get("username", "")}
 
