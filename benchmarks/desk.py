@@ -36,7 +36,8 @@ from harness import (  # noqa: E402
 
 LIBRARY = "bench-desk"
 # Of the page a scan leads to: the form's submission to the response's last byte, and to the page's load.
-NAVIGATION = "const [entry] = performance.getEntriesByType('navigation'); return [entry.responseEnd, entry.loadEventEnd];"
+NAVIGATION = ("const [entry] = performance.getEntriesByType('navigation');"
+              "return [entry.responseEnd, entry.loadEventEnd];")
 
 
 def set_up(api, scans):

@@ -115,7 +115,8 @@ class DeskPages:
         status = status_of(refusal)
         patron = self._patron_with_card(card_number) if card_number else None
         if patron is not None:
-            loans, holds = self.loans.patron_loans.call_async(patron["id"]), self.loans.patron_holds.call_async(patron["id"])
+            loans = self.loans.patron_loans.call_async(patron["id"])
+            holds = self.loans.patron_holds.call_async(patron["id"])
             values.update(patron=patron, card_number=card_number, loans=loans.result(), holds=holds.result())
         elif card_number:
             values["refusal"] = values["refusal"] or "PATRON_NOT_FOUND"

@@ -17,7 +17,7 @@ import io
 import mimetypes
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -32,6 +32,7 @@ from werkzeug.wrappers import Response
 from services.gateway import errors
 from services.gateway.entrypoints import Route
 from services.gateway.sessions import Sessions
+from shiori.clock import token_time
 from shiori.errors import Forbidden, NotAuthenticated
 
 DEFAULT_LANGUAGE = "ja"
@@ -183,7 +184,21 @@ class PageRoute(Route):
             self.check_form_source(request, session)
         if session is None and self.login:
             raise NotAuthenticated("log in first")
+        if session is not None and self.server.tokens is not None:
+            session = request.environ[SESSION] = self.renewed(session)
         return session.token if session else None
+
+    def renewed(self, session):
+        """On the gateway that issues tokens: a session in use keeps a fresh token (the desk is open all day, its
+        token lasts an hour), until ``SESSION_MAX_SECONDS`` after its log-in; never one whose token was revoked."""
+        tokens = self.server.tokens
+        claims = tokens.verify(session.token)
+        age = token_time().timestamp() - claims["iat"]
+        if self.server.revoked.refuses(claims) or age < tokens.lifetime_seconds / 2:
+            return session
+        if token_time().timestamp() - session.started > int(self.container.config.get("SESSION_MAX_SECONDS", 43200)):
+            raise NotAuthenticated("the session has ended: log in again")
+        return replace(session, token=tokens.issue_like(claims))
 
     def check_form_source(self, request, session):
         self.read_body_in_time(request)

@@ -1,6 +1,6 @@
-"""Every page of the residents' catalogue, a resident's own pages and the desk pass axe-core (Deque's accessibility engine, run in the browser on the
-page as rendered, in both languages and at a phone's width): no serious or critical violation. The engine is
-vendored (tests/browser/vendor/axe.min.js, axe-core 4.14.1, MPL-2.0) so that the check is the same everywhere."""
+"""Every page of the residents' catalogue, a resident's own pages and the desk pass axe-core (Deque's accessibility
+engine, run in the browser on the page as rendered, in both languages and at a phone's width): no serious or
+critical violation. The engine is vendored (tests/browser/vendor/axe.min.js, axe-core 4.14.1, MPL-2.0) so that the check is the same everywhere."""
 from pathlib import Path
 
 import pytest

@@ -3,15 +3,19 @@ copies one after another (each answered at once, a refusal with its reason), ren
 check-in says what to do with each copy (棚へ / 予約棚へ with the slip / 回送). Through the running system, on
 SQLite and PostgreSQL."""
 import re
+import time
 from html import unescape
 
+import jwt
 import pytest
 import requests
 
 from conftest import ADMIN
-from support import add_copy, check_out, register_patron
+from support import add_copy, check_out, register_patron, session_cookie, session_held
 
 BRANCH_NAME = "試験市立図書館 東分館"
+SESSION_COOKIE = "shiori_session"
+HERE = {"domain": "127.0.0.1", "path": "/"}  # where the gateways set their cookies in these tests
 
 
 def text_of(response):
@@ -148,3 +152,25 @@ def test_a_librarian_logs_in_only_for_a_library_of_theirs(system, staff, desk):
     refused = desk.log_in(library="main", username="desk-east-only", password="a-long-password-1")
     assert refused.status_code == 403 and "この図書館では使えません" in text_of(refused)
     assert desk.log_in(library="east", username="desk-east-only", password="a-long-password-1").status_code == 200
+
+
+def test_a_desk_session_in_use_keeps_a_fresh_token_for_a_working_day(system, desk):
+    desk.log_in()
+    held = session_held(desk.http.cookies[SESSION_COOKIE])
+    claims = jwt.decode(held["token"], options={"verify_signature": False})
+    secret = system.environment("gateway")["SHIORI_TOKEN_SECRET"]
+    key = system.environment("gateway")["SHIORI_GATEWAY_SESSION_KEY"]
+    now = time.time()
+    # Its token was issued 40 minutes ago (of an hour's lifetime): the next page gives the session a new one.
+    old = jwt.encode({**claims, "iat": now - 2400, "exp": int(now + 1200)}, secret, algorithm="HS256")
+    desk.http.cookies.clear()
+    desk.http.cookies.set(SESSION_COOKIE, session_cookie(key, old, now - 2400, now, held["values"]), **HERE)
+    assert desk.get("/desk").status_code == 200
+    renewed = session_held(desk.http.cookies[SESSION_COOKIE])
+    fresh = jwt.decode(renewed["token"], options={"verify_signature": False})
+    assert fresh["iat"] > now - 60 and fresh["sub"] == claims["sub"] and fresh["role"] == claims["role"]
+    assert renewed["started"] == now - 2400  # still the same session, begun at the log-in
+    # A session begun more than a working day ago is not renewed: log in again.
+    desk.http.cookies.clear()
+    desk.http.cookies.set(SESSION_COOKIE, session_cookie(key, old, now - 13 * 3600, now, held["values"]), **HERE)
+    assert desk.get("/desk").status_code == 303
