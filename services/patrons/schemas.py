@@ -6,9 +6,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 from services.patrons.rules import STATUSES, card_number_is_valid
 from shiori.roles import STAFF_ROLES
 from shiori.vocabulary import CODE as TENANT_CODE
-from shiori.vocabulary import PATRON_CATEGORIES as CATEGORIES
+from shiori.vocabulary import PATRON_CATEGORIES as CATEGORIES, SEXES
 
-SEXES = ("female", "male", "other", "unspecified")
 # Hiragana, katakana (full and half width), prolonged sound mark, middle dot and spaces.
 KANA = validate.Regexp(r"^[\u3041-\u309f\u30a0-\u30ff\uff65-\uff9f\u3000 ・ー]+$", error="kana only")
 PHONE = validate.Regexp(r"^\+?[0-9][0-9-]{5,18}[0-9]$", error="a phone number such as 0584-53-1111")
