@@ -8,7 +8,7 @@ from html import unescape
 import pytest
 from test_desk import Desk, text_of
 
-from support import codabar_characters, register_patron
+from support import codabar_characters, patrons_know, register_patron, unique
 
 KATAKANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
 FORM = {"name": "登録 太郎", "name_kana": "トウロク タロウ", "birth_date": "1985-06-15", "sex": "male",
@@ -139,3 +139,23 @@ def test_the_patron_pages_and_the_barcode_are_for_signed_in_staff_only(system, s
                  f"/desk/cards/{patron['id']}/barcode.svg"):
         assert stranger.get(path).status_code == 303, path
     stranger.http.close()
+
+
+
+def test_a_school_librarian_registers_only_the_schools_own_patrons(system, staff):
+    school = unique("s").lower()[:12]
+    assert staff.post(f"{system.url}/api/v1/libraries", timeout=10,
+                      json={"code": school, "name": "登録小学校", "kind": "school"}).status_code == 201
+    patrons_know(system, school)
+    username = unique("desk-school-")
+    assert staff.post(f"{system.url}/api/v1/staff", timeout=10, json={
+        "username": username, "password": "a-long-password-2", "role": "school_librarian",
+        "libraries": [school]}).status_code == 201
+    school_desk = Desk(system)
+    school_desk.log_in(library=school, username=username, password="a-long-password-2")
+    assert f'<option value="{school}" selected>' in school_desk.get("/desk/register").text
+    refused = school_desk.post("/desk/register", **FORM)  # a patron of the main library
+    assert refused.status_code == 403
+    assert field_error(refused, "home_library") == "このアカウントでは、この図書館の利用者は登録できません"
+    assert school_desk.post("/desk/register", **{**FORM, "home_library": school}).status_code == 200
+    school_desk.http.close()
