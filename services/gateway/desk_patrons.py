@@ -70,7 +70,8 @@ class DeskPatronPages:
 
     @desk_page(f"/desk/cards/<{ID}:patron_id>")
     def desk_card(self, request, patron_id):
-        return Page("desk/card.html", {"desk": self._desk_values(request), "patron": self.patrons.get_patron(patron_id)})
+        patron = self.patrons.get_patron(patron_id)
+        return Page("desk/card.html", {"desk": self._desk_values(request), "patron": patron})
 
     @desk_page(f"/desk/cards/<{ID}:patron_id>/barcode.svg")
     def desk_card_barcode(self, request, patron_id):

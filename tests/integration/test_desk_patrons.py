@@ -49,7 +49,8 @@ def test_a_patron_registered_at_the_desk_gets_a_card_with_the_number_as_an_nw7_b
     card = desk.post("/desk/register", **{**FORM, "phone": "０５８４－１２－３４５６", "pin": "8264"})
     assert card.status_code == 200, text_of(card)
     card_number = re.search(r'<p class="card-number">([0-9]{12})</p>', card.text).group(1)
-    [patron] = staff.get(f"{system.url}/api/v1/patrons", params={"card_number": card_number}, timeout=10).json()["items"]
+    found = staff.get(f"{system.url}/api/v1/patrons", params={"card_number": card_number}, timeout=10)
+    [patron] = found.json()["items"]
     assert (patron["name"], patron["phone"], patron["email"], patron["alt_address"]) == (
         "登録 太郎", "0584-12-3456", None, None)
     said = text_of(card)
