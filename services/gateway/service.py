@@ -282,7 +282,8 @@ class GatewayService(CatalogueRoutes, DeskPages):
 
     @route("GET", "/api/v1/libraries/<library>/hold-shelf")
     def hold_shelf(self, request, library):
-        """A library's hold shelf (copies kept for patrons, until when) and the copies to send elsewhere."""
+        """A library's hold shelf (copies kept for patrons, until when), the copies to send elsewhere, the pull
+        list and the copies in transit to it."""
         return self.loans.hold_shelf(library)
 
     @route("POST", f"/api/v1/loans/<{ID}:loan_id>/renew", roles=STAFF_ROLES + (PATRON,))
