@@ -12,6 +12,8 @@ from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
 from services.gateway.desk import DeskPages
+from services.gateway.desk_admin import DeskAdminPages
+from services.gateway.desk_lists import DeskLists
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 REVOCATIONS_CATCH_UP_SECONDS = 60
 
 
-class GatewayService(CatalogueRoutes, DeskPages):
+class GatewayService(CatalogueRoutes, DeskPages, DeskLists, DeskAdminPages):
     name = "gateway"
     backing_services = ("patrons", "loans", "catalog", "statistics", "notices")
 
