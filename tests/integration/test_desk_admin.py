@@ -222,6 +222,7 @@ def test_an_admin_adds_changes_and_deletes_a_loan_rule(system, staff, desk):
     desk.get("/desk/admin/loan-rules")
     added = desk.post("/desk/admin/loan-rules", **policy_form(code))
     assert added.status_code == 200 and "貸出規則を追加しました。" in text_of(added)
+    assert '<option value="child" selected>児童</option>' in added.text
     [policy] = [policy for policy in staff.get(f"{system.url}/api/v1/loan-policies", timeout=10).json()["policies"]
                 if policy["library"] == code]
     assert (policy["loan_days"], policy["max_items_of_type"], policy["patron_category"]) == (21, None, "child")
