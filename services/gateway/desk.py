@@ -39,7 +39,7 @@ class DeskPages:
         if not may_serve_at(account["role"], account["libraries"], library):
             return self._login_page(request, username, library, Forbidden())
         return Redirect(safe_next(request.form.get("next"), DESK), signed_in=self.tokens.issue(account),
-                        session_values={"library": library, "username": account["username"]})
+                        session_values={"library": library, "username": account["username"], "role": account["role"]})
 
     @page("/desk/logout", "POST")
     def desk_log_out(self, request):
@@ -141,7 +141,7 @@ class DeskPages:
         libraries = {library["code"]: library["name"]
                      for library in (self.catalog.list_libraries() if libraries is None else libraries)}
         return {"library": desk_library(request), "library_name": libraries.get(desk_library(request), ""),
-                "libraries": libraries, "username": session.values.get("username", "")}
+                "libraries": libraries, "username": session.values.get("username", ""), "role": session.values.get("role", "")}
 
 
 def desk_library(request):

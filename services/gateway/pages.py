@@ -244,7 +244,10 @@ class PageRoute(Route):
             return response
         answer = super().response_from_exception(exc, request)
         code = answer.get_json()["error"]["code"]
-        return self.site.render(request, Page("error.html", {"status": answer.status_code, "code": code},
+        # A page the visitor's role may not open, rather than a form that came from elsewhere or expired.
+        for_other_roles = isinstance(exc, Forbidden) and "allowed_roles" in exc.details
+        return self.site.render(request, Page("error.html", {"status": answer.status_code, "code": code,
+                                                             "for_other_roles": for_other_roles},
                                               answer.status_code))
 
 

@@ -12,6 +12,8 @@ from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
 from services.gateway.desk import DeskPages
+from services.gateway.desk_admin import DeskAdminPages
+from services.gateway.desk_lists import DeskLists
 from services.gateway.desk_patrons import DeskPatronPages
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 REVOCATIONS_CATCH_UP_SECONDS = 60
 
 
-class GatewayService(CatalogueRoutes, DeskPages, DeskPatronPages):
+class GatewayService(CatalogueRoutes, DeskPages, DeskPatronPages, DeskLists, DeskAdminPages):
     name = "gateway"
     backing_services = ("patrons", "loans", "catalog", "statistics", "notices")
 
@@ -283,7 +285,8 @@ class GatewayService(CatalogueRoutes, DeskPages, DeskPatronPages):
 
     @route("GET", "/api/v1/libraries/<library>/hold-shelf")
     def hold_shelf(self, request, library):
-        """A library's hold shelf (copies kept for patrons, until when) and the copies to send elsewhere."""
+        """A library's hold shelf (copies kept for patrons, until when), the copies to send elsewhere, the pull
+        list and the copies in transit to it."""
         return self.loans.hold_shelf(library)
 
     @route("POST", f"/api/v1/loans/<{ID}:loan_id>/renew", roles=STAFF_ROLES + (PATRON,))

@@ -115,6 +115,10 @@ class LoansRepository:
         return self.session.scalars(select(Transit).where(
             Transit.tenant == self.tenant, Transit.from_library == library).order_by(Transit.since)).all()
 
+    def transits_to(self, library):
+        return self.session.scalars(select(Transit).where(
+            Transit.tenant == self.tenant, Transit.to_library == library).order_by(Transit.since)).all()
+
     # --- the tenant's circulation rules ------------------------------------------------------------------
 
     def policies(self):

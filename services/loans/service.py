@@ -264,12 +264,14 @@ class LoansService:
 
     @rpc
     def hold_shelf(self, library):
-        """For a library's desk: holds waiting on its shelf (pickup window), copies to send elsewhere, and
-        copies on its open shelves that waiting holds want (to take down and check in: the pull list)."""
+        """For a library's desk: holds waiting on its shelf (pickup window), copies to send elsewhere, copies
+        on its open shelves that waiting holds want (to take down and check in: the pull list), and copies on
+        their way to it."""
         self._check_desk(library)
         self.catalog.get_library(library)  # the library must exist
         circulation = self._circulation()
         ready, sending = circulation.ready_holds(library), circulation.transits_from(library)
+        arriving = circulation.transits_to(library)
         wanted = circulation.waiting_by_work()
         on_shelves = self.catalog.copies_on_shelf(sorted(wanted), library) if wanted else []
         pull = {}
@@ -278,7 +280,9 @@ class LoansService:
         return {"on_shelf": self._hold_slips(ready),
                 "to_send": [{"item_barcode": transit.item_barcode, "to_library": transit.to_library,
                              "since": transit.since.isoformat()} for transit in sending],
-                "to_pull": list(pull.values())}
+                "to_pull": list(pull.values()),
+                "in_transit": [{"item_barcode": transit.item_barcode, "from_library": transit.from_library,
+                                "since": transit.since.isoformat()} for transit in arriving]}
 
     def _end_holds(self, holds, today):
         """End holds (cancelled, lapsed, not picked up) and pass on the copies they held, then announce."""
@@ -315,7 +319,7 @@ class LoansService:
         """What the desk writes on the slip of each copy for the hold shelf."""
         holders = self.borrowers.of(hold.borrower_ref for hold in holds)
         return [{"hold_id": hold.id, "patron_id": holders[hold.borrower_ref].patron_id,
-                 "pickup_library": hold.pickup_library,
+                 "pickup_library": hold.pickup_library, "item_barcode": hold.item_barcode, "work_id": hold.work_id,
                  "ready_until": hold.ready_until.isoformat() if hold.ready_until else None} for hold in holds]
 
     def _publish_all(self, tenant, events):

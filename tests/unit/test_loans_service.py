@@ -7,7 +7,7 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from services.loans.borrowers import Borrower, Borrowers, StoreBase, Suspension
-from services.loans.models import Base, Hold, LibraryCalendar, Loan, LoanPolicy
+from services.loans.models import Base, Hold, LibraryCalendar, Loan, LoanPolicy, Transit
 from services.loans.service import LoansService
 from services.patrons.errors import PatronNotFound
 from shiori.clock import LibraryTime
@@ -120,6 +120,17 @@ def test_a_checkout_of_the_copy_kept_for_the_borrower_ends_their_hold_and_erases
     assert holds == [] and [barcode for barcode, _due, _renewals in loans_out] == ["K1"]
     assert borrowers == [loans.db.query(Loan).one().borrower_ref]
     assert [args[0] for args, _ in loans.publish.call_args_list] == ["loan_created", "patron_card_used"]
+
+
+def test_the_hold_shelf_lists_the_copies_in_transit_to_the_desk_s_library_and_none_of_those_leaving_it(loans):
+    today = loans.clock.today()
+    loans.db.add_all([Transit(tenant="kaizu", item_barcode="K7", from_library="east", to_library="main", since=today),
+                      Transit(tenant="kaizu", item_barcode="K8", from_library="main", to_library="east", since=today),
+                      Transit(tenant="other", item_barcode="K9", from_library="east", to_library="main", since=today)])
+    loans.db.commit()
+    lists = loans.hold_shelf("main")
+    assert lists["in_transit"] == [{"item_barcode": "K7", "from_library": "east", "since": today.isoformat()}]
+    assert [copy["item_barcode"] for copy in lists["to_send"]] == ["K8"]
 
 
 def test_a_renewal_asks_patrons_once(loans):
