@@ -93,3 +93,28 @@ def test_the_desk_has_no_serious_or_critical_violation(system, staff, browser):
     browser.find_element(By.ID, "item_barcode").send_keys(item["barcode"], Keys.ENTER)
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".instruction"), message="the check-in")
     assert violations(browser) == [], "/desk/checkin"
+
+
+DESK_PAGES = ("/desk/find", "/desk/register", "/desk/lists", "/desk/lists/hold-shelf", "/desk/lists/to-send",
+              "/desk/lists/pull", "/desk/lists/in-transit", "/desk/lists/phone", "/desk/admin",
+              "/desk/admin/libraries", "/desk/admin/libraries/main/calendar", "/desk/admin/closures",
+              "/desk/admin/loan-rules", "/desk/admin/staff", "/desk/admin/notices")
+
+
+def test_every_other_desk_page_has_no_serious_or_critical_violation(system, staff, browser, phone):
+    for opened in (browser, phone):
+        opened.get(f"{system.url}/desk/login")
+        opened.find_element(By.ID, "username").send_keys(ADMIN["username"])
+        opened.find_element(By.ID, "password").send_keys(ADMIN["password"], Keys.ENTER)
+        wait_until(lambda: opened.find_elements(By.ID, "card_number"), message="the desk")
+        for path in DESK_PAGES:
+            opened.get(system.url + path)
+            assert opened.find_elements(By.TAG_NAME, "h1"), path
+            assert violations(opened) == [], (path, opened.get_window_size())
+        opened.get(f"{system.url}/desk/register")
+        opened.find_element(By.ID, "name").send_keys("試験 太郎", Keys.ENTER)  # the rest left out: refused
+        wait_until(lambda: opened.find_elements(By.CSS_SELECTOR, "[aria-invalid=true]"), message="the refusal")
+        assert violations(opened) == [], ("a refused registration", opened.get_window_size())
+    patron = register_patron(staff)
+    browser.get(f"{system.url}/desk/cards/{patron['id']}")
+    assert violations(browser) == [], "a new card"
