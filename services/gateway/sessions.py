@@ -20,8 +20,10 @@ from nameko.extensions import SharedExtension
 
 from shiori.clock import token_time
 
-COOKIE = "shiori_session"
 MIN_KEY_LENGTH = 32
+# Over HTTPS the browser keeps a "__Host-" cookie to this very host, with Secure and Path=/, whatever a page of a
+# sibling domain tries to set.
+HOST_ONLY = "__Host-"
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,14 @@ class Sessions(SharedExtension):
         config = self.container.config
         self.key = (config.get("SESSION_KEY") or "").encode()
         self.idle_seconds = int(config.get("SESSION_IDLE_SECONDS", 900))
+        # Each gateway its own name: on one host (make run) a browser sends every port's cookies to every port.
+        self.name = config["SESSION_COOKIE"]
         if len(self.key) < MIN_KEY_LENGTH:
             raise ValueError(f"the gateway's SESSION_KEY must be set, at least {MIN_KEY_LENGTH} characters")
 
     def read(self, request):
         """The request's session, or None: no cookie, a cookie not signed here, or a session idle too long."""
-        value = request.cookies.get(COOKIE, "")
+        value = request.cookies.get(self.cookie_name(request), "")
         body, _, signature = value.partition(".")
         if not body or not hmac.compare_digest(signature, self._sign(body)):
             return None
@@ -62,11 +66,15 @@ class Sessions(SharedExtension):
         body = base64.urlsafe_b64encode(json.dumps({
             "token": token, "started": now if started is None else started, "seen": now, "values": values or {},
         }).encode()).decode()
-        response.set_cookie(COOKIE, f"{body}.{self._sign(body)}", httponly=True, samesite="Strict",
+        response.set_cookie(self.cookie_name(request), f"{body}.{self._sign(body)}", httponly=True, samesite="Strict",
                             secure=request.scheme == "https", path="/")
 
     def end(self, response, request):
-        response.delete_cookie(COOKIE, httponly=True, samesite="Strict", secure=request.scheme == "https", path="/")
+        response.delete_cookie(self.cookie_name(request), httponly=True, samesite="Strict",
+                               secure=request.scheme == "https", path="/")
+
+    def cookie_name(self, request):
+        return f"{HOST_ONLY if request.scheme == 'https' else ''}{self.name}"
 
     def _sign(self, body):
         return hmac.new(self.key, b"session:" + body.encode(), hashlib.sha256).hexdigest()

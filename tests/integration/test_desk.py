@@ -14,7 +14,7 @@ from conftest import ADMIN
 from support import add_copy, check_out, register_patron, session_cookie, session_held
 
 BRANCH_NAME = "試験市立図書館 東分館"
-SESSION_COOKIE = "shiori_session"
+SESSION_COOKIE = "shiori_desk"
 HERE = {"domain": "127.0.0.1", "path": "/"}  # where the gateways set their cookies in these tests
 
 
@@ -174,3 +174,15 @@ def test_a_desk_session_in_use_keeps_a_fresh_token_for_a_working_day(system, des
     desk.http.cookies.clear()
     desk.http.cookies.set(SESSION_COOKIE, session_cookie(key, old, now - 13 * 3600, now, held["values"]), **HERE)
     assert desk.get("/desk").status_code == 303
+
+
+def test_the_desk_and_my_page_keep_their_own_sessions_on_one_host(system, staff, desk):
+    """A browser sends a host's cookies to each of its ports: each gateway names its session cookie its own."""
+    patron = register_patron(staff, pin="4827")
+    desk.log_in()
+    resident = desk.http.post(f"{system.opac_url}/login", timeout=10, allow_redirects=False,
+                              data={"card_number": patron["card_number"], "pin": "4827", "next": "/my"},
+                              headers={"Origin": system.opac_url})
+    assert resident.status_code == 303
+    assert desk.get("/desk").status_code == 200  # still signed in at the desk
+    assert desk.http.get(f"{system.opac_url}/my", timeout=10, allow_redirects=False).status_code == 200

@@ -13,7 +13,7 @@ import requests
 from support import add_copy, check_out, in_database, register_patron, session_cookie, session_held, unique
 
 PIN = "4827"
-SESSION_COOKIE = "shiori_session"
+SESSION_COOKIE = "shiori_resident"
 HERE = {"domain": "127.0.0.1", "path": "/"}  # where the gateways set their cookies in these tests
 
 

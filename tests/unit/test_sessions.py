@@ -7,13 +7,15 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from services.gateway import sessions as sessions_module
-from services.gateway.sessions import COOKIE, Sessions
+from services.gateway.sessions import Sessions
+
+COOKIE = "shiori_test"
 
 
 @pytest.fixture
 def sessions():
     keeper = Sessions()
-    keeper.key, keeper.idle_seconds = b"k" * 40, 900
+    keeper.key, keeper.idle_seconds, keeper.name = b"k" * 40, 900, COOKIE
     return keeper
 
 
@@ -24,7 +26,8 @@ def request_with(cookie=None, base_url="http://opac.example"):
 
 def cookie_set_by(response):
     [header] = response.headers.getlist("Set-Cookie")
-    return SimpleCookie(header)[COOKIE], header
+    cookie = SimpleCookie(header)
+    return cookie[next(iter(cookie))], header
 
 
 @pytest.mark.parametrize(("base_url", "secure"), [("http://opac.example", False), ("https://opac.example", True)])
@@ -34,6 +37,7 @@ def test_the_cookie_is_httponly_strict_and_secure_over_https(sessions, base_url,
     morsel, header = cookie_set_by(response)
     assert morsel["httponly"] and morsel["samesite"] == "Strict" and morsel["path"] == "/"
     assert bool(morsel["secure"]) is secure
+    assert morsel.key == ("__Host-" if secure else "") + COOKIE  # over HTTPS, bound to this very host
     assert "Max-Age" not in header and "Expires" not in header  # ends with the browser, or when unused
 
 
@@ -47,7 +51,7 @@ def test_a_session_reads_back_until_unused_too_long_or_changed(sessions, monkeyp
     assert sessions.read(request_with(f"{body[:-2]}xx.{signature}")) is None
     assert sessions.read(request_with(body)) is None
     other = Sessions()
-    other.key, other.idle_seconds = b"o" * 40, 900
+    other.key, other.idle_seconds, other.name = b"o" * 40, 900, COOKIE
     assert other.read(request_with(value)) is None  # another gateway's key
     later = sessions_module.token_time().timestamp() + 901
     monkeypatch.setattr(sessions_module, "token_time", lambda: type("T", (), {"timestamp": lambda self: later})())
