@@ -135,6 +135,9 @@ def refused(response, code):
     return error
 
 
+HERE = {"domain": "127.0.0.1", "path": "/"}  # where the gateways set their cookies in the tests
+
+
 def session_cookie(key, token, started, seen, values=None):
     """A web session's cookie as a gateway signs it (services/gateway/sessions.py), made with that gateway's key:
     for a test that needs a session begun or last used long ago."""
@@ -184,3 +187,52 @@ def codabar_characters(svg):
     wide = "".join("1" if element > 1.5 * narrow else "0" for element in elements)
     # Each character is 7 elements, and characters are parted by a narrow space.
     return "".join(CODABAR[wide[start:start + 7]] for start in range(0, len(wide), 8))
+
+
+def text_of(response):
+    """A page's visible text, tags dropped, whitespace folded."""
+    import re
+    from html import unescape
+
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
+
+
+def csrf_of(response):
+    import re
+
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', response.text).group(1)
+
+
+class PageVisitor:
+    """A browser-alike for the web pages: keeps its cookies, sends forms from the site's own origin with the CSRF
+    token of the last page it was shown (a form's own ``csrf`` wins), follows a form's redirect."""
+
+    def __init__(self, site_url):
+        import requests
+
+        self.url = site_url
+        self.http = requests.Session()
+        self.http.headers["Origin"] = site_url
+        self.csrf = ""
+
+    def get(self, path, **params):
+        return self._shown(self.http.get(self.url + path, params=params, timeout=10, allow_redirects=False))
+
+    def post(self, path, follow=True, **form):
+        response = self.http.post(self.url + path, data={"csrf": self.csrf, **form}, timeout=10, allow_redirects=False)
+        if follow and response.status_code == 303:
+            return self.get(response.headers["Location"])
+        return self._shown(response)
+
+    def form(self, path, page_path, **fields):
+        """The form at ``path`` of the page at ``page_path``, sent as that page would."""
+        self.get(page_path)
+        return self.post(path, **fields)
+
+    def _shown(self, response):
+        if 'name="csrf"' in response.text:
+            self.csrf = csrf_of(response)
+        return response
+
+    def close(self):
+        self.http.close()

@@ -2,53 +2,25 @@
 copies one after another (each answered at once, a refusal with its reason), renew, place a hold for the patron;
 check-in says what to do with each copy (棚へ / 予約棚へ with the slip / 回送). Through the running system, on
 SQLite and PostgreSQL."""
-import re
 import time
-from html import unescape
 
 import jwt
 import pytest
-import requests
 
 from conftest import ADMIN
-from support import add_copy, check_out, register_patron, session_cookie, session_held
+from support import (
+    HERE, PageVisitor, add_copy, check_out, register_patron, session_cookie, session_held, text_of,
+)
 
 BRANCH_NAME = "試験市立図書館 東分館"
 SESSION_COOKIE = "shiori_desk"
-HERE = {"domain": "127.0.0.1", "path": "/"}  # where the gateways set their cookies in these tests
 
 
-def text_of(response):
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
-
-
-def csrf_of(response):
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', response.text).group(1)
-
-
-class Desk:
-    """A browser at the desk: keeps its cookie, sends forms from the gateway's own origin."""
+class Desk(PageVisitor):
+    """A browser at the desk."""
 
     def __init__(self, system):
-        self.url = system.url
-        self.http = requests.Session()
-        self.http.headers["Origin"] = system.url
-        self.csrf = None
-
-    def get(self, path):
-        response = self.http.get(self.url + path, timeout=10, allow_redirects=False)
-        if response.status_code == 200 and 'name="csrf"' in response.text:
-            self.csrf = csrf_of(response)
-        return response
-
-    def post(self, path, **form):
-        response = self.http.post(self.url + path, data={"csrf": self.csrf or "", **form}, timeout=10,
-                                  allow_redirects=False)
-        if response.status_code == 303:
-            return self.get(response.headers["Location"])
-        if 'name="csrf"' in response.text:
-            self.csrf = csrf_of(response)
-        return response
+        super().__init__(system.url)
 
     def log_in(self, library="main", username=ADMIN["username"], password=ADMIN["password"]):
         return self.post("/desk/login", username=username, password=password, library=library, next="/desk")
@@ -58,7 +30,7 @@ class Desk:
 def desk(system):
     at_desk = Desk(system)
     yield at_desk
-    at_desk.http.close()
+    at_desk.close()
 
 
 def test_the_desk_needs_a_staff_log_in(system, desk):

@@ -11,9 +11,11 @@ from nameko.runners import ServiceRunner
 from conftest import ADMIN
 from shiori.commands.serve import service_class
 from shiori.config import load_config
-from support import add_copy, check_in, check_out, free_port, in_database, patrons_know, register_patron, unique, \
-    wait_until, wall_today
-from test_desk import Desk, text_of
+from support import (
+    add_copy, check_in, check_out, free_port, in_database, patrons_know, register_patron, text_of, unique, wait_until,
+    wall_today,
+)
+from test_desk import Desk
 
 LIBRARIAN_PASSWORD = "a-long-librarian-password"
 

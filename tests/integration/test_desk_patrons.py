@@ -6,9 +6,9 @@ import re
 from html import unescape
 
 import pytest
-from test_desk import Desk, text_of
 
-from support import codabar_characters, patrons_know, register_patron, unique
+from support import codabar_characters, patrons_know, register_patron, text_of, unique
+from test_desk import Desk
 
 KATAKANA = "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワ"
 FORM = {"name": "登録 太郎", "name_kana": "トウロク タロウ", "birth_date": "1985-06-15", "sex": "male",

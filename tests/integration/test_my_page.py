@@ -3,58 +3,38 @@ cancel, place a hold from a work's page, see who looked at the record, log out; 
 is HttpOnly and SameSite=Strict, ends when unused, and forms need this site's origin and the session's CSRF
 token. The OPAC asks the staff gateway's API with the resident's own token: the API's rules hold here.
 Through the running system, on SQLite and PostgreSQL."""
-import re
 import time
-from html import unescape
 
 import pytest
 import requests
 
-from support import add_copy, check_out, in_database, register_patron, session_cookie, session_held, unique
+from support import (
+    HERE, PageVisitor, add_copy, check_out, csrf_of, in_database, register_patron, session_cookie, session_held, text_of,
+    unique,
+)
 
 PIN = "4827"
 SESSION_COOKIE = "shiori_resident"
-HERE = {"domain": "127.0.0.1", "path": "/"}  # where the gateways set their cookies in these tests
 
 
-def text_of(response):
-    return " ".join(unescape(re.sub(r"<[^>]+>", " ", response.text)).split())
-
-
-def csrf_of(response):
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', response.text).group(1)
-
-
-class Resident:
-    """A browser-alike: keeps cookies, sends forms from the OPAC's own origin."""
+class Resident(PageVisitor):
+    """A browser at the OPAC."""
 
     def __init__(self, system):
-        self.url = system.opac_url
-        self.http = requests.Session()
-        self.http.headers["Origin"] = system.opac_url
-
-    def get(self, path, **params):
-        return self.http.get(self.url + path, params=params, timeout=10, allow_redirects=False)
-
-    def post(self, path, follow=True, **form):
-        response = self.http.post(self.url + path, data=form, timeout=10, allow_redirects=False)
-        if follow and response.status_code == 303:
-            return self.http.get(self.url + response.headers["Location"], timeout=10, allow_redirects=False)
-        return response
+        super().__init__(system.opac_url)
 
     def log_in(self, card_number, pin=PIN, next_path="/my"):
         return self.post("/login", card_number=card_number, pin=pin, next=next_path)
 
     def form(self, path, page_path="/my", **fields):
-        """A form of a page, sent with that page's CSRF token."""
-        return self.post(path, csrf=csrf_of(self.get(page_path)), **fields)
+        return super().form(path, page_path, **fields)
 
 
 @pytest.fixture
 def resident(system):
     visitor = Resident(system)
     yield visitor
-    visitor.http.close()
+    visitor.close()
 
 
 def test_a_resident_logs_in_and_sees_their_loans_and_holds(system, staff, resident):
@@ -160,7 +140,7 @@ def test_forms_need_the_sessions_csrf_token_and_this_sites_origin(system, staff,
     _work, item = add_copy(staff)
     loan = check_out(staff, patron["card_number"], item["barcode"]).json()
     resident.log_in(patron["card_number"])
-    assert resident.post(f"/my/loans/{loan['loan_id']}/renew").status_code == 403  # no token
+    assert resident.post(f"/my/loans/{loan['loan_id']}/renew", csrf="").status_code == 403  # no token
     assert resident.post(f"/my/loans/{loan['loan_id']}/renew", csrf="0" * 40).status_code == 403
     token = csrf_of(resident.get("/my"))
     foreign = resident.http.post(f"{resident.url}/my/loans/{loan['loan_id']}/renew", data={"csrf": token},
