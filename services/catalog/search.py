@@ -419,6 +419,12 @@ def search(session, tenant, params):
         select(*_answer("work", on_page.c.id, position=on_page.c.position)),
         select(*_answer("seen", func.count())).select_from(found),
         *_facet_counts(index, tenant, params, pool))).all()
+    return _found(session, rows)
+
+
+def _found(session, rows):
+    """The ``Found`` that the rows of the search's one statement tell (``_answer``): the page's works in their
+    order, the counts of the pool by facet and whether there were more matches than were ranked."""
     by_kind = {}
     for kind, code, name, number, position in rows:
         by_kind.setdefault(kind, []).append((code, name, number, position))
