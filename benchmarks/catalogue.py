@@ -55,6 +55,7 @@ from services.catalog.rules import _isbn13_check  # noqa: E402
 from services.catalog.text import fold, reading  # noqa: E402
 
 RESULTS_DIR = HERE / "results"
+PAGE_BYTES_BUDGET = 100_000  # the search page with its stylesheet and scripts, before compression (issue 13)
 LIBRARIES = (
     {"code": "bench-main", "name": "ベンチ中央図書館", "kind": "main"},
     {"code": "bench-east", "name": "ベンチ東分館", "kind": "branch"},
@@ -599,6 +600,52 @@ def run_queries(base_url, mix, per_class, class_seconds, stopping, rpc_timeout, 
     session.close()
 
 
+PAGE_PARAMS = {"q", "title", "author", "publisher", "isbn", "ndc"}  # what the OPAC's search page takes as the API does
+
+
+def compare_pages(opac_url, mix, per_class, stopping, rpc_timeout):
+    """The OPAC's search page (HTML) against its JSON route, the same query one after the other, ``per_class``
+    times per class of query: the milliseconds each takes as a client on this machine sees them, and the bytes
+    the page sends (HTML and its stylesheet; it has no script)."""
+    session = http_session()
+
+    def timed(path, params):
+        began = time.perf_counter()
+        response = session.get(opac_url + path, params=params, timeout=rpc_timeout + 30)
+        elapsed = time.perf_counter() - began
+        if response.status_code != 200:
+            raise Stop(f"{path} answered {response.status_code}: {response.text[:200]}")
+        return elapsed, response
+
+    results, html_sizes = {}, []
+    json_all, page_all = [], []
+    for name, queries in mix.items():
+        queries = [(label, params) for label, params in queries if set(params) <= PAGE_PARAMS]
+        if not queries:
+            continue
+        json_times, page_times = [], []
+        for turn in range(per_class):
+            if stopping.is_set():
+                raise Stop("stopping")
+            _label, params = queries[turn % len(queries)]
+            json_times.append(timed("/api/v1/search", dict(params, per_page=20))[0])
+            elapsed, page = timed("/search", params)
+            page_times.append(elapsed)
+            html_sizes.append(len(page.content))
+        json_all += json_times
+        page_all += page_times
+        results[name] = {"json": latency_summary(json_times), "page": latency_summary(page_times)}
+        say(f"  {name:<14} JSON p50 {results[name]['json']['p50_ms']} p95 {results[name]['json']['p95_ms']}  "
+            f"page p50 {results[name]['page']['p50_ms']} p95 {results[name]['page']['p95_ms']} ms")
+    stylesheet = session.get(opac_url + "/static/opac.css", timeout=30).content
+    session.close()
+    results["overall"] = {"json": latency_summary(json_all), "page": latency_summary(page_all)}
+    results["bytes"] = {"html_max": max(html_sizes), "html_median": sorted(html_sizes)[len(html_sizes) // 2],
+                        "css": len(stylesheet), "js": 0, "page_max_total": max(html_sizes) + len(stylesheet),
+                        "budget": PAGE_BYTES_BUDGET}
+    return results
+
+
 # --- reporting --------------------------------------------------------------------------------------
 
 
@@ -649,6 +696,17 @@ def print_table(report):
                 f"{fmt(summary['p99_ms'])} {fmt(summary['max_ms'])} {summary.get('errors', 0):>4} {hits:>15}")
         say(f"(ms through the gateway, sequential, per_page=20; the gateway's RPC timeout was "
             f"{report['rpc_timeout']} s)")
+    pages = report.get("pages")
+    if pages:
+        say(f"{'OPAC class':<14} {'JSON p50':>9} {'p95':>8} {'page p50':>9} {'p95':>8}")
+        for name, both in pages.items():
+            if name != "bytes":
+                say(f"{name:<14} {fmt(both['json']['p50_ms'], 9)} {fmt(both['json']['p95_ms'])} "
+                    f"{fmt(both['page']['p50_ms'], 9)} {fmt(both['page']['p95_ms'])}")
+        sizes = pages["bytes"]
+        say(f"search page bytes: HTML up to {sizes['html_max']:,} (median {sizes['html_median']:,}) + CSS "
+            f"{sizes['css']:,} + JS {sizes['js']} = {sizes['page_max_total']:,} of a {sizes['budget']:,} budget "
+            f"(before compression)")
 
 
 def code_version():
@@ -692,6 +750,9 @@ def parse_args(argv=None):
     parser.add_argument("--queries", type=int, default=200, help="sequential searches per query class (default 200)")
     parser.add_argument("--class-seconds", type=float, default=300,
                         help="stop a query class after this long even if --queries are not done (default 300)")
+    parser.add_argument("--page-queries", type=int, default=50,
+                        help="per query class, searches through the OPAC's HTML page and its JSON route each "
+                             "(default 50; 0: none)")
     parser.add_argument("--copy-share", type=float, default=0.2, help="share of works with one copy (default 0.2)")
     parser.add_argument("--seed", type=int, default=20240501)
     add_catalog_processes(parser)
@@ -807,6 +868,9 @@ def main(argv=None):
                               + (f" (「{entry['first'][:24]}」…)" if entry.get("first") else "")
                               for entry in entries[:3])
             say(f"  {name:<14} {shown}")
+        if args.page_queries:
+            say(f"the OPAC's search page against its JSON route, {args.page_queries} of each per class ...")
+            report["pages"] = compare_pages(under_test.opac_url, mix, args.page_queries, stopping, args.rpc_timeout)
         report["catalog_memory"]["end"] = catalog_status(catalog_pids)
         report["service_memory_end"] = {name: proc_status(pid) for name, pid in system.processes().items()}
         if args.hold > 0:

@@ -416,6 +416,11 @@ class SystemUnderTest:
         self.system.env.update(self.environ)
         return self.system.start()
 
+    @property
+    def opac_url(self):
+        """The OPAC's URL, for a system started with ``SHIORI_OPAC_PORT`` in its ``environ``."""
+        return f"http://{LOCALHOST}:{self.environ['SHIORI_OPAC_PORT']}"
+
     def close(self):
         """Stops the system; answers the warnings and errors its logs hold, ({log: count}, first lines)."""
         problems = ({}, [])

@@ -133,3 +133,24 @@ def refused(response, code):
     assert error["code"] == code
     assert any("\u3040" <= char <= "\u9fff" for char in error["message"]), error["message"]
     return error
+
+
+def session_cookie(key, token, started, seen, values=None):
+    """A web session's cookie as a gateway signs it (services/gateway/sessions.py), made with that gateway's key:
+    for a test that needs a session begun or last used long ago."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    body = base64.urlsafe_b64encode(json.dumps(
+        {"token": token, "started": started, "seen": seen, "values": values or {}}).encode()).decode()
+    return f"{body}.{hmac.new(key.encode(), b'session:' + body.encode(), hashlib.sha256).hexdigest()}"
+
+
+def session_held(cookie):
+    """What a session's cookie holds (its token, its times and values), unchecked."""
+    import base64
+    import json
+
+    return json.loads(base64.urlsafe_b64decode(cookie.partition(".")[0]))

@@ -71,6 +71,8 @@ class GatewayServer(WebServer):
         self.public_only = bool(config.get("PUBLIC_ONLY"))
         self.tokens = None if self.public_only else TokenIssuer.from_config(config)
         self.public_tenant = config["PUBLIC_TENANT"]
+        self.trusted_proxies = {address.strip() for address in config.get("TRUSTED_PROXIES", "").split(",")
+                                if address.strip()}
         self.body_timeout = float(config.get("HTTP_BODY_TIMEOUT", 30))
         self.tls = gateway_context(config)
         super().setup()
@@ -107,19 +109,15 @@ class GatewayServer(WebServer):
             sock.close()
             return None
 
-    def identify(self, request, public, roles, route):
-        """The nameko context data for this request, or NotAuthenticated/Forbidden. A route that is not
-        public admits staff roles unless it names its own."""
-        where = {"address": request.remote_addr or "unknown", "route": route}
-        header = request.headers.get("Authorization", "")
-        if not header or self.public_only:
+    def identify(self, request, token, public, roles, route):
+        """The nameko context data for a request with the bearer ``token`` (None without one), or
+        NotAuthenticated/Forbidden. A route that is not public admits staff roles unless it names its own."""
+        where = {"address": self.client_address(request), "route": route}
+        if token is None or self.public_only:
             if public:
                 return {"tenant": self.public_tenant, "actor": "public", "role": PUBLIC, **where}
             raise NotAuthenticated()
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise NotAuthenticated("use an Authorization: Bearer <token> header")
-        claims = self.tokens.verify(token.strip())
+        claims = self.tokens.verify(token)
         if self.revoked.refuses(claims):
             raise NotAuthenticated("the access token has been revoked: log in again")
         allowed = roles or (() if public else STAFF_ROLES)
@@ -127,6 +125,15 @@ class GatewayServer(WebServer):
             raise Forbidden(details={"allowed_roles": list(allowed)})
         return {"tenant": claims["tenant"], "actor": claims["sub"], "role": claims["role"],
                 "libraries": ",".join(claims.get("libraries") or []), **where}
+
+
+    def client_address(self, request):
+        """The client's address: the peer's, or, when the peer is a proxy of this deployment's own (the OPAC, which
+        calls this gateway for a signed-in resident), the address that proxy says it serves. Log-in throttling
+        counts by it: one resident's wrong PINs must not block the OPAC for everyone."""
+        peer = request.remote_addr or "unknown"
+        forwarded = request.headers.get("X-Forwarded-For", "").rpartition(",")[2].strip()
+        return forwarded if forwarded and peer in self.trusted_proxies else peer
 
 
 class JsonErrorsWsgiApp(WsgiApp):
@@ -185,8 +192,8 @@ class Route(HttpRequestHandler):
         request.shallow = False
         request.max_content_length = int(self.container.config.get(self.body_limit, 1 << 20))
         try:
-            context_data = self.context_keys.sign(
-                self.server.identify(request, self.public, self.roles, f"{request.method} {self.url}"))
+            context_data = self.context_keys.sign(self.server.identify(
+                request, self.credentials(request), self.public, self.roles, f"{request.method} {self.url}"))
             self.read_body_in_time(request)
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
@@ -197,6 +204,16 @@ class Route(HttpRequestHandler):
             return self.response_from_result(event.wait(), request)
         except Exception as exc:  # every failure leaves as the API's error shape
             return self.response_from_exception(exc, request)
+
+    def credentials(self, request):
+        """The request's bearer token, or None without an Authorization header (or on the OPAC)."""
+        header = request.headers.get("Authorization", "")
+        if not header or self.server.public_only:  # the OPAC serves the public alone, whatever a client sends
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NotAuthenticated("use an Authorization: Bearer <token> header")
+        return token.strip()
 
     def read_body_in_time(self, request):
         """Read a body this route takes whole (at most MAX_BODY_BYTES) here, in the connection's own green

@@ -14,6 +14,7 @@ STATUS_BY_CODE = {
     "VALIDATION_ERROR": 400,
     "INVALID_JSON": 400,
     "PIN_TOO_COMMON": 400,
+    "CURRENT_PIN_WRONG": 400,
     "NOT_AUTHENTICATED": 401,
     "INVALID_CREDENTIALS": 401,
     "FORBIDDEN": 403,
@@ -110,3 +111,25 @@ def error_response(error: DomainError, headers=None):
         headers = {**(headers or {}), "Retry-After": str(error.retry_after)}
     body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
     return json_response(status, body, headers)
+
+
+def error_from_answer(answer):
+    """The domain error an API answer in the error shape stands for (a client of the API, such as the OPAC's pages,
+    then handles it as the gateway's own callers do); an unknown code is an InternalError."""
+    error = answer.get("error", {})
+    found = _errors_by_code().get(error.get("code"), InternalError)
+    return found(error.get("message"), error.get("details") or {})
+
+
+def _errors_by_code():
+    known, pending = {}, [DomainError]
+    while pending:
+        error = pending.pop()
+        known.setdefault(error.code, error)
+        pending.extend(error.__subclasses__())
+    return known
+
+
+def status_of(error=None):
+    """The HTTP status of a domain error (200 for none): what a page answering it says too."""
+    return 200 if error is None else STATUS_BY_CODE.get(error.code, 500)

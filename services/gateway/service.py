@@ -11,6 +11,7 @@ from marshmallow import ValidationError
 from nameko.dependency_providers import Config
 from werkzeug.wrappers import Response
 
+from services.gateway.desk import DeskPages
 from services.gateway.entrypoints import ID, read_json, route
 from services.gateway.errors import json_response
 from services.gateway.public import CatalogueRoutes
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 REVOCATIONS_CATCH_UP_SECONDS = 60
 
 
-class GatewayService(CatalogueRoutes):
+class GatewayService(CatalogueRoutes, DeskPages):
     name = "gateway"
     backing_services = ("patrons", "loans", "catalog", "statistics", "notices")
 
@@ -55,7 +56,9 @@ class GatewayService(CatalogueRoutes):
     @route("POST", "/api/v1/auth/patron-token", public=True)
     def patron_token(self, request):
         """Log a patron in: card number and PIN for a bearer token that opens /api/v1/me."""
-        account = self.patrons.authenticate_patron(read_json(request))
+        return self._patron_token(self.patrons.authenticate_patron(read_json(request)))
+
+    def _patron_token(self, account):
         return {"access_token": self.tokens.issue(account), "token_type": "Bearer",
                 "expires_in": self.tokens.lifetime_seconds}
 
@@ -89,6 +92,21 @@ class GatewayService(CatalogueRoutes):
     def me(self, request):
         """The logged-in patron's own record."""
         return self.patrons.get_patron(self.caller.patron_id)
+
+    @route("PATCH", "/api/v1/me", roles=(PATRON,))
+    def update_me(self, request):
+        """The logged-in patron changes their own e-mail address (``{"email": "…"}``, or null for none).
+        Nothing else: name, reading, birth date, address, phone and the rest are changed at the desk, and each
+        such field in the body is refused by name (400); the PIN has ``PUT /api/v1/me/pin``."""
+        return self.patrons.update_own_record(read_json(request))
+
+    @route("PUT", "/api/v1/me/pin", roles=(PATRON,))
+    def change_my_pin(self, request):
+        """The logged-in patron changes their PIN (``{"current_pin", "new_pin"}``): a wrong current PIN is 400
+        ``CURRENT_PIN_WRONG`` and counts as a failed log-in (429 when they are too many), a PIN too easy to
+        guess is 400 ``PIN_TOO_COMMON``. Every token of the patron ends, this one too: the answer carries a new
+        one, as a log-in does."""
+        return self._patron_token(self.patrons.change_own_pin(read_json(request)))
 
     @route("GET", "/api/v1/me/loans", roles=(PATRON,))
     def my_loans(self, request):
@@ -156,7 +174,9 @@ class GatewayService(CatalogueRoutes):
 
     @route("GET", "/api/v1/patrons")
     def find_patrons(self, request):
-        """Look a patron up by card number (?card_number=) or phone number (?phone=)."""
+        """Look a patron up by card number (?card_number=), phone number (?phone=), or, for one who forgot their
+        card, name reading and birth date together (?name_reading=シケンハナコ&birth_date=1990-04-01: hiragana
+        or katakana, full or half width, spaces and ・ between names or not)."""
         return self.patrons.find_patrons(request.args.to_dict())
 
     @route("GET", f"/api/v1/patrons/<{ID}:patron_id>")

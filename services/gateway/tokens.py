@@ -35,12 +35,19 @@ class TokenIssuer:
         return cls(config.get("TOKEN_SECRET"), int(config.get("TOKEN_LIFETIME_SECONDS", 3600)))
 
     def issue(self, account):
+        return self._token(f"{'patron' if account['role'] == PATRON else 'staff'}:{account['id']}",
+                           account["tenant"], account["role"], account.get("libraries", []))
+
+    def issue_like(self, claims):
+        """A new token for the holder of a valid one (``claims``, verified), with the same role and libraries."""
+        return self._token(claims["sub"], claims["tenant"], claims["role"], claims.get("libraries", []))
+
+    def _token(self, subject, tenant, role, libraries):
         issued = token_time()
         claims = {
             # iat to the microsecond, so that a token issued just after a revocation is not taken for one before
             "iss": ISSUER, "aud": AUDIENCE, "iat": issued.timestamp(), "exp": issued + self.lifetime,
-            "sub": f"{'patron' if account['role'] == PATRON else 'staff'}:{account['id']}",
-            "tenant": account["tenant"], "role": account["role"], "libraries": account.get("libraries", []),
+            "sub": subject, "tenant": tenant, "role": role, "libraries": libraries,
         }
         return jwt.encode(claims, self.secret, algorithm="HS256")
 

@@ -15,14 +15,18 @@ class CataloguePages:
 
     @page("/")
     def home(self, request):
-        return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": "", "fields": {}})
+        return self.front_page(request)
+
+    def front_page(self, request):
+        return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": "", "fields": {},
+                                  "signed_out": request.args.get("done") == "signed_out"})
 
     @page("/search")
     def search_page(self, request):
         query = request.args.get("q", "").strip()
         fields = {field: request.args[field].strip() for field in FIELDS if request.args.get(field, "").strip()}
         if not query and not fields:
-            return Page("home.html", {"libraries": self.catalog.list_libraries(), "q": "", "fields": {}})
+            return self.front_page(request)
         number = _page_number(request.args.get("page", "1"))
         asked = {"q": query, **fields} if query else fields
         filters = {name: request.args[name].strip() for name in FILTERS if request.args.get(name, "").strip()}
@@ -41,8 +45,12 @@ class CataloguePages:
 
     @page("/works/<int:work_id>")
     def work_page(self, request, work_id):
-        return Page("work.html", {"work": self.catalog.get_work(work_id),
-                                  "copies": self.catalog.copies_of_work(work_id)})
+        return Page("work.html", self.work_values(work_id))
+
+    def work_values(self, work_id):
+        """A work's page: the record, every copy, and the libraries a hold may be picked up at."""
+        return {"work": self.catalog.get_work(work_id), "copies": self.catalog.copies_of_work(work_id),
+                "libraries": self.catalog.list_libraries(), "refusal": None}
 
     @page("/static/<name>")
     def static(self, request, name):

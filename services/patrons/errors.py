@@ -50,3 +50,9 @@ class StaffAccountNotFound(DomainError):
 class LastAdmin(DomainError):
     code = "LAST_ADMIN"
     default_message = "the tenant's last admin account cannot be deleted"
+
+
+class CurrentPinWrong(DomainError):
+    code = "CURRENT_PIN_WRONG"
+    default_message = "いまの暗証番号が違います。暗証番号は変わっていません"
+    field_message = "not the PIN of this card"

@@ -17,7 +17,9 @@ class Base(DeclarativeBase):
 
 class Patron(Base):
     """A library card. The personal fields are sealed with the patron's own data key (vault.py): the
-    ``*_sealed`` columns hold ciphertext, and card and phone are found through keyed hashes."""
+    ``*_sealed`` columns hold ciphertext. Card, phone, and name reading with birth date are found through keyed
+    hashes: a desk finds a patron who forgot their card by the reading and birth date, and no index of names
+    in the clear exists for it."""
 
     __tablename__ = "patrons"
     # AUTOINCREMENT: SQLite would otherwise give a deleted patron's id to the next one, who would inherit the
@@ -29,6 +31,7 @@ class Patron(Base):
     key_ref: Mapped[str] = mapped_column(String(36))
     card_hash: Mapped[str] = mapped_column(String(64))
     phone_hash: Mapped[str] = mapped_column(String(64), index=True)
+    reading_hash: Mapped[str] = mapped_column(String(64), index=True)
     card_number_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     name_kana_sealed: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,8 +1,8 @@
 """The patrons database's queries within one tenant: its patrons (found by id or through the keyed hashes of
-their card and phone), retired cards, staff accounts, the libraries it has heard of, and the access record's
-entries as admins and patrons read them. The service asks here and decides. Stores of their own keep their
-queries: log-in failures and revocations in ``logins.py``, the access record's hash chain in
-``access_record.py``, data keys in ``vault.py``."""
+their card, their phone, and their name's reading with their birth date), retired cards, staff accounts, the
+libraries it has heard of, and the access record's entries as admins and patrons read them. The service asks
+here and decides. Stores of their own keep their queries: log-in failures and revocations in ``logins.py``, the
+access record's hash chain in ``access_record.py``, data keys in ``vault.py``."""
 from sqlalchemy import case, func, or_, select, update
 
 from services.patrons.access_record import AccessEntry
@@ -34,9 +34,11 @@ class PatronsRepository:
     def patron_by_card(self, card_hash):
         return self.session.scalar(select(Patron).where(Patron.tenant == self.tenant, Patron.card_hash == card_hash))
 
-    def patrons_by_phone(self, phone_hash):
-        return self.session.scalars(select(Patron).where(Patron.tenant == self.tenant,
-                                                         Patron.phone_hash == phone_hash)).all()
+    def patrons_by_hash(self, kind, lookup_hash):
+        """The patrons whose keyed hash of this ``kind`` ("phone", "reading": name reading and birth date) is
+        ``lookup_hash``: several may share a phone, or a reading and a birth date."""
+        column = {"phone": Patron.phone_hash, "reading": Patron.reading_hash}[kind]
+        return self.session.scalars(select(Patron).where(Patron.tenant == self.tenant, column == lookup_hash)).all()
 
     def patrons(self, patron_ids):
         return self.session.scalars(select(Patron).where(Patron.tenant == self.tenant,

@@ -1,7 +1,10 @@
-"""Library-card rules: card numbers with a check digit, card validity, who may borrow, who may see whom,
-how failed log-ins are throttled, which PINs are too easy to guess, and the rules on staff accounts."""
+"""Library-card rules: card numbers with a check digit, how a phone number and a name's reading are looked
+up, card validity, who may borrow, who may see whom, how failed log-ins are throttled, which PINs are too easy
+to guess, and the rules on staff accounts."""
 import math
+import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -43,6 +46,22 @@ def card_number_is_valid(card_number):
 def phone_digits(phone):
     """A phone number as looked up: its digits only (0584-53-1111 = 0584531111)."""
     return "".join(char for char in phone if char.isdigit())
+
+
+# Katakana ァ..ヶ and the iteration marks ヽ ヾ, as the hiragana 0x60 code points below them.
+_KATAKANA_AS_HIRAGANA = str.maketrans({chr(code): chr(code - 0x60)
+                                       for code in (*range(0x30a1, 0x30f7), 0x30fd, 0x30fe)})
+# What separates family and given name in a reading, after NFKC (which makes the ideographic space a space and
+# the half-width ･ a ・).
+_READING_SEPARATORS = re.compile(r"[\s\u30fb]+")
+
+
+def reading_key(name_kana):
+    """A name's reading as the desk's look-up compares it, so that the desk need not type it as it was
+    registered: NFKC (ｼｹﾝ = シケン), katakana as hiragana (シケン = しけん), and no spaces or middle dots
+    (シケン・ハナコ = シケン ハナコ = シケンハナコ). Small kana and ー stay: they are part of the sound."""
+    folded = unicodedata.normalize("NFKC", name_kana).translate(_KATAKANA_AS_HIRAGANA)
+    return _READING_SEPARATORS.sub("", folded)
 
 
 def years_after(day: date, years: int) -> date:
@@ -156,11 +175,12 @@ WELL_KNOWN_PINS = frozenset({"1212", "1122", "1313", "1010", "0101", "2580", "08
                              "6969", "5683", "1192", "4649"})
 
 
-def pin_refusal(pin):
-    """Why this PIN may not be chosen (a domain error to raise), or None when it may."""
+def pin_refusal(pin, field="pin"):
+    """Why this PIN may not be chosen (a domain error to raise, naming the input ``field`` it came in), or
+    None when it may."""
     steps = {int(after) - int(before) for before, after in zip(pin, pin[1:])}
     if pin in WELL_KNOWN_PINS or steps in ({0}, {1}, {-1}):
-        return errors.PinTooCommon(details={"pin": [errors.PinTooCommon.field_message]})
+        return errors.PinTooCommon(details={field: [errors.PinTooCommon.field_message]})
     return None
 
 

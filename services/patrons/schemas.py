@@ -12,6 +12,7 @@ SEXES = ("female", "male", "other", "unspecified")
 # Hiragana, katakana (full and half width), prolonged sound mark, middle dot and spaces.
 KANA = validate.Regexp(r"^[\u3041-\u309f\u30a0-\u30ff\uff65-\uff9f\u3000 ・ー]+$", error="kana only")
 PHONE = validate.Regexp(r"^\+?[0-9][0-9-]{5,18}[0-9]$", error="a phone number such as 0584-53-1111")
+PIN_DIGITS = validate.Regexp(r"^[0-9]{4,8}$", error="4 to 8 digits")
 
 
 class CardNumber(fields.String):
@@ -37,8 +38,7 @@ class PatronSchema(Schema):
     home_library = fields.String(required=True, validate=validate.Length(1, 32))
     category = fields.String(required=True, validate=validate.OneOf(CATEGORIES))
     # For the patron's own log-in; stored only as an Argon2 hash, never shown.
-    pin = fields.String(load_only=True, allow_none=True,
-                        validate=validate.Regexp(r"^[0-9]{4,8}$", error="4 to 8 digits"))
+    pin = fields.String(load_only=True, allow_none=True, validate=PIN_DIGITS)
     # Kept by the system itself.
     id = fields.Integer(dump_only=True)
     card_number = fields.String(dump_only=True)
@@ -64,18 +64,28 @@ class CardStatusSchema(Schema):
 
 
 class PatronLookupSchema(Schema):
+    """A desk's look-up: by card number, by phone number, or (for a patron who forgot their card) by the name's
+    reading together with the birth date."""
+
     class Meta:
         unknown = EXCLUDE  # other query parameters are ignored, as browsers and proxies add their own
 
     card_number = CardNumber()
     phone = fields.String(validate=PHONE)
+    name_reading = fields.String(validate=[validate.Length(1, 200), KANA])
+    birth_date = fields.Date()
     page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
     @validates_schema
     def one_key_is_given(self, data, **_):
-        if ("card_number" in data) == ("phone" in data):
-            raise ValidationError("look up by card_number or by phone (one of them)", field_name="card_number")
+        # A reading alone would list every namesake: it finds a patron only with the birth date.
+        for given, wanted in (("name_reading", "birth_date"), ("birth_date", "name_reading")):
+            if given in data and wanted not in data:
+                raise ValidationError("look up by name_reading and birth_date together", field_name=wanted)
+        if sum(key in data for key in ("card_number", "phone", "name_reading")) != 1:
+            raise ValidationError("look up by card_number, by phone, or by name_reading with birth_date "
+                                  "(one of them)", field_name="card_number")
 
 
 class StaffAccountSchema(Schema):
@@ -105,6 +115,33 @@ class CredentialsSchema(Schema):
 class PatronCredentialsSchema(Schema):
     card_number = CardNumber(required=True)
     pin = fields.String(required=True, validate=validate.Length(1, 32))
+
+
+class OwnRecordChangeSchema(Schema):
+    """What a patron changes of their own record (my page): their e-mail address, or none (notices then go
+    to the desk's phone list). Everything else is changed at the desk, where the patron shows who they are;
+    the PIN has a route of its own, which asks for the current one."""
+
+    class Meta:
+        unknown = EXCLUDE  # and named one by one below, with where they are changed
+
+    email = fields.Email(required=True, allow_none=True, validate=validate.Length(max=254))
+
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def nothing_but_the_email(self, _data, original, **_):
+        # Run even when a field is wrong, to name every refused field at once; a body that is no object at all
+        # is refused by marshmallow already.
+        others = sorted(set(original) - {"email"}) if isinstance(original, dict) else []
+        if others:
+            raise ValidationError({field: ["the PIN is changed at PUT /api/v1/me/pin, with the current one"
+                                           if field == "pin" else
+                                           "only the e-mail address is changed here; this is changed at the "
+                                           "library's desk"] for field in others})
+
+
+class PinChangeSchema(Schema):
+    current_pin = fields.String(required=True, validate=validate.Length(1, 32))
+    new_pin = fields.String(required=True, validate=PIN_DIGITS)
 
 
 class RevocationQuerySchema(Schema):

@@ -22,13 +22,14 @@ from services.patrons.models import (
 from services.patrons.repository import PatronsRepository
 from services.patrons.rules import (
     AdminRemains, Scope, WorksAtListedLibraries, age_band, borrowing_refusal, login_throttle, new_card_number,
-    phone_digits, pin_refusal, years_after,
+    phone_digits, pin_refusal, reading_key, years_after,
 )
 from services.patrons.vault import Vault
 from services.patrons.schemas import (
     PERSONAL_FIELDS, PUBLISHED_EVENTS, AccessEntrySchema, AccessQuerySchema, CardUsedEventSchema, PatronLookupSchema,
-    CardStatusSchema, CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, PatronCredentialsSchema,
-    PatronSchema, RevocationQuerySchema, RevokedCredentialSchema, StaffAccountChangeSchema, StaffAccountSchema,
+    CardStatusSchema, CredentialsSchema, LibraryAddedEventSchema, OwnAccessEntrySchema, OwnRecordChangeSchema,
+    PatronCredentialsSchema, PatronSchema, PinChangeSchema, RevocationQuerySchema, RevokedCredentialSchema,
+    StaffAccountChangeSchema, StaffAccountSchema,
 )
 from shiori.clock import Clock, token_time
 from shiori.db import Database, commit_unique
@@ -123,14 +124,18 @@ class PatronsService:
 
     @rpc
     def find_patrons(self, query):
-        """Look a patron up by card number or by phone number (through their keyed hashes)."""
+        """Look a patron up by card number, by phone number, or by name reading with birth date (through their
+        keyed hashes)."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         params = load(PatronLookupSchema(), query)
         if "card_number" in params:
             found = [self._patron_by_card(params["card_number"])]
+        elif "phone" in params:
+            found = self._registry().patrons_by_hash(
+                "phone", self.vault.lookup_hash(self.caller.tenant, "phone", phone_digits(params["phone"])))
         else:
-            found = self._registry().patrons_by_phone(
-                self.vault.lookup_hash(self.caller.tenant, "phone", phone_digits(params["phone"])))
+            found = self._registry().patrons_by_hash(
+                "reading", self._reading_hash(self.caller.tenant, params["name_reading"], params["birth_date"]))
         found = [patron for patron in found if self._visible(patron)]
         if found:  # a list read is recorded for every patron it shows
             self._record("read", [patron.id for patron in found], PERSONAL_FIELDS)
@@ -153,6 +158,35 @@ class PatronsService:
                 setattr(patron, field, changes.pop(field))
         self._seal(patron, changes)
         return self._changed_card(patron, changed_fields)
+
+    # --- a patron's own changes (my page) -----------------------------------------------------------
+
+    @rpc
+    def update_own_record(self, payload):
+        """The logged-in patron changes their own e-mail address; any other field is refused by name (the desk
+        changes those, and the PIN has ``change_own_pin``)."""
+        self.caller.require((PATRON,))
+        changes = load(OwnRecordChangeSchema(), payload)
+        patron = self._patron(self.caller.patron_id)
+        self._seal(patron, changes)
+        return self._changed_card(patron, sorted(changes))
+
+    @rpc
+    def change_own_pin(self, payload):
+        """The logged-in patron changes their PIN, giving the current one. Each try counts against the card and
+        the address as a log-in does, so a token left open on a library's terminal cannot be used to guess the
+        PIN. The patron's tokens end, this one too: answers whom to issue a new one to."""
+        self.caller.require((PATRON,))
+        change = load(PinChangeSchema(), payload)
+        patron = self._patron(self.caller.patron_id)
+        card_key = self._card_key(patron.card_hash)
+        self._admit_attempt(card_key)
+        if not self._verify(patron.pin_hash, change["current_pin"]):
+            raise errors.CurrentPinWrong(details={"current_pin": [errors.CurrentPinWrong.field_message]})
+        self._attempt_succeeded(card_key)
+        patron.pin_hash = self._pin_hash(change["new_pin"], field="new_pin")
+        self._changed_card(patron, ["pin"])
+        return self._patron_account(patron)
 
     @rpc(callers=("loans",))
     def erase_cleared_patron(self, patron_id):
@@ -390,12 +424,22 @@ class PatronsService:
         credentials = load(PatronCredentialsSchema(), payload)
         # Keyed, like the card look-up: a plain hash of a 12-digit number could be reversed by trying them all.
         card_hash = self._card_hash(credentials["card_number"])
-        card_key = f"card:{card_hash[:40]}"
+        card_key = self._card_key(card_hash)
         self._admit_attempt(card_key)
         patron = self._registry().patron_by_card(card_hash)
         if not self._verify(patron.pin_hash if patron else None, credentials["pin"]):
             raise errors.InvalidCredentials("unknown card number or wrong PIN")
         self._attempt_succeeded(card_key)
+        return self._patron_account(patron)
+
+    @staticmethod
+    def _card_key(card_hash):
+        """The key under which a card's PIN tries are counted, at log-in and at a PIN change alike."""
+        return f"card:{card_hash[:40]}"
+
+    @staticmethod
+    def _patron_account(patron):
+        """Whom a patron's token is issued to."""
         return {"id": patron.id, "tenant": patron.tenant, "role": PATRON}
 
     # --- revoked credentials -----------------------------------------------------------------------
@@ -519,6 +563,14 @@ class PatronsService:
             patron.card_hash = self.vault.lookup_hash(patron.tenant, "card", values["card_number"])
         if "phone" in values:
             patron.phone_hash = self.vault.lookup_hash(patron.tenant, "phone", phone_digits(values["phone"]))
+        if "name_kana" in values or "birth_date" in values:  # the other of the two as it is now sealed
+            opened = {field: self.vault.open(patron.key_ref, field, getattr(patron, f"{field}_sealed"))
+                      for field in ("name_kana", "birth_date")}
+            patron.reading_hash = self._reading_hash(patron.tenant, opened["name_kana"],
+                                                     date.fromisoformat(opened["birth_date"]))
+
+    def _reading_hash(self, tenant, name_kana, birth_date):
+        return self.vault.lookup_hash(tenant, "reading", f"{reading_key(name_kana)}\x1f{birth_date.isoformat()}")
 
     def _dump(self, patron):
         """The patron as the API shows them, personal fields opened with their data key."""
@@ -564,11 +616,12 @@ class PatronsService:
         address_key = self._address_key()
         logins.attempt_succeeded(self.db, account_key, {address_key: self._throttle(address_key)}, self.clock.now)
 
-    def _pin_hash(self, pin):
-        """What is stored of a PIN being chosen (None: no PIN); one too easy to guess is refused."""
+    def _pin_hash(self, pin, field="pin"):
+        """What is stored of a PIN being chosen (None: no PIN); one too easy to guess is refused, naming the
+        input ``field`` it came in."""
         if pin is None:
             return None
-        refusal = pin_refusal(pin)
+        refusal = pin_refusal(pin, field)
         if refusal:
             raise refusal
         return slow_hash(pin)

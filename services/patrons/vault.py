@@ -5,7 +5,8 @@ comes from configuration, in a key store of its own (``KEYS_DATABASE_URL``), an 
 (shiori/keystore.py) kept apart from the patrons database. A copy of the patrons database alone reveals no
 resident's name; deleting a patron erases their data key from every file of the key store, so no copy of
 their record, taken before or after, can be read again (crypto-shredding).
-Card numbers and phone numbers are found through keyed hashes (HMAC-SHA256), never through plaintext.
+Card numbers, phone numbers, and a name's reading with the birth date are found through keyed hashes
+(HMAC-SHA256), never through plaintext.
 
 Master keys form a ring, newest first (``MASTER_KEYS = "id:base64url-key,id:base64url-key"``): data keys are
 wrapped with the newest, and ``rewrap`` moves the older ones to it while the service keeps serving.

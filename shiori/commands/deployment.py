@@ -38,6 +38,9 @@ def random_key():
 # A secret kept per data folder: its variable, its file, how to make one, and the one process it is for.
 LOCAL_SECRETS = {
     "SHIORI_TOKEN_SECRET": ("token-secret", lambda: secrets.token_urlsafe(48), "gateway"),
+    # Each gateway signs its own web sessions (the desk's, the residents' "my page").
+    "SHIORI_GATEWAY_SESSION_KEY": ("gateway-session-key", lambda: secrets.token_urlsafe(48), "gateway"),
+    "SHIORI_OPAC_SESSION_KEY": ("opac-session-key", lambda: secrets.token_urlsafe(48), "opac"),
     "SHIORI_PATRONS_MASTER_KEYS": ("master-keys", lambda: f"k1:{random_key()}", "patrons"),
     "SHIORI_PATRONS_LOOKUP_KEY": ("lookup-key", random_key, "patrons"),
     "SHIORI_ACCESS_RECORD_KEY": ("access-record-key", random_key, "patrons"),

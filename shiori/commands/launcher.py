@@ -57,6 +57,9 @@ class System:
         opac_host = self.env.get("SHIORI_OPAC_HOST", "127.0.0.1")
         opac_scheme = "https" if self.env.get("SHIORI_OPAC_TLS_CERT", self.env.get("SHIORI_TLS_CERT")) else "http"
         self.opac_url = f"{opac_scheme}://{opac_host}:{self.env.get('SHIORI_OPAC_PORT', '8001')}"
+        # The OPAC calls this gateway for signed-in residents, from this machine.
+        self.env.setdefault("SHIORI_OPAC_API_URL", self.url)
+        self.env.setdefault("SHIORI_TRUSTED_PROXIES", "127.0.0.1")
         self.processes = {}
         self.stopping = False
 

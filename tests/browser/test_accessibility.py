@@ -1,11 +1,14 @@
-"""Every page of the residents' catalogue passes axe-core (Deque's accessibility engine, run in the browser on the
-page as rendered, in both languages and at a phone's width): no serious or critical violation. The engine is
-vendored (tests/browser/vendor/axe.min.js, axe-core 4.14.1, MPL-2.0) so that the check is the same everywhere."""
+"""Every page of the residents' catalogue, a resident's own pages and the desk pass axe-core (Deque's accessibility
+engine, run in the browser on the page as rendered, in both languages and at a phone's width): no serious or
+critical violation. The engine is vendored (tests/browser/vendor/axe.min.js, axe-core 4.14.1, MPL-2.0) so that the check is the same everywhere."""
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
-from support import add_copy, check_out, register_patron, unique
+from conftest import ADMIN
+from support import add_copy, check_out, register_patron, unique, wait_until
 
 AXE = (Path(__file__).resolve().parent / "vendor" / "axe.min.js").read_text(encoding="utf-8")
 GRAVE = ("serious", "critical")
@@ -49,3 +52,46 @@ def test_the_check_finds_what_it_looks_for(browser):
     browser.get("data:text/html;charset=utf-8,<!doctype html><html lang='ja'><title>t</title>"
                 "<main><input type='search'><img src='x.png'></main></html>")
     assert {rule for rule, _impact, _where in violations(browser)} >= {"label", "image-alt"}
+
+
+def log_in_at_the_opac(opened, system, card_number, pin):
+    opened.get(f"{system.opac_url}/login")
+    opened.find_element(By.ID, "card_number").send_keys(card_number)
+    opened.find_element(By.ID, "pin").send_keys(pin, Keys.ENTER)
+    wait_until(lambda: opened.current_url.endswith("/my"), message="my page")
+
+
+def test_a_residents_own_pages_have_no_serious_or_critical_violation(system, staff, browser, phone):
+    patron = register_patron(staff, pin="4827")
+    work, item = add_copy(staff, title=unique("利用状況の本 "))
+    check_out(staff, patron["card_number"], item["barcode"])
+    for opened in (browser, phone):
+        opened.get(f"{system.opac_url}/login")
+        assert violations(opened) == [], ("/login", opened.get_window_size())
+        log_in_at_the_opac(opened, system, patron["card_number"], "4827")
+        for path in ("/my", "/my/settings", "/my/access-log", f"/works/{work['id']}", "/my?lang=en"):
+            opened.get(system.opac_url + path)
+            assert violations(opened) == [], (path, opened.get_window_size())
+
+
+def test_the_desk_has_no_serious_or_critical_violation(system, staff, browser):
+    patron = register_patron(staff)
+    _work, item = add_copy(staff)
+    browser.get(f"{system.url}/desk/login")
+    assert violations(browser) == [], "/desk/login"
+    browser.find_element(By.ID, "username").send_keys(ADMIN["username"])
+    browser.find_element(By.ID, "password").send_keys(ADMIN["password"], Keys.ENTER)
+    wait_until(lambda: browser.find_elements(By.ID, "card_number"), message="the desk")
+    assert violations(browser) == [], "/desk"
+    browser.find_element(By.ID, "card_number").send_keys(patron["card_number"], Keys.ENTER)
+    wait_until(lambda: browser.find_elements(By.ID, "item_barcode"), message="the patron")
+    browser.find_element(By.ID, "item_barcode").send_keys(item["barcode"], Keys.ENTER)
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".feedback .done"), message="the loan")
+    assert violations(browser) == [], "the patron with a loan"
+    browser.find_element(By.ID, "item_barcode").send_keys("NO-SUCH-COPY", Keys.ENTER)
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".feedback .refusal"), message="the refusal")
+    assert violations(browser) == [], "a refusal"
+    browser.get(f"{system.url}/desk/checkin")
+    browser.find_element(By.ID, "item_barcode").send_keys(item["barcode"], Keys.ENTER)
+    wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, ".instruction"), message="the check-in")
+    assert violations(browser) == [], "/desk/checkin"

@@ -154,8 +154,8 @@ def test_the_services_refuse_what_the_matrix_forbids_even_when_the_gateway_lets_
         system, callers, route, monkeypatch):
     let_through = GatewayServer.identify
 
-    def identify_without_role_checks(server, request, _public, _roles, pattern):
-        return let_through(server, request, True, STAFF_ROLES + (PATRON, PUBLIC), pattern)
+    def identify_without_role_checks(server, request, token, _public, _roles, pattern):
+        return let_through(server, request, token, True, STAFF_ROLES + (PATRON, PUBLIC), pattern)
 
     monkeypatch.setattr(GatewayServer, "identify", identify_without_role_checks)
     walk(system, callers, route, lambda _caller, cell: {403, 404} if cell == "no, own record" else {403})

@@ -50,8 +50,9 @@ def test_each_container_gets_only_its_own_secrets(container):
     assert uri.startswith(f"amqp://shiori.{PRINCIPAL_OF[container]}:"), "its own broker user"
 
 
-def test_the_opac_gets_nothing_but_its_broker_credentials():
-    assert set(COMPOSE["services"]["opac"]["environment"]) == {"AMQP_URI", "SHIORI_OPAC_HOST", "SHIORI_OPAC_PORT"}
+def test_the_opac_gets_nothing_but_its_broker_credentials_and_session_key():
+    assert set(COMPOSE["services"]["opac"]["environment"]) == {
+        "AMQP_URI", "SHIORI_OPAC_SESSION_KEY", "SHIORI_OPAC_API_URL", "SHIORI_OPAC_HOST", "SHIORI_OPAC_PORT"}
 
 
 def test_every_service_has_a_database_user_of_its_own():

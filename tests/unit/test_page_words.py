@@ -25,5 +25,5 @@ def test_every_word_a_page_says_is_in_japanese_and_the_catalogue_keeps_no_other(
     assert sorted(said - translated) == [] and sorted(translated - said) == []
 
 
-def test_the_public_catalogue_has_pages():
-    assert [site.name for site in SITES] == ["opac"]
+def test_the_desk_and_the_public_catalogue_have_pages():
+    assert [site.name for site in SITES] == ["gateway", "opac"]

@@ -16,7 +16,7 @@ COLLECTED = {"name", "name_kana", "birth_date", "sex", "address", "alt_address",
              "category"}
 KEPT = {"card_number", "registered_on", "last_used_on", "total_uses", "expires_on", "status"}
 # Columns of the patrons table that are no attribute of the resident: the row's own bookkeeping.
-BOOKKEEPING = {"id", "tenant", "key_ref", "card_hash", "phone_hash", "pin_hash"}
+BOOKKEEPING = {"id", "tenant", "key_ref", "card_hash", "phone_hash", "reading_hash", "pin_hash"}
 SERVICES_WITH_TABLES = ("patrons", "loans", "catalog", "statistics", "notices")
 # Columns named like a personal field that are not the patron's: the network address a staff member or the
 # patron called from, which the access record keeps (and drops after SHIORI_ADDRESS_RETENTION_DAYS).
