@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 from nameko.extensions import DependencyProvider
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event, insert, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
@@ -91,6 +93,14 @@ def insert_rows(session, table, rows):
         f"INSERT INTO {name} ({columns}) SELECT {columns} FROM json_populate_recordset(NULL::{name}, :rows)"
         f" WITH ORDINALITY ORDER BY ordinality RETURNING id"), {"rows": orjson.dumps(rows).decode()})
     return sorted(inserted.scalars())
+
+
+def insert_or_merge(session, table):
+    """An INSERT into ``table`` in the session's dialect, which can say what a conflicting row does instead
+    (``on_conflict_do_nothing`` or ``on_conflict_do_update``: PostgreSQL and SQLite spell it alike)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert(table)
+    return sqlite_insert(table)
 
 
 def commit_unique(session, conflict):

@@ -187,5 +187,26 @@ class Item(Base):
     library: Mapped[Library] = relationship(lazy="joined")
 
 
+class LoanCount(Base):
+    """How often a work has been lent (popularity, for ranking): a number per work, never who borrowed it.
+    A table of its own, so that a catalogue created before it gets it when the service starts."""
+
+    __tablename__ = "loan_counts"
+
+    work_id: Mapped[int] = mapped_column(ForeignKey("works.id", ondelete="CASCADE"), primary_key=True)
+    loans: Mapped[int] = mapped_column(Integer)
+
+
+class CopyLent(Base):
+    """The time of the newest ``loan_created`` counted for each copy: a copy is lent once at a time, so the same
+    loan told again carries a time not newer than this one and is not counted twice (services/catalog/
+    repository.py ``count_loan``)."""
+
+    __tablename__ = "copies_lent"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    lent_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class ProcessedEvent(ProcessedEventMixin, Base):
     pass

@@ -1,9 +1,10 @@
 """The catalogue's queries, within one tenant: the service asks here and decides; search lives in
 ``search.py``, saving records in ``search.Cataloguer``."""
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from services.catalog import errors
-from services.catalog.models import Item, Library, Tenant, Work
+from services.catalog.models import CopyLent, Item, Library, LoanCount, Tenant, Work
+from shiori.db import insert_or_merge
 
 
 class CatalogRepository:
@@ -64,3 +65,28 @@ class CatalogRepository:
         return self.session.scalars(select(Item).where(
             Item.tenant == self.tenant, Item.library_id == library.id, Item.work_id.in_(list(work_ids)),
             Item.on_loan.is_(False), Item.shelf_status == "available").order_by(Item.work_id, Item.id)).all()
+
+    def count_loan(self, barcode, lent_at):
+        """Count the loan of the copy ``barcode`` lent at ``lent_at`` once towards its work's popularity.
+        A copy is lent once at a time, so a loan of it told again (a redelivery, the same fact published
+        anew) is not newer than the newest loan of it counted, and is not counted. Answers whether it counted.
+
+        Compared with the newest loan counted, not with whether the copy is out now: a loan and the return
+        before it travel on queues of their own, so the next loan may come before that return, and each is
+        a loan all the same. The price: an older loan of the copy arriving after a newer one (its delivery
+        failed and came again later) is not counted. Both statements decide in the database, row by row, so
+        two deliveries at once cannot both count."""
+        item = self.item_or_none(barcode)
+        if item is None:
+            return False
+        first = self.session.execute(
+            insert_or_merge(self.session, CopyLent.__table__).values(item_id=item.id, lent_at=lent_at)
+            .on_conflict_do_nothing(index_elements=["item_id"]).returning(CopyLent.item_id)).first()
+        newer = first is not None or self.session.execute(
+            update(CopyLent).where(CopyLent.item_id == item.id, CopyLent.lent_at < lent_at)
+            .values(lent_at=lent_at)).rowcount == 1
+        if newer:
+            self.session.execute(
+                insert_or_merge(self.session, LoanCount.__table__).values(work_id=item.work_id, loans=1)
+                .on_conflict_do_update(index_elements=["work_id"], set_={"loans": LoanCount.loans + 1}))
+        return newer

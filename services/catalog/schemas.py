@@ -8,6 +8,9 @@ from shiori.vocabulary import CODE, ITEM_TYPES
 BARCODE = validate.Regexp(r"^[A-Za-z0-9-]{1,32}$", error="letters, digits and '-', at most 32")
 LIBRARY_KINDS = ("main", "branch", "school")
 CONTRIBUTOR_ROLES = ("author", "translator", "editor", "illustrator", "contributor")
+# relevance: how the words match, and within a match class the more often borrowed first; newest: by year of
+# publication; popular: the most often borrowed first (services/catalog/search.py).
+SORTS = ("relevance", "newest", "popular")
 
 
 class TenantSchema(Schema):
@@ -88,8 +91,13 @@ class SearchQuerySchema(Schema):
     publisher = fields.String(validate=validate.Length(max=200))
     isbn = fields.String(validate=validate.Length(max=32))
     ndc = fields.String(validate=validate.Regexp(r"^\d{1,3}(\.\d{0,6})?$", error="an NDC class such as 913"))
+    # Filters: they narrow what the words find, and are the links of the answer's facets.
     library = fields.String(validate=CODE)
     available = fields.Boolean(load_default=False)
+    ndc_class = fields.String(validate=validate.Regexp(r"^\d$", error="an NDC main class, one digit 0-9"))
+    year_from = fields.Integer(validate=validate.Range(1, 2200))
+    year_to = fields.Integer(validate=validate.Range(1, 2200))
+    sort = fields.String(load_default="relevance", validate=validate.OneOf(SORTS))
     page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 
@@ -99,6 +107,11 @@ class SearchQuerySchema(Schema):
         if not any(words(text) for text in texts):
             raise ValidationError("give a query (q) or a field to search (title, author, publisher, isbn, ndc)",
                                   field_name="q")
+
+    @validates_schema
+    def years_in_order(self, data, **_):
+        if data.get("year_from", 0) > data.get("year_to", 2200):
+            raise ValidationError("year_from is after year_to", field_name="year_to")
 
 
 class LoanStatusEventSchema(Schema):

@@ -10,19 +10,20 @@ decides speed, never the answer.
 Writing: ``Cataloguer`` saves work records with their people and publisher and keeps the index in step, in
 bulk, in the caller's transaction. Reading: ``search`` finds, ranks and pages the matches.
 """
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
 from math import prod
 
 from sqlalchemy import (
-    BigInteger, and_, bindparam, case, delete, exists, func, literal, or_, select, text, type_coerce, union, update,
+    BigInteger, String, and_, bindparam, case, cast, delete, distinct, exists, func, literal, null, or_, select, text,
+    true, type_coerce, union, union_all, update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.postgresql import ARRAY
 
-from shiori.db import insert_rows
-from services.catalog.models import Contributor, Item, Library, Person, Publisher, Work, WorkGram
+from shiori.db import insert_or_merge, insert_rows
+from services.catalog.models import Contributor, Item, Library, LoanCount, Person, Publisher, Work, WorkGram
 from services.catalog.rules import escape_like, normalize_isbn
 from services.catalog.text import fold, grams, query_grams, reading, words
 
@@ -37,6 +38,7 @@ PROBE_LIMIT = 5_000  # postings counted to find a word's rarest gram (SQLite)
 # Beyond this many postings of a word's rarest grams, collecting them costs more than checking works one by
 # one as a scan meets them (SQLite; measured at 200,000 and 1,000,000 works).
 COMMON_POSTINGS = 50_000
+NDC_CLASSES = tuple("0123456789")  # the main classes (類); a record's NDC may start otherwise only if mistyped
 WORK_FIELDS = ("title", "subtitle", "responsibility", "title_reading", "published_year", "ndc", "ddc", "subjects",
                "source_id")
 
@@ -185,8 +187,7 @@ class Cataloguer:
             read(missing)
         new = sorted(missing - known.keys())
         if new:
-            dialect = self.session.get_bind().dialect.name
-            insert_new = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model.__table__)
+            insert_new = insert_or_merge(self.session, model.__table__)
             # Many rows to one statement compiled once (SQLAlchemy's "insertmanyvalues"), not a VALUES list
             # compiled anew for every batch.
             created = self.session.execute(
@@ -214,6 +215,14 @@ class ArrayIndex:
 
     def starting_with(self, column, word):
         return column.like(f"{escape_like(word)}%", escape="\\")  # the text_pattern_ops index (models.py)
+
+    def copies_of(self, works, columns, *conditions):
+        """``columns`` of each copy of the ``works`` (a selectable with their ``id``s) that meets ``conditions``,
+        looked up work by work through the copies' index on their work: given a few hundred works, the planner
+        would rather read every copy of the tenant into a hash (measured: 35 ms at 20,000 copies, growing).
+        OFFSET 0 keeps the subquery a subquery, where PostgreSQL would fold it into such a join."""
+        copies = select(*columns).where(Item.work_id == works.c.id, *conditions).offset(0).lateral("copies")
+        return select(*copies.c).select_from(works).join(copies, true())
 
     def holding(self, session, words):
         """Works holding, for every word, all the grams of one of its fields' gram sets (``words``: a list of
@@ -251,6 +260,10 @@ class PostingIndex:
         # SQLite's LIKE ignores case, so it cannot use the column's (binary) index; a range of bytes can.
         # U+10FFFF sorts after every character that may follow the word, and never occurs in a title.
         return and_(column >= word, column < word + "\U0010ffff")
+
+    def copies_of(self, works, columns, *conditions):
+        """``columns`` of each copy of the ``works`` (a selectable with their ``id``s) that meets ``conditions``."""
+        return select(*columns).select_from(works).join(Item, Item.work_id == works.c.id).where(*conditions)
 
     def holding(self, session, words):
         """Works holding, for every word, all the grams of one of its fields' gram sets."""
@@ -326,8 +339,19 @@ def _exact(word):
     return or_(Work.title_folded == word, Work.reading_folded == word)
 
 
+@dataclass
+class Found:
+    """A search's answer: ``total`` matches ranked, the asked page's ``works``, ``more`` when the query matched
+    more than RESULT_CAP and the rest was left unread, and the ``facets`` of the ``total`` matches."""
+
+    total: int
+    works: list
+    more: bool
+    facets: dict
+
+
 def search(session, tenant, params):
-    """(total, works of the asked page, more) for validated search parameters (schemas.SearchQuerySchema).
+    """A ``Found`` for validated search parameters (schemas.SearchQuerySchema).
 
     Up to RESULT_CAP matches are ranked together and ``total`` counts them exactly. A broader query (猫 over
     a large catalogue) answers ``more``: the works whose title (or its reading) is one of the words or starts
@@ -336,7 +360,7 @@ def search(session, tenant, params):
     instead of ranking fifty thousand works. So the best-ranked matches lead whatever the cap; the cap
     decides which of the titles merely holding a word are ranked, and each match read costs a page read
     (one kanji at a million works, through the gateway: p95 38 ms, where ranking the first 5,000 found took
-    74 ms)."""
+    74 ms). Every sort order and the facets are of those ranked matches too."""
     index = gram_index(session)
     index.prepare(session)
     conditions, ranked = [Work.tenant == tenant], []
@@ -353,28 +377,30 @@ def search(session, tenant, params):
         conditions.append(Work.isbn == (normalize_isbn(params["isbn"]) or ""))
     if "ndc" in params:
         conditions.append(Work.ndc.like(f"{escape_like(params['ndc'])}%", escape="\\"))
+    if "ndc_class" in params:  # one digit
+        conditions.append(Work.ndc.like(f"{params['ndc_class']}%"))
+    if "year_from" in params:
+        conditions.append(Work.published_year >= params["year_from"])
+    if "year_to" in params:
+        conditions.append(Work.published_year <= params["year_to"])
     if "library" in params or params.get("available"):
-        copies = select(Item.work_id).join(Library).where(Item.tenant == tenant)
-        if "library" in params:
-            copies = copies.where(Library.code == params["library"])
-        if params.get("available"):
-            copies = copies.where(Item.on_loan.is_(False), Item.shelf_status == "available")
-        conditions.append(Work.id.in_(copies))
+        conditions.append(Work.id.in_(select(Item.work_id).join(Library).where(*_copies_asked(tenant, params))))
 
     # One statement: the first matches found (numbered, to tell whether there were more) and the titles
-    # that are or start with a word make the pool, which is counted, ordered and cut to the page where it
-    # lies. A match is ranked where it is read, so that the pool is a narrow list (id, rank, title length).
+    # that are or start with a word make the pool, which is ordered and cut to the page where it lies, and
+    # counted whole and by facet. A match is ranked where it is read, so that the pool is a narrow list (id,
+    # rank, title length, year, NDC class); the database keeps it for the counts (MATERIALIZED).
     together = "".join(ranked)
     names = _names_among(session, tenant, sorted({*ranked, together}) if ranked else [])
     ranks = [rank(tenant, word, word in names) for word in ranked]
     ranking = sum(ranks[1:], ranks[0]) if ranked else literal(0)
     if len(ranked) > 1 and together in names:  # 「夏目 漱石」: the words name a person, whose works go first
         ranking = ranking + case((_names_exactly(tenant, together), 0), else_=(WORST_RANK + 1) * len(ranked))
-    ranking = ranking.label("rank")
-    ranked_columns = (Work.id, ranking, func.length(Work.title).label("title_length"))
+    ranked_columns = (Work.id, ranking.label("rank"), func.length(Work.title).label("title_length"),
+                      Work.published_year.label("year"), func.substr(Work.ndc, 1, 1).label("ndc_class"))
     found = select(*ranked_columns, func.row_number().over().label("n")).where(*conditions) \
         .limit(RESULT_CAP + 1).cte("found")
-    parts = [select(found.c.id, found.c.rank, found.c.title_length).where(found.c.n <= RESULT_CAP)]
+    parts = [select(*(found.c[column.key] for column in ranked_columns)).where(found.c.n <= RESULT_CAP)]
     if ranked:  # as subqueries: SQLite takes no LIMIT on a member of a UNION
         leading = [(or_(*map(_exact, ranked)), EXACT_CAP),
                    (or_(*(index.starting_with(column, word) for word in ranked
@@ -383,16 +409,95 @@ def search(session, tenant, params):
             leading.append((or_(*(_names_exactly(tenant, name) for name in sorted(names))), EXACT_CAP))
         parts += [select(select(*ranked_columns).where(*conditions, lead).limit(cap).subquery())
                   for lead, cap in leading]
-    pool = union(*parts).subquery("pool")
-    summary = (func.count().over().label("total"), select(func.count()).select_from(found).scalar_subquery())
+    pool = union(*parts).cte("pool").prefix_with("MATERIALIZED")
     page, per_page = params["page"], params["per_page"]
-    rows = session.execute(
-        select(pool.c.id, *summary).order_by(pool.c.rank, pool.c.title_length, pool.c.id)
-        .limit(per_page).offset((page - 1) * per_page)
-    ).all()
-    if rows:
-        total, seen = rows[0][1], rows[0][2]
-    else:  # no match, or a page past the end
-        total, seen = session.execute(select(func.count(), summary[1]).select_from(pool)).one()
-    by_id = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_([row[0] for row in rows])))}
-    return total, [by_id[row[0]] for row in rows], seen > RESULT_CAP
+    order = _order(pool, params.get("sort", "relevance"))
+    on_page = select(pool.c.id, func.row_number().over(order_by=order).label("position")) \
+        .outerjoin(LoanCount, LoanCount.work_id == pool.c.id).order_by(*order) \
+        .limit(per_page).offset((page - 1) * per_page).subquery()
+    rows = session.execute(union_all(
+        select(*_answer("work", on_page.c.id, position=on_page.c.position)),
+        select(*_answer("seen", func.count())).select_from(found),
+        *_facet_counts(index, tenant, params, pool))).all()
+    return _found(session, rows)
+
+
+def _found(session, rows):
+    """The ``Found`` that the rows of the search's one statement tell (``_answer``): the page's works in their
+    order, the counts of the pool by facet and whether there were more matches than were ranked."""
+    by_kind = {}
+    for kind, code, name, number, position in rows:
+        by_kind.setdefault(kind, []).append((code, name, number, position))
+    ids = [number for _code, _name, number, _position in sorted(by_kind.get("work", []), key=lambda row: row[3])]
+    by_id = {work.id: work for work in session.scalars(select(Work).where(Work.id.in_(ids)))}
+    classes, decades = Counter(), Counter()
+    for ndc_class, decade, number, _position in by_kind.get("class_and_decade", []):
+        classes[ndc_class] += number
+        decades[decade] += number
+    facets = {
+        "libraries": [{"library": code, "name": name, "works": number}
+                      for code, name, number, _ in sorted(by_kind.get("library", []))],
+        "ndc_classes": [{"ndc_class": ndc_class, "works": classes[ndc_class]} for ndc_class in NDC_CLASSES
+                        if classes[ndc_class]],
+        "decades": sorted(({"decade": int(decade), "works": number} for decade, number in decades.items() if decade),
+                          key=lambda entry: entry["decade"]),
+        "available": by_kind["available"][0][2],
+    }
+    return Found(sum(classes.values()), [by_id[work_id] for work_id in ids], by_kind["seen"][0][2] > RESULT_CAP,
+                 facets)
+
+
+def _order(pool, sort):
+    """The order of schemas.SORTS over the pool (joined with the works' loan counts); ids last, so that a page's
+    order is the same on every page."""
+    loans = func.coalesce(LoanCount.loans, 0).desc()
+    relevance = (pool.c.rank, loans, pool.c.title_length, pool.c.id)
+    if sort == "newest":
+        return (pool.c.year.desc().nulls_last(), *relevance)
+    if sort == "popular":
+        return (loans, pool.c.rank, pool.c.title_length, pool.c.id)
+    return relevance
+
+
+def _answer(kind, number, code=None, name=None, position=None):
+    """The columns of a row of the search's one statement: its ``kind`` (a work of the page and its position,
+    a count, a facet's count for a ``code`` and its ``name``) and what that kind says."""
+    return (literal(kind).label("kind"), type_coerce(null() if code is None else code, String).label("code"),
+            type_coerce(null() if name is None else name, String).label("name"), number.label("number"),
+            (literal(0) if position is None else position).label("position"))
+
+
+def _facet_counts(index, tenant, params, pool):
+    """Statements counting the pool by library (works held there, with a copy on the shelf when only those are
+    asked), NDC main class and decade, and how many works can be taken from the shelf now (at the library asked,
+    if one is): each count is what following its link would find."""
+    on_shelf = and_(Item.on_loan.is_(False), Item.shelf_status == "available").label("on_shelf")
+    holdings = index.copies_of(pool, (Item.work_id, Item.library_id, on_shelf), Item.tenant == tenant) \
+        .cte("holdings").prefix_with("MATERIALIZED")
+    works_held = func.count(distinct(holdings.c.work_id))
+    by_library = select(*_answer("library", works_held, Library.code, Library.name)).select_from(holdings) \
+        .join(Library, Library.id == holdings.c.library_id).group_by(Library.code, Library.name)
+    available = select(*_answer("available", works_held)).select_from(holdings).where(holdings.c.on_shelf)
+    if params.get("available"):
+        by_library = by_library.where(holdings.c.on_shelf)
+    if "library" in params:
+        available = available.join(Library, Library.id == holdings.c.library_id) \
+            .where(Library.code == params["library"])
+    decade = pool.c.year // 10 * 10
+    return [
+        by_library,
+        # The whole pool by both at once (its total is their sum): one grouping, not three counts.
+        select(*_answer("class_and_decade", func.count(), pool.c.ndc_class, cast(decade, String)))
+        .group_by(pool.c.ndc_class, decade),
+        available,
+    ]
+
+
+def _copies_asked(tenant, params):
+    """Conditions on a copy (joined with its library) that the library and available-now filters ask."""
+    conditions = [Item.tenant == tenant]
+    if "library" in params:
+        conditions.append(Library.code == params["library"])
+    if params.get("available"):
+        conditions += [Item.on_loan.is_(False), Item.shelf_status == "available"]
+    return conditions

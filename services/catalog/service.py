@@ -146,9 +146,10 @@ class CatalogService:
     @rpc(public=True)
     def search(self, query):
         params = load(SEARCH_QUERY_SCHEMA, query)
-        total, works, more = search(self.db, self.caller.tenant, params)
-        return {"items": [self._dump_work(work) for work in works], "total": total, "more": more,
-                "page": params["page"], "per_page": params["per_page"]}
+        found = search(self.db, self.caller.tenant, params)
+        return {"items": [self._dump_work(work) for work in found.works], "total": found.total, "more": found.more,
+                "page": params["page"], "per_page": params["per_page"], "sort": params["sort"],
+                "facets": found.facets}
 
     # --- items -----------------------------------------------------------------------------------------
 
@@ -231,7 +232,8 @@ class CatalogService:
 
     @subscribe("loans", "loan_created")
     def on_loan_created(self, body):
-        self._apply_loan_event(body, on_loan=True)
+        """The copy is out; and its work was lent once more (popularity: a count per work, never who)."""
+        self._apply_loan_event(body, on_loan=True, counts_a_loan=True)
 
     @subscribe("loans", "loan_returned")
     def on_loan_returned(self, body):
@@ -262,11 +264,13 @@ class CatalogService:
             return item
         return None
 
-    def _apply_loan_event(self, body, on_loan):
+    def _apply_loan_event(self, body, on_loan, counts_a_loan=False):
         """A copy is out until its due date (lent, renewed, moved by a closure) or back on the shelf."""
         event = read_event(body, LOAN_EVENT_VERSION, LOAN_STATUS_EVENT_SCHEMA)
         if event is None or not first_delivery(self.db, ProcessedEvent, event):
             return
+        if counts_a_loan:
+            CatalogRepository(self.db, event["tenant"]).count_loan(event["data"]["item_barcode"], event["occurred_at"])
         item = self._newer_than_last_event(event, "loan_status_as_of")
         if item is not None:
             item.on_loan = on_loan

@@ -6,6 +6,8 @@ from shiori.errors import InvalidInput
 
 PER_PAGE = 20
 FIELDS = ("title", "author", "publisher", "isbn", "ndc")  # field search, as the catalogue's search takes it
+FILTERS = ("library", "available", "ndc_class", "year_from", "year_to")  # the catalogue's too; the facets' links
+DEFAULT_SORT = "relevance"
 
 
 class CataloguePages:
@@ -27,9 +29,18 @@ class CataloguePages:
             return self.front_page(request)
         number = _page_number(request.args.get("page", "1"))
         asked = {"q": query, **fields} if query else fields
-        found = self.catalog.search({**asked, "page": number, "per_page": PER_PAGE})
+        filters = {name: request.args[name].strip() for name in FILTERS if request.args.get(name, "").strip()}
+        sort = request.args.get("sort", DEFAULT_SORT)
+        kept = {**asked, **filters, **({"sort": sort} if sort != DEFAULT_SORT else {})}  # what every link keeps
+        found = self.catalog.search({**kept, "page": number, "per_page": PER_PAGE})
         pages = max(1, -(-found["total"] // PER_PAGE))
-        return Page("search.html", {"q": query, "fields": fields, "asked": asked, "found": found, "page": number,
+
+        def narrowed(**changes):
+            """This search's parameters with ``changes`` (None drops one), from its first page."""
+            return {name: value for name, value in {**kept, **changes}.items() if value is not None}
+
+        return Page("search.html", {"q": query, "fields": fields, "asked": asked, "filters": filters, "sort": sort,
+                                    "kept": kept, "narrowed": narrowed, "found": found, "page": number,
                                     "pages": pages, "per_page": PER_PAGE})
 
     @page("/works/<int:work_id>")

@@ -27,13 +27,15 @@ def violations(browser):
 
 @pytest.fixture(scope="module")
 def pages(system, staff):
-    """The paths of every kind of page: the front page, results over two pages, a work with a lent copy and one
-    on the shelf, and an error page."""
+    """The paths of every kind of page: the front page, results over two pages, results narrowed by every
+    filter, a work with a lent copy and one on the shelf, and an error page."""
     word = unique("アクセシビリティ")
     works = [add_copy(staff, title=f"{word} {number}")[0] for number in range(1, 23)]
     _work, second = add_copy(staff, title=f"{word} 貸出中の本")
     check_out(staff, register_patron(staff)["card_number"], second["barcode"])
-    return ["/", f"/search?q={word}", f"/search?q={word}&page=2", f"/works/{works[0]['id']}",
+    return ["/", f"/search?q={word}", f"/search?q={word}&page=2",
+            f"/search?q={word}&library=main&available=true&ndc_class=9&year_from=2000&year_to=2030&sort=newest",
+            f"/works/{works[0]['id']}",
             f"/works/{_work['id']}", "/works/999999", "/search?q=x&page=0"]
 
 

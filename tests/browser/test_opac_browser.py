@@ -5,6 +5,7 @@ import json
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 from support import add_copy, unique, wait_until
 
@@ -50,3 +51,33 @@ def test_the_pages_fit_a_phone_and_load_nothing_from_elsewhere(system, staff, ph
                  for entry in phone.get_log("performance")
                  if json.loads(entry["message"])["message"]["method"] == "Network.requestWillBeSent"]
     assert requested and all(url.startswith(system.opac_url) for url in requested), requested
+
+
+def test_a_resident_narrows_the_results_by_a_facet_and_orders_them_newest_first(system, staff, browser):
+    word = unique("絞り込み試験")
+    for number, library, year in ((1, "main", 1999), (2, "east", 2012), (3, "east", 2004)):
+        work = staff.post(f"{staff.base_url}/api/v1/works", timeout=10, json={
+            "title": f"{word} 第{number}巻", "ndc": "913.6", "published_year": year}).json()
+        assert staff.post(f"{staff.base_url}/api/v1/items", timeout=10, json={
+            "barcode": unique("B"), "work_id": work["id"], "library": library}).status_code == 201
+    browser.get(system.opac_url + "/")
+    browser.find_element(By.ID, "q").send_keys(word, Keys.ENTER)
+    wait_until(lambda: "/search" in browser.current_url, message="the results page")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "3件見つかりました"
+
+    browser.find_element(By.PARTIAL_LINK_TEXT, "試験市立図書館 東分館").click()
+    wait_until(lambda: "library=east" in browser.current_url, message="the library's results")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "2件見つかりました"
+    shown = [link.text for link in browser.find_elements(By.CSS_SELECTOR, "ol.results > li > a")]
+    assert shown == [f"{word} 第2巻", f"{word} 第3巻"]
+
+    Select(browser.find_element(By.ID, "sort")).select_by_value("newest")
+    browser.find_element(By.ID, "year_to").send_keys("2010")
+    browser.find_element(By.CSS_SELECTOR, "form.narrow button").click()
+    wait_until(lambda: "sort=newest" in browser.current_url, message="the new order")
+    assert "library=east" in browser.current_url  # the facet chosen is kept
+    assert [link.text for link in browser.find_elements(By.CSS_SELECTOR, "ol.results > li > a")] == [f"{word} 第3巻"]
+    browser.find_element(By.LINK_TEXT, "すべての図書館").click()
+    wait_until(lambda: "library=" not in browser.current_url, message="every library again")
+    assert [link.text for link in browser.find_elements(By.CSS_SELECTOR, "ol.results > li > a")] == \
+        [f"{word} 第3巻", f"{word} 第1巻"]

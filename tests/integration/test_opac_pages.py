@@ -127,3 +127,65 @@ def test_a_field_search_finds_by_author_and_keeps_its_fields_page_by_page(system
     assert f"author={author}" in unquote(following) and "q=" not in following
     assert "22件見つかりました" in text_of(get(system, following))
     assert "0件見つかりました" in text_of(get(system, "/search", author=author, title="ありえない書名"))
+
+
+def add_work(staff, library, **record):
+    work = staff.post(f"{staff.base_url}/api/v1/works", timeout=10, json=record)
+    assert work.status_code == 201, work.text
+    assert staff.post(f"{staff.base_url}/api/v1/items", timeout=10, json={
+        "barcode": unique("N"), "work_id": work.json()["id"], "library": library}).status_code == 201
+    return work.json()
+
+
+def facet_links(page):
+    """{link text: href} of the page's facets."""
+    facets = page.text[page.text.index('<section class="facets"'):]
+    return {" ".join(unescape(re.sub(r"<[^>]+>", " ", text)).split()): unescape(href)
+            for href, text in re.findall(r'<a href="([^"]+)">(.*?)</a>', facets)}
+
+
+def test_facets_are_links_that_narrow_the_results_keep_the_search_and_the_language(system, staff):
+    word = unique("絞込")
+    add_work(staff, "main", title=f"{word} 物語", ndc="913.6", published_year=1995)
+    add_work(staff, "main", title=f"{word} 歴史", ndc="210.1", published_year=2003)
+    add_work(staff, "east", title=f"{word} 詩集", ndc="911.5", published_year=2008)
+    page = get(system, "/search", q=word, lang="en")
+    links = facet_links(page)
+    assert {"試験市立図書館 (2)", "試験市立図書館 東分館 (1)", "2 History (1)", "9 Literature (2)", "1990s (1)",
+            "2000s (2)"} <= set(links)
+    assert "Only those on the shelf now (3)" in text_of(page)
+    literature = links["9 Literature (2)"]
+    assert "ndc_class=9" in literature and "lang=en" in literature and word in unquote(literature)
+    narrowed = get(system, literature)
+    assert "2 works found" in text_of(narrowed) and f"{word} 歴史" not in narrowed.text
+    # Within it, the library's link keeps the class, and the class is shown as chosen with a way back.
+    east = facet_links(narrowed)["試験市立図書館 東分館 (1)"]
+    assert "ndc_class=9" in east and "library=east" in east
+    at_east = get(system, east)
+    assert "1 works found" in text_of(at_east) and f"{word} 詩集" in at_east.text
+    back = facet_links(at_east)["Every subject"]
+    assert "ndc_class" not in back and "library=east" in back
+    decade = get(system, facet_links(page)["2000s (2)"])
+    assert "2 works found" in text_of(decade) and f"{word} 物語" not in decade.text
+    assert 'id="year_from" name="year_from" type="number"' in decade.text and 'value="2000"' in decade.text
+
+
+def test_the_order_and_the_filters_are_a_plain_form_whose_answer_is_bookmarkable(system, staff):
+    word = unique("並替")
+    for year in (1990, 2010, 2000):
+        add_work(staff, "main", title=f"{word} {year}年版", published_year=year)
+    page = get(system, "/search", q=word)
+    form = page.text[page.text.index('<form class="narrow"'):page.text.index("</form>", page.text.index('<form class="narrow"'))]
+    assert 'method="get"' in form and f'<input type="hidden" name="q" value="{word}">' in form
+    assert '<label for="sort">並び順</label>' in form and '<label for="available">' in form
+    assert '<option value="relevance" selected>' in form
+    assert "<script" not in page.text
+    newest = get(system, "/search", q=word, sort="newest")
+    shown = [int(year) for year in re.findall(rf"{word} (\d+)年版</a>", newest.text)]
+    assert shown == [2010, 2000, 1990] and '<option value="newest" selected>' in newest.text
+    ranged = get(system, "/search", q=word, sort="newest", year_from="1995", year_to="2005", available="true")
+    assert re.findall(rf"{word} (\d+)年版</a>", ranged.text) == ["2000"]
+    assert 'name="available" type="checkbox" value="true" checked' in ranged.text
+    assert "1件見つかりました" in text_of(ranged)
+    assert get(system, "/search", q=word, year_from="2005", year_to="1995").status_code == 400
+    assert get(system, "/search", q=word, sort="oldest").status_code == 400

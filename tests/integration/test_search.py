@@ -10,16 +10,19 @@ from sqlalchemy.orm import Session
 from services.catalog.models import Tenant
 from services.catalog.search import Cataloguer, search as search_catalogue
 
-from support import add_copy, check_out, register_patron, unique, wait_until
+from support import add_copy, check_in, check_out, register_patron, unique, wait_until
 
 CATALOGUE = [
     {"title": "吾輩は猫である", "authors": [{"name": "夏目 漱石"}], "publisher": "岩波書店", "isbn": "4-00-310101-4",
-     "ndc": "913.6"},
+     "ndc": "913.6", "published_year": 1905},
     {"title": "こころ", "authors": [{"name": "夏目 漱石"}], "publisher": "岩波書店", "isbn": "978-4-00-310112-4",
-     "ndc": "913.6"},
-    {"title": "こころの旅", "authors": [{"name": "試験 花子"}], "publisher": "試験書房", "ndc": "914.6"},
-    {"title": "わたしのこころ", "authors": [{"name": "試験 次郎"}], "publisher": "試験書房", "ndc": "914.6"},
-    {"title": "別の本", "authors": [{"name": "小林 こころ"}], "publisher": "試験書房", "ndc": "289.1"},
+     "ndc": "913.6", "published_year": 1914},
+    {"title": "こころの旅", "authors": [{"name": "試験 花子"}], "publisher": "試験書房", "ndc": "914.6",
+     "published_year": 2001},
+    {"title": "わたしのこころ", "authors": [{"name": "試験 次郎"}], "publisher": "試験書房", "ndc": "914.6",
+     "published_year": 1998},
+    {"title": "別の本", "authors": [{"name": "小林 こころ"}], "publisher": "試験書房", "ndc": "289.1",
+     "published_year": 1989},
     {"title": "ABC殺人事件", "authors": [{"name": "クリスティ アガサ"}, {"name": "堀 大学", "role": "translator"}],
      "publisher": "早川書房", "ndc": "933.7"},
     {"title": "ガラスの靴", "authors": [{"name": "安岡 章太郎"}], "publisher": "講談社", "ndc": "913.6"},
@@ -114,6 +117,71 @@ def test_filters_by_library_and_availability(system, catalogue):
     assert hit["availability"] == [{"library": "east", "name": "検索市立図書館 東分館", "total": 1, "available": 1}]
 
 
+def test_filters_by_ndc_main_class_and_years_of_publication(system, catalogue):
+    assert titles(system, q="こころ", ndc_class=9) == ["こころ", "こころの旅", "わたしのこころ"]
+    assert titles(system, q="こころ", ndc_class=2) == ["別の本"]
+    assert titles(system, q="こころ", ndc_class=0) == []
+    assert titles(system, q="こころ", year_from=1990) == ["こころの旅", "わたしのこころ"]
+    assert titles(system, q="こころ", year_to=1914) == ["こころ"]
+    assert titles(system, q="こころ", year_from=1989, year_to=1998) == ["わたしのこころ", "別の本"]
+    assert titles(system, q="こころ", year_from=1998, year_to=1998, ndc_class=9) == ["わたしのこころ"]
+
+
+def test_newest_puts_the_latest_year_first_and_works_without_a_year_last(system, catalogue):
+    assert titles(system, q="こころ", sort="newest") == ["こころの旅", "わたしのこころ", "別の本", "こころ"]
+    assert titles(system, q="試験", sort="newest")[-2:] == ["ネコの話", "100%の恋_そして\\"]  # no year: by relevance
+
+
+def test_facets_count_the_matches_and_each_count_is_what_its_filter_finds(system, catalogue):
+    found = search(system, q="こころ")
+    assert found["facets"] == {
+        "libraries": [{"library": "east", "name": "検索市立図書館 東分館", "works": 2},
+                      {"library": "main", "name": "検索市立図書館", "works": 2}],
+        "ndc_classes": [{"ndc_class": "2", "works": 1}, {"ndc_class": "9", "works": 3}],
+        "decades": [{"decade": 1910, "works": 1}, {"decade": 1980, "works": 1}, {"decade": 1990, "works": 1},
+                    {"decade": 2000, "works": 1}],
+        "available": 4,
+    }
+    for asked in ({"q": "こころ"}, {"q": "試験"}, {"q": "試験", "library": "main"}, {"q": "夏目", "ndc_class": "9"}):
+        facets = search(system, **asked)["facets"]
+        narrowed = [({"library": entry["library"]}, entry["works"]) for entry in facets["libraries"]]
+        narrowed += [({"ndc_class": entry["ndc_class"]}, entry["works"]) for entry in facets["ndc_classes"]]
+        narrowed += [({"year_from": entry["decade"], "year_to": entry["decade"] + 9}, entry["works"])
+                     for entry in facets["decades"]]
+        narrowed.append(({"available": "true"}, facets["available"]))
+        for extra, count in narrowed:
+            assert search(system, **{**asked, **extra})["total"] == count, (asked, extra)
+
+
+def test_the_facets_of_a_broad_query_count_what_was_ranked(small_cap):
+    save, find = small_cap
+    save([{"title": f"白い猫の本{n}", "ndc": "645.7", "published_year": 2000 + n} for n in range(6)])
+    found = find("猫")
+    assert found.more and found.total == 3
+    assert found.facets["ndc_classes"] == [{"ndc_class": "6", "works": 3}]
+    assert sum(entry["works"] for entry in found.facets["decades"]) == 3
+
+
+def test_the_more_often_borrowed_comes_first_by_popularity_and_within_a_match_class(system, staff):
+    word = unique("人気")
+    copies = [add_copy(staff, title=f"{word} 第{number}巻") for number in (1, 2, 3)]  # one match class
+    patron = register_patron(staff)
+    for (_work, copy), loans in zip(copies, (0, 1, 2)):
+        for _loan in range(loans):
+            assert check_out(staff, patron["card_number"], copy["barcode"]).status_code == 201
+            assert check_in(staff, copy["barcode"]).status_code == 200
+
+    def public_titles(**params):
+        response = requests.get(f"{system.url}/api/v1/search", params={"q": word, **params}, timeout=10)
+        assert response.status_code == 200, response.text
+        return [hit["title"] for hit in response.json()["items"]]
+
+    most_borrowed_first = [f"{word} 第{number}巻" for number in (3, 2, 1)]
+    wait_until(lambda: public_titles(sort="popular") == most_borrowed_first, message="popularity counted")
+    assert public_titles() == most_borrowed_first
+    assert titles(system, q="こころ", sort="popular") == titles(system, q="こころ")  # nothing borrowed there
+
+
 def test_a_copy_on_loan_leaves_the_available_now_filter(system, staff):
     patron = register_patron(staff)
     work, copy = add_copy(staff, title=unique("予備"))
@@ -160,8 +228,8 @@ def small_cap(system, monkeypatch):
 def test_words_are_intersected_whole_before_any_cap(small_cap):
     save, find = small_cap
     save([{"title": f"古代{n}"} for n in range(8)] + [{"title": f"古代の信仰{n}"} for n in range(3)])
-    total, works, more = find("古代 信仰")
-    assert (total, len(works), more) == (3, 3, False)
+    found = find("古代 信仰")
+    assert (found.total, len(found.works), found.more) == (3, 3, False)
 
 
 def test_a_broad_query_says_more_and_still_ranks_titles_that_are_or_start_with_the_word_first(small_cap):
@@ -169,11 +237,11 @@ def test_a_broad_query_says_more_and_still_ranks_titles_that_are_or_start_with_t
     # Saved first, so that a scan meets them first (SQLite's does): more than the cap of 3 merely hold the word.
     save([{"title": f"本の{n}"} for n in range(6)] + [{"title": f"白いねこ{n}"} for n in range(6)]
          + [{"title": "の本"}, {"title": "の"}, {"title": "猫町", "title_reading": "ネコマチ"}])
-    total, works, more = find("の")
-    assert more and [work.title for work in works[:2]] == ["の", "の本"] and total == len(works)
-    assert len(works) < 8  # the cap left some of the others unread
-    total, works, more = find("ねこ")
-    assert more and works[0].title == "猫町" and total == len(works)  # its reading starts with the word
+    found = find("の")
+    assert found.more and [work.title for work in found.works[:2]] == ["の", "の本"]
+    assert found.total == len(found.works) < 8  # the cap left some of the others unread
+    found = find("ねこ")
+    assert found.more and found.works[0].title == "猫町" and found.total == len(found.works)  # its reading
 
 
 def test_another_tenants_catalogue_is_invisible(system, catalogue):
@@ -187,7 +255,10 @@ def test_another_tenants_catalogue_is_invisible(system, catalogue):
 
 
 @pytest.mark.parametrize("params", [{}, {"q": ""}, {"q": "   "}, {"q": "　"}, {"q": "x" * 201}, {"ndc": "abc"},
-                                    {"q": "x", "per_page": "1000"}, {"q": "x", "page": "0"}])
+                                    {"q": "x", "per_page": "1000"}, {"q": "x", "page": "0"},
+                                    {"q": "x", "ndc_class": "91"}, {"q": "x", "ndc_class": "a"},
+                                    {"q": "x", "year_from": "2000", "year_to": "1999"}, {"q": "x", "year_to": "昭和"},
+                                    {"q": "x", "sort": "oldest"}, {"ndc_class": "9"}])
 def test_searches_that_ask_nothing_or_too_much_are_400(system, params):
     response = requests.get(f"{system.url}/api/v1/search", params=params, timeout=10)
     assert response.status_code == 400, response.text
