@@ -3,6 +3,7 @@ places and cancels a hold, logs out; staff log in at the desk, check out three c
 types the number and Enter) — first registering the patron, whose new card shows its NW-7 barcode — check
 them in and read the hold-shelf instruction. Keyboard and Enter, as at the
 desk."""
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -13,7 +14,11 @@ PIN = "4827"
 
 
 def text(browser):
-    return browser.find_element(By.TAG_NAME, "main").text
+    """The page's main text; nothing while the page is being replaced by the next one."""
+    try:
+        return browser.find_element(By.TAG_NAME, "main").text
+    except (StaleElementReferenceException, NoSuchElementException):
+        return ""
 
 
 def shows(browser, words, what):
