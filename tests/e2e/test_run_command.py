@@ -87,7 +87,7 @@ def environments_of(pids):
 
 SECRETS_OF = {  # each secret the run command makes, and the one process that holds it (PRIVACY.md 10)
     "SHIORI_TOKEN_SECRET": "gateway", "SHIORI_PATRONS_MASTER_KEYS": "patrons", "SHIORI_PATRONS_LOOKUP_KEY": "patrons",
-    "SHIORI_ACCESS_RECORD_KEY": "patrons",
+    "SHIORI_ACCESS_RECORD_KEY": "patrons", "SHIORI_GATEWAY_SESSION_KEY": "gateway", "SHIORI_OPAC_SESSION_KEY": "opac",
     "SHIORI_LOANS_DATABASE_URL": "loans",  # given to the run command: passed on to its owner only
 }
 
@@ -100,7 +100,9 @@ def assert_each_process_holds_only_its_own_secrets(environments):
         assert "SHIORI_BROKER_ADMIN_URL" not in environ and "SHIORI_ADMIN_PASSWORD" not in environ
         assert not [key for key in environ if key.startswith("SHIORI_BROKER_PASSWORD")]
         assert f".{name}:" in environ["AMQP_URI"]  # its own broker user
-    assert {key for key in environments["opac"] if "SECRET" in key or "KEY" in key or "PASSWORD" in key} == set()
+    # The OPAC's one secret signs its residents' sessions.
+    assert {key for key in environments["opac"] if "SECRET" in key or "KEY" in key or "PASSWORD" in key} == {
+        "SHIORI_OPAC_SESSION_KEY"}
     signing_keys = [environ["SHIORI_CONTEXT_SIGNING_KEY"] for environ in environments.values()
                     if "SHIORI_CONTEXT_SIGNING_KEY" in environ]
     assert len(signing_keys) == len(set(signing_keys)) == 6  # every process but the OPAC, each its own

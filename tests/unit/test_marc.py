@@ -580,9 +580,13 @@ def test_an_upload_is_read_by_a_process_of_its_own():
     started = time.process_time()
     summary = import_upload(io.BytesIO(hostile), "marcxml", RecordingCatalogue())
     spent = time.process_time() - started
+    started = time.process_time()
     assert summary == import_file(io.BytesIO(hostile), "marcxml", RecordingCatalogue())
+    spent_reading_here = time.process_time() - started
     assert summary == {"added": 2000, "updated": 0, "rejected": 0, "errors": []}
-    assert spent < 0.5, spent  # reading the file in process takes more than a second
+    # Against reading it here, not a fixed figure: while it waits for the reader, this process runs whatever else
+    # it hosts (the suite's services, in the whole suite), and that counts in its CPU time too.
+    assert spent < spent_reading_here / 2, (spent, spent_reading_here)
 
 
 def test_a_reading_process_that_fails_is_an_error_not_a_short_summary():
