@@ -117,7 +117,7 @@ class ResidentPages:
 
     def _settings_page(self, request, refusal=None, email=None):
         me = self._api(request).get("/api/v1/me")
-        values = {"me": me, "email": me.get("email") or "" if email is None else email,
+        values = {"me": me, "email": (me.get("email") or "") if email is None else email,
                   "refusal": refusal.code if refusal else None,
                   "fields": sorted(refusal.details) if isinstance(refusal, InvalidInput) else []}
         return Page("settings.html", values, status_of(refusal))

@@ -194,6 +194,7 @@ def test_changing_email_and_pin_from_my_page(system, staff, resident):
     assert 'value="new-address@example.jp"' in resident.get("/my/settings").text
     bad = resident.form("/my/email", page_path="/my/settings", email="not an address")
     assert bad.status_code == 400 and "入力に誤りがあります。" in text_of(bad)
+    assert 'value="not an address"' in bad.text  # the form keeps what was typed, not the address kept
     wrong = resident.form("/my/pin", page_path="/my/settings", current_pin="0000", new_pin="5938", new_pin_again="5938")
     assert wrong.status_code == 400 and "今の暗証番号がちがいます。" in text_of(wrong)
     common = resident.form("/my/pin", page_path="/my/settings", current_pin=PIN, new_pin="1234", new_pin_again="1234")
