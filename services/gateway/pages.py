@@ -232,6 +232,10 @@ class PageRoute(Route):
             values = redirect.session_values if redirect is not None and redirect.session_values is not None \
                 else session.values
             self.sessions.keep(response, request, session.token, session.started, values)
+        if session is not None or (redirect is not None and redirect.signed_in):
+            # A signed-in page shows a patron's record or loans: the browser keeps no copy of it (a desk's
+            # computer is shared, a resident's may be).
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     def response_from_exception(self, exc, request):

@@ -48,6 +48,7 @@ def test_scan_a_card_then_three_copies_then_one_refused(system, staff, desk):
     copies = [add_copy(staff) for _ in range(3)]
     desk.log_in()
     shown = desk.post("/desk/patron", card_number=patron["card_number"])
+    assert shown.headers["Cache-Control"] == "no-store"  # a shared desk computer keeps no copy of the patron
     assert shown.status_code == 200 and patron["name"] in text_of(shown) and "貸出中 0" in text_of(shown)
     for work, item in copies:
         lent = desk.post("/desk/checkout", card_number=patron["card_number"], item_barcode=item["barcode"])

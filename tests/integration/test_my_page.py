@@ -55,7 +55,7 @@ def test_a_resident_logs_in_and_sees_their_loans_and_holds(system, staff, reside
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     assert "Secure" not in cookie  # plain HTTP here; over HTTPS it is Secure (tests/unit/test_sessions.py)
     page = resident.get("/my")
-    assert page.status_code == 200
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"  # no copy in the browser
     said = text_of(page)
     assert "利用状況" in said and patron["card_number"] in said
     assert work["title"] in said and "借りている資料（1点）" in said
