@@ -98,6 +98,7 @@ class SearchQuerySchema(Schema):
     year_from = fields.Integer(validate=validate.Range(1, 2200))
     year_to = fields.Integer(validate=validate.Range(1, 2200))
     sort = fields.String(load_default="relevance", validate=validate.OneOf(SORTS))
+    facets = fields.Boolean(load_default=False)  # counted only when asked: they cost a third of a search
     page = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(1, 100))
 

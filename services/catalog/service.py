@@ -147,9 +147,9 @@ class CatalogService:
     def search(self, query):
         params = load(SEARCH_QUERY_SCHEMA, query)
         found = search(self.db, self.caller.tenant, params)
-        return {"items": [self._dump_work(work) for work in found.works], "total": found.total, "more": found.more,
-                "page": params["page"], "per_page": params["per_page"], "sort": params["sort"],
-                "facets": found.facets}
+        answer = {"items": [self._dump_work(work) for work in found.works], "total": found.total,
+                  "more": found.more, "page": params["page"], "per_page": params["per_page"], "sort": params["sort"]}
+        return {**answer, "facets": found.facets} if params["facets"] else answer
 
     # --- items -----------------------------------------------------------------------------------------
 

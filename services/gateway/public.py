@@ -45,8 +45,9 @@ class CatalogueRoutes:
         """Search the catalogue: words and fields, filters, a sort order and the matches counted by facet.
 
         ?q=&title=&author=&publisher=&isbn=&ndc= what to find; &library=&available=&ndc_class=&year_from=
-        &year_to= filters; &sort=relevance|newest|popular; &page=&per_page=. The answer's ``facets`` count the
-        matches by library, NDC class, decade and available now (README, "The catalogue: imports and search")."""
+        &year_to= filters; &sort=relevance|newest|popular; &page=&per_page=; &facets=true for the answer's
+        ``facets``, the matches counted by library, NDC class, decade and available now (README, "The catalogue:
+        imports and search")."""
         return self.catalog.search(request.args.to_dict())
 
     @route("GET", f"/api/v1/works/<{ID}:work_id>", public=True)

@@ -32,7 +32,7 @@ class CataloguePages:
         filters = {name: request.args[name].strip() for name in FILTERS if request.args.get(name, "").strip()}
         sort = request.args.get("sort", DEFAULT_SORT)
         kept = {**asked, **filters, **({"sort": sort} if sort != DEFAULT_SORT else {})}  # what every link keeps
-        found = self.catalog.search({**kept, "page": number, "per_page": PER_PAGE})
+        found = self.catalog.search({**kept, "page": number, "per_page": PER_PAGE, "facets": True})
         pages = max(1, -(-found["total"] // PER_PAGE))
 
         def narrowed(**changes):

@@ -133,7 +133,7 @@ def test_newest_puts_the_latest_year_first_and_works_without_a_year_last(system,
 
 
 def test_facets_count_the_matches_and_each_count_is_what_its_filter_finds(system, catalogue):
-    found = search(system, q="こころ")
+    found = search(system, q="こころ", facets="true")
     assert found["facets"] == {
         "libraries": [{"library": "east", "name": "検索市立図書館 東分館", "works": 2},
                       {"library": "main", "name": "検索市立図書館", "works": 2}],
@@ -143,7 +143,7 @@ def test_facets_count_the_matches_and_each_count_is_what_its_filter_finds(system
         "available": 4,
     }
     for asked in ({"q": "こころ"}, {"q": "試験"}, {"q": "試験", "library": "main"}, {"q": "夏目", "ndc_class": "9"}):
-        facets = search(system, **asked)["facets"]
+        facets = search(system, **asked, facets="true")["facets"]
         narrowed = [({"library": entry["library"]}, entry["works"]) for entry in facets["libraries"]]
         narrowed += [({"ndc_class": entry["ndc_class"]}, entry["works"]) for entry in facets["ndc_classes"]]
         narrowed += [({"year_from": entry["decade"], "year_to": entry["decade"] + 9}, entry["works"])
@@ -153,10 +153,16 @@ def test_facets_count_the_matches_and_each_count_is_what_its_filter_finds(system
             assert search(system, **{**asked, **extra})["total"] == count, (asked, extra)
 
 
+def test_facets_are_counted_only_when_asked(system, catalogue):
+    plain, counted = search(system, q="こころ"), search(system, q="こころ", facets="true")
+    assert "facets" not in plain and counted["facets"]["available"] == 4
+    assert {key: value for key, value in counted.items() if key != "facets"} == plain
+
+
 def test_the_facets_of_a_broad_query_count_what_was_ranked(small_cap):
     save, find = small_cap
     save([{"title": f"白い猫の本{n}", "ndc": "645.7", "published_year": 2000 + n} for n in range(6)])
-    found = find("猫")
+    found = find("猫", facets=True)
     assert found.more and found.total == 3
     assert found.facets["ndc_classes"] == [{"ndc_class": "6", "works": 3}]
     assert sum(entry["works"] for entry in found.facets["decades"]) == 3
@@ -220,7 +226,7 @@ def small_cap(system, monkeypatch):
         session.add(Tenant(code=tenant, name="上限市"))
         session.flush()
         yield lambda works: Cataloguer(session, tenant).save(works), \
-            lambda q: search_catalogue(session, tenant, {"q": q, "page": 1, "per_page": 20})
+            lambda q, **asked: search_catalogue(session, tenant, {"q": q, "page": 1, "per_page": 20, **asked})
         session.rollback()
     engine.dispose()
 
