@@ -1,7 +1,7 @@
 """Signed caller contexts: who a call is for, in a form that cannot be forged by anyone who reaches the broker.
 
 Every RPC carries its caller's context as nameko context data (message headers): tenant, actor, role, the
-staff member's libraries, the client's address and route, and a deadline. The process that decided who the
+staff member's libraries, the client's address and route, an expiry, and for a write the request it carries out. The process that decided who the
 caller is signs it with its own Ed25519 key — the staff gateway for HTTP requests, the operators' commands
 for the operator, a service for its own timers and event work — and every service verifies it before a
 worker runs. Verifying needs only public keys, so no service can sign for another: a compromised loans
@@ -27,8 +27,10 @@ from shiori.roles import OPERATOR, PUBLIC, SYSTEM
 
 security_log = logging.getLogger("shiori.security")
 
-# What a signature covers: everything a service decides by, and what the access record writes down.
-SIGNED_FIELDS = ("tenant", "actor", "role", "libraries", "address", "route", "signer", "expires")
+# What a signature covers: everything a service decides by, and what the access record writes down; and which
+# request a command carries out (shiori.idempotency), so that a replayed message is absorbed like a retry.
+SIGNED_FIELDS = ("tenant", "actor", "role", "libraries", "address", "route", "signer", "expires",
+                 "idempotency_key", "request_digest")
 DEFAULT_LIFETIME_SECONDS = 60
 # Hosts of one deployment keep time by NTP; a context is not refused for a few seconds of skew.
 CLOCK_SKEW_SECONDS = 5

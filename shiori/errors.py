@@ -69,6 +69,17 @@ class ServiceUnavailable(DomainError):
     default_message = "a backing service did not answer in time"
 
 
+def error_class(code, unknown=DomainError):
+    """The domain error class with this ``code`` among those imported (``unknown`` for none)."""
+    pending = [DomainError]
+    while pending:
+        error = pending.pop()
+        if error.code == code:
+            return error
+        pending.extend(error.__subclasses__())
+    return unknown
+
+
 def load(schema, data, **kwargs):
     """``schema.load`` that reports bad input as ``InvalidInput`` with the per-field messages."""
     try:

@@ -2,7 +2,9 @@
 
 nameko 2's in-service ``RpcProxy`` waits for ever. Every proxy here gives up after ``RPC_TIMEOUT`` seconds
 with ``ServiceUnavailable``, and the request message carries the same TTL, so a command that nobody
-picked up in time expires in the queue instead of running late, after the caller has given up.
+picked up in time expires in the queue instead of running late, after the caller has given up. The call
+also carries that moment as its ``deadline`` (epoch milliseconds, never later than the deadline of the call
+it is part of): a command taken up in time but slow refuses to commit after it (shiori.idempotency).
 """
 import logging
 import time
@@ -185,6 +187,13 @@ class DeadlineMethodProxy(MethodProxy):
     def __init__(self, worker_ctx, service_name, method_name, reply_listener, timeout, **options):
         super().__init__(worker_ctx, service_name, method_name, reply_listener, expiration=timeout, **options)
         self.timeout = timeout
+
+    def get_message_headers(self, worker_ctx):
+        headers = super().get_message_headers(worker_ctx)
+        name = self._get_header_name("deadline")  # the callee finds it as ``deadline`` in its context data
+        own, inherited = int((time.time() + self.timeout) * 1000), headers.get(name)
+        headers[name] = min(own, inherited) if isinstance(inherited, int) else own
+        return headers
 
     def _call(self, *args, **kwargs):
         deadline = time.monotonic() + self.timeout

@@ -1,10 +1,11 @@
 """The catalogue: libraries, works and copies, and which copies are on the shelf. Holds no personal data,
 so the public catalogue (OPAC) can be served from it alone."""
 from marshmallow import ValidationError
+from nameko.dependency_providers import Config
 from sqlalchemy import select
 
 from services.catalog import errors
-from services.catalog.models import Base, Item, Library, ProcessedEvent, Tenant
+from services.catalog.models import Base, CommandRecord, Item, Library, ProcessedEvent, Tenant
 from services.catalog.repository import CatalogRepository
 from services.catalog.rules import availability, ndc_class
 from services.catalog.schemas import (
@@ -16,6 +17,7 @@ from shiori.db import ContainerCache, Database, commit_unique, insert_rows
 from shiori.errors import Forbidden, load
 from shiori.roles import ANY_STAFF, CATALOGUERS, OPERATOR, STAFF_OR_PATRON, WHOLE_TENANT, require_at
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.idempotency import idempotent
 from shiori.rpc import Caller, rpc
 
 LOAN_EVENT_VERSION = 1
@@ -31,6 +33,7 @@ class CatalogService:
     db = Database(Base.metadata)
     known_names = ContainerCache(KnownNames)
     caller = Caller()
+    config = Config()
     publish = EventPublisher(PUBLISHED_EVENTS)
 
     @rpc(public=True)
@@ -60,6 +63,7 @@ class CatalogService:
         return LIBRARY_SCHEMA.dump(self._catalogue().library(code))
 
     @rpc
+    @idempotent(CommandRecord)
     def add_library(self, payload):
         self.caller.require(WHOLE_TENANT)
         data = load(LIBRARY_SCHEMA, payload)
@@ -75,12 +79,14 @@ class CatalogService:
     # --- works ---------------------------------------------------------------------------------------
 
     @rpc
+    @idempotent(CommandRecord)
     def add_work(self, payload):
         self.caller.require(ANY_STAFF)
         work_ids, _added = self._save_works([load(WORK_SCHEMA, payload)])
         return self._dump_work(self._catalogue().work(work_ids[0]))
 
     @rpc
+    @idempotent(CommandRecord, per_call=True)
     def import_works(self, payloads):
         """Add or update many records in one transaction; a record whose ``source_id`` was seen before
         updates that work. Answers counts and, for each rejected record, its position and the reasons."""
@@ -154,6 +160,7 @@ class CatalogService:
     # --- items -----------------------------------------------------------------------------------------
 
     @rpc
+    @idempotent(CommandRecord)
     def add_item(self, payload):
         self.caller.require(ANY_STAFF)
         data = load(ITEM_SCHEMA, payload)

@@ -7,10 +7,14 @@ With ``TLS_CERT``/``TLS_KEY`` the server speaks HTTPS only (shiori.tls). A body 
 read before the request takes a worker, within ``HTTP_BODY_TIMEOUT`` seconds: a client that sends slowly holds
 its own connection and no worker, and is answered 408 on a connection then closed.
 """
+import hashlib
+import hmac
 import json
 import logging
+import re
 import ssl
 import time
+import uuid
 from functools import partial
 
 import eventlet
@@ -25,7 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 from services.gateway import errors
 from services.gateway.tokens import RevokedCredentials, TokenIssuer
-from shiori.errors import DomainError, Forbidden, NotAuthenticated
+from shiori.errors import DomainError, Forbidden, InvalidInput, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
 from shiori.rpc import ContextKeys
 from shiori.tls import gateway_context
@@ -43,6 +47,10 @@ ID = "int"
 MAX_ID = 2**31 - 1
 # Deeper than any body a route takes; json.loads itself gives up near Python's recursion limit (RecursionError).
 MAX_JSON_DEPTH = 32
+# Requests that change something, and so may be retried: each is named for shiori.idempotency.
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 # The WSGI environ's key of a function that has the connection closed after this request's answer.
 CLOSE_CONNECTION = "shiori.close_connection"
 
@@ -70,6 +78,8 @@ class GatewayServer(WebServer):
         # The public catalogue gateway serves anonymous requests only, and holds no token secret at all.
         self.public_only = bool(config.get("PUBLIC_ONLY"))
         self.tokens = None if self.public_only else TokenIssuer.from_config(config)
+        if self.tokens is not None:  # a key of its own, derived from the token secret, for naming requests
+            self.request_names_key = hashlib.sha256(f"idempotency\n{self.tokens.secret}".encode()).digest()
         self.public_tenant = config["PUBLIC_TENANT"]
         self.trusted_proxies = {address.strip() for address in config.get("TRUSTED_PROXIES", "").split(",")
                                 if address.strip()}
@@ -126,6 +136,27 @@ class GatewayServer(WebServer):
         return {"tenant": claims["tenant"], "actor": claims["sub"], "role": claims["role"],
                 "libraries": ",".join(claims.get("libraries") or []), **where}
 
+    def name_request(self, request, identity, whole_body):
+        """A write's ``idempotency_key`` (shiori.idempotency): the client's ``Idempotency-Key`` for this tenant
+        and caller, with the ``request_digest`` of what the request asks (a streamed body, an import's, is named
+        by its batches instead); or, without one, a key of the gateway's own. Both are keyed hashes: a stored
+        record says nothing of the caller, the card or the copy to whoever reads the service's database alone."""
+        client_key = request.headers.get(IDEMPOTENCY_HEADER)
+        if client_key is None:  # only a message delivered twice can repeat this request
+            return {"idempotency_key": uuid.uuid4().hex}
+        if not IDEMPOTENCY_KEY.fullmatch(client_key):
+            raise InvalidInput(details={IDEMPOTENCY_HEADER: ["1 to 255 visible ASCII characters"]})
+        body = request.get_data() if whole_body else b""
+        return {"idempotency_key": self.keyed_hash(identity["tenant"], identity["actor"], client_key),
+                "request_digest": self.keyed_hash(request.method, request.path, request.query_string,
+                                                  request.mimetype, body)}
+
+    def keyed_hash(self, *parts):
+        mac = hmac.new(self.request_names_key, digestmod=hashlib.sha256)
+        for part in parts:
+            mac.update(part if isinstance(part, bytes) else str(part).encode())
+            mac.update(b"\0")
+        return mac.hexdigest()
 
     def client_address(self, request):
         """The client's address: the peer's, or, when the peer is a proxy of this deployment's own (the OPAC, which
@@ -192,9 +223,12 @@ class Route(HttpRequestHandler):
         request.shallow = False
         request.max_content_length = int(self.container.config.get(self.body_limit, 1 << 20))
         try:
-            context_data = self.context_keys.sign(self.server.identify(
-                request, self.credentials(request), self.public, self.roles, f"{request.method} {self.url}"))
+            identity = self.server.identify(
+                request, self.credentials(request), self.public, self.roles, f"{request.method} {self.url}")
             self.read_body_in_time(request)
+            if request.method in WRITES and self.server.tokens is not None:
+                identity.update(self.server.name_request(request, identity, whole_body=self.reads_body_whole(request)))
+            context_data = self.context_keys.sign(identity)
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
@@ -219,8 +253,7 @@ class Route(HttpRequestHandler):
         """Read a body this route takes whole (at most MAX_BODY_BYTES) here, in the connection's own green
         thread, within HTTP_BODY_TIMEOUT; larger ones (an import) stream to the worker. A body over the limit
         is left unread: read_json refuses it (413)."""
-        if request.max_content_length > int(self.container.config.get("MAX_BODY_BYTES", 1 << 20)) or \
-                (request.content_length or 0) > request.max_content_length:
+        if not self.reads_body_whole(request):
             return
         seconds = self.server.body_timeout
         try:
@@ -229,6 +262,10 @@ class Route(HttpRequestHandler):
         except eventlet.Timeout:
             request.environ[CLOSE_CONNECTION]()  # the rest of the body may never come
             raise errors.RequestTimeout(details={"seconds": seconds}) from None
+
+    def reads_body_whole(self, request):
+        return request.max_content_length <= int(self.container.config.get("MAX_BODY_BYTES", 1 << 20)) and \
+            (request.content_length or 0) <= request.max_content_length
 
     def get_entrypoint_parameters(self, request):
         args, kwargs = super().get_entrypoint_parameters(request)

@@ -8,7 +8,8 @@ from services.catalog import errors as catalog_errors  # noqa: F401
 from services.loans import errors as loans_errors  # noqa: F401
 from services.notices import errors as notices_errors  # noqa: F401
 from services.patrons import errors as patrons_errors  # noqa: F401
-from shiori.errors import DomainError, TooManyAttempts
+from shiori import idempotency  # noqa: F401
+from shiori.errors import DomainError, TooManyAttempts, error_class
 
 STATUS_BY_CODE = {
     "VALIDATION_ERROR": 400,
@@ -62,6 +63,9 @@ STATUS_BY_CODE = {
     "SERVICE_UNAVAILABLE": 503,
     # A service refused the context this gateway signed: keys out of step, or a request past its deadline.
     "CONTEXT_REFUSED": 503,
+    "DEADLINE_PASSED": 503,
+    "REQUEST_ALREADY_DONE": 409,
+    "IDEMPOTENCY_KEY_REUSED": 422,
 }
 
 
@@ -117,17 +121,7 @@ def error_from_answer(answer):
     """The domain error an API answer in the error shape stands for (a client of the API, such as the OPAC's pages,
     then handles it as the gateway's own callers do); an unknown code is an InternalError."""
     error = answer.get("error", {})
-    found = _errors_by_code().get(error.get("code"), InternalError)
-    return found(error.get("message"), error.get("details") or {})
-
-
-def _errors_by_code():
-    known, pending = {}, [DomainError]
-    while pending:
-        error = pending.pop()
-        known.setdefault(error.code, error)
-        pending.extend(error.__subclasses__())
-    return known
+    return error_class(error.get("code"), InternalError)(error.get("message"), error.get("details") or {})
 
 
 def status_of(error=None):

@@ -9,6 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiori.db import UtcDateTime
 from shiori.events import ProcessedEventMixin
+from shiori.idempotency import CommandRecordMixin, forget_answers_with
 
 
 class Base(DeclarativeBase):
@@ -138,3 +139,13 @@ class DailyPass(Base):
 
 class ProcessedEvent(ProcessedEventMixin, Base):
     pass
+
+
+class CommandRecord(CommandRecordMixin, Base):
+    pass
+
+
+# A check-out's or renewal's answer names the copy lent; a hold's, the work held: kept no longer than they are.
+forget_answers_with(Loan, CommandRecord, lambda loan: [f"loan:{loan.id}"])
+forget_answers_with(Hold, CommandRecord,
+                    lambda hold: [f"hold:{hold.id}"] + ([f"series:{hold.series}"] if hold.series else []))

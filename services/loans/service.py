@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from services.loans import errors
 from services.loans.borrowers import Borrower, BorrowerStore, new_ref
 from services.loans.holds import HoldQueues
-from services.loans.models import Base, CirculationSettings, DailyPass, Hold, LibraryCalendar, Loan, LoanPolicy, \
-    ProcessedEvent
+from services.loans.models import Base, CirculationSettings, CommandRecord, DailyPass, Hold, LibraryCalendar, Loan, \
+    LoanPolicy, ProcessedEvent
 from services.loans.repository import AllTenants, LoansRepository
 from services.loans.rules import (
     CHECKIN_RULES, CHECKOUT_RULES, HOLD_RULES, RENEWAL_RULES, Calendar, Checkin, Checkout, HoldRequest, Policy,
@@ -29,6 +29,7 @@ from shiori.clock import Clock
 from shiori.db import Database, checkpoint, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.idempotency import idempotent
 from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, WHOLE_TENANT, may_serve_at
 from shiori.rpc import Caller, ServiceRpc, rpc
 
@@ -62,6 +63,7 @@ class LoansService:
     # --- the desk ----------------------------------------------------------------------------------
 
     @rpc
+    @idempotent(CommandRecord, subject=lambda loan: f"loan:{loan['loan_id']}")
     def checkout(self, payload):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         data = load(CheckoutSchema(), payload)
@@ -127,6 +129,7 @@ class LoansService:
                      {"patron_id": patron_id, "used_on": loan.loaned_on, "library": loan.library})
 
     @rpc
+    @idempotent(CommandRecord, subject=lambda answer: answer["hold"] and f"hold:{answer['hold']['hold_id']}")
     def checkin(self, payload):
         self.caller.require(STAFF_ROLES + (OPERATOR,))
         data = load(CheckinSchema(), payload)
@@ -172,6 +175,7 @@ class LoansService:
         return late, returned
 
     @rpc
+    @idempotent(CommandRecord, subject=lambda loan: f"loan:{loan['loan_id']}")
     def renew(self, loan_id):
         """Renew a loan (staff, or the patron their own): refused with the reason, else the new due date."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))
@@ -195,6 +199,8 @@ class LoansService:
     # --- holds (予約) ----------------------------------------------------------------------------------
 
     @rpc
+    @idempotent(CommandRecord, subject=lambda held: f"series:{held['series']}" if "holds" in held
+                else f"hold:{held['hold_id']}")
     def place_hold(self, payload):
         """A hold on a work for pickup at a library, answered with its queue position (API.md); or a series
         hold on several works in reading order, answered as {series, holds}."""
@@ -242,6 +248,7 @@ class LoansService:
         return {"series": series, "holds": dumped} if series else dumped[0]
 
     @rpc
+    @idempotent(CommandRecord)
     def cancel_hold(self, hold_id):
         """Cancel a hold at any time (the patron their own, or staff). A copy it held passes on."""
         self.caller.require(STAFF_ROLES + (OPERATOR, PATRON))

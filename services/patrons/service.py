@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from services.patrons import errors, logins
 from services.patrons.access_record import AccessRecord
 from services.patrons.models import (
-    SEALED_FIELDS, Base, KnownLibrary, Patron, ProcessedEvent, RetiredCard, StaffAccount,
+    SEALED_FIELDS, Base, CommandRecord, KnownLibrary, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
 from services.patrons.repository import PatronsRepository
 from services.patrons.rules import (
@@ -35,6 +35,7 @@ from shiori.clock import Clock, token_time
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
 from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.idempotency import idempotent
 from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, SYSTEM, WHOLE_TENANT
 from shiori.rpc import Caller, rpc
 
@@ -53,6 +54,12 @@ def slow_hash(secret):
     """Argon2 takes ~170 ms of CPU: in a native thread, so this process's other calls (a desk's check-out)
     do not wait behind a log-in. (argon2-cffi releases the GIL while it hashes.)"""
     return tpool.execute(password_hasher.hash, secret)
+
+
+# A command answering a patron's record keeps only the patron's id: a repeat reads the record again (and the access
+# record notes that read), so personal data stays sealed in the patron's row alone.
+once_for_patron = idempotent(CommandRecord, kept=lambda patron: {"patron_id": patron["id"]},
+                             replayed=lambda service, kept: service.get_patron(kept["patron_id"]))
 
 
 class PatronsService:
@@ -74,6 +81,7 @@ class PatronsService:
     # --- library cards ---------------------------------------------------------------------------
 
     @rpc
+    @once_for_patron
     def register(self, payload):
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         data = load(PatronSchema(), payload)
@@ -144,6 +152,7 @@ class PatronsService:
                 "page": params["page"], "per_page": params["per_page"]}
 
     @rpc
+    @once_for_patron
     def update_patron(self, patron_id, payload):
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
         changes = load(PatronSchema(), payload, partial=True)
@@ -162,6 +171,7 @@ class PatronsService:
     # --- a patron's own changes (my page) -----------------------------------------------------------
 
     @rpc
+    @once_for_patron
     def update_own_record(self, payload):
         """The logged-in patron changes their own e-mail address; any other field is refused by name (the desk
         changes those, and the PIN has ``change_own_pin``)."""
@@ -172,6 +182,7 @@ class PatronsService:
         return self._changed_card(patron, sorted(changes))
 
     @rpc
+    @idempotent(CommandRecord)
     def change_own_pin(self, payload):
         """The logged-in patron changes their PIN, giving the current one. Each try counts against the card and
         the address as a log-in does, so a token left open on a library's terminal cannot be used to guess the
@@ -322,6 +333,7 @@ class PatronsService:
             for patron in patrons}
 
     @rpc
+    @once_for_patron
     def renew_card(self, patron_id):
         """The desk renews an expired (or expiring) card: valid again for the card validity period from today."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
@@ -330,6 +342,7 @@ class PatronsService:
         return self._changed_card(patron, ["expires_on"])
 
     @rpc
+    @once_for_patron
     def replace_lost_card(self, patron_id):
         """A card reported lost: the old number stops working (the desk is told it was reported lost) and a
         new one is issued; the patron, their loans and holds stay as they are."""
@@ -340,6 +353,7 @@ class PatronsService:
         return self._changed_card(patron, ["card_number"])
 
     @rpc
+    @once_for_patron
     def set_card_status(self, patron_id, payload):
         """Suspend a patron's borrowing (status "suspended") or lift it ("active")."""
         self.caller.require(STAFF_ROLES + WHOLE_TENANT)
@@ -483,6 +497,7 @@ class PatronsService:
         return {"created": True, "username": account.username}
 
     @rpc
+    @idempotent(CommandRecord)
     def create_staff_account(self, payload):
         self.caller.require(WHOLE_TENANT)
         data = load(StaffAccountSchema(), payload)
@@ -495,6 +510,7 @@ class PatronsService:
         return StaffAccountSchema(many=True).dump(self._registry().staff_accounts())
 
     @rpc
+    @idempotent(CommandRecord)
     def update_staff_account(self, account_id, payload):
         self.caller.require(WHOLE_TENANT)
         changes = load(StaffAccountChangeSchema(), payload)
@@ -514,6 +530,7 @@ class PatronsService:
         return StaffAccountSchema().dump(account)
 
     @rpc
+    @idempotent(CommandRecord)
     def delete_staff_account(self, account_id):
         self.caller.require(WHOLE_TENANT)
         account = self._staff_account(account_id)
