@@ -141,7 +141,7 @@ class GatewayServer(WebServer):
         and caller, with the ``request_digest`` of what the request asks (a streamed body, an import's, is named
         by its batches instead); or, without one, a key of the gateway's own. Both are keyed hashes: a stored
         record says nothing of the caller, the card or the copy to whoever reads the service's database alone."""
-        client_key = request.headers.get(IDEMPOTENCY_HEADER)
+        client_key = request.headers.get(IDEMPOTENCY_HEADER, self.form_key(request))
         if client_key is None:  # only a message delivered twice can repeat this request
             return {"idempotency_key": uuid.uuid4().hex}
         if not IDEMPOTENCY_KEY.fullmatch(client_key):
@@ -150,6 +150,13 @@ class GatewayServer(WebServer):
         return {"idempotency_key": self.keyed_hash(identity["tenant"], identity["actor"], client_key),
                 "request_digest": self.keyed_hash(request.method, request.path, request.query_string,
                                                   request.mimetype, body)}
+
+    @staticmethod
+    def form_key(request):
+        """The key a web page's form carries (``request_key``, services/gateway/pages.py)."""
+        if request.mimetype == "application/x-www-form-urlencoded":
+            return request.form.get("request_key")
+        return None
 
     def keyed_hash(self, *parts):
         mac = hmac.new(self.request_names_key, digestmod=hashlib.sha256)

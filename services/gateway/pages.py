@@ -17,6 +17,7 @@ import io
 import mimetypes
 import re
 import sys
+import uuid
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -134,7 +135,8 @@ class Site(SharedExtension):
         session = request.environ.get(SESSION)
         html = self.environments[language].get_template(page.template).render(
             lang=language, languages=self.languages, link=partial(self.link_for, request), in_language=in_language,
-            signed_in=session is not None, csrf=session.csrf if session else "", **page.values)
+            signed_in=session is not None, csrf=session.csrf if session else "", request_key=new_request_key,
+            **page.values)
         return html_response(page.status, html)
 
     def static_file(self, name):
@@ -155,6 +157,12 @@ def _compiled(po_file):
     write_mo(compiled, catalogue)
     compiled.seek(0)
     return Translations(fp=compiled)
+
+
+def new_request_key():
+    """A form's own ``request_key``: a form sent twice (Enter pressed twice, a reload that posts again) is one
+    request (the gateway names it by this key, shiori.idempotency), and another form is another."""
+    return uuid.uuid4().hex
 
 
 def html_response(status, html):

@@ -2,6 +2,7 @@
 copies one after another (each answered at once, a refusal with its reason), renew, place a hold for the patron;
 check-in says what to do with each copy (棚へ / 予約棚へ with the slip / 回送). Through the running system, on
 SQLite and PostgreSQL."""
+import re
 import time
 
 import jwt
@@ -63,6 +64,22 @@ def test_scan_a_card_then_three_copies_then_one_refused(system, staff, desk):
     assert unknown.status_code == 404 and "このバーコードの資料は見つかりません。" in text_of(unknown)
     nobody = desk.post("/desk/patron", card_number="000000000000")
     assert nobody.status_code == 404 and "この番号の利用者は見つかりません。" in text_of(nobody)
+
+
+def test_a_scan_form_sent_twice_lends_once_and_shows_the_loan_again(system, staff, desk):
+    """Enter pressed twice, or a reload that posts the form again: the form's own key makes it one request."""
+    patron = register_patron(staff)
+    work, item = add_copy(staff)
+    desk.log_in()
+    page = desk.post("/desk/patron", card_number=patron["card_number"])
+    (form_key,) = re.findall(r'action="/desk/checkout".*?name="request_key" value="(\w+)"', page.text, re.S)
+    for _ in range(2):
+        lent = desk.post("/desk/checkout", card_number=patron["card_number"], item_barcode=item["barcode"],
+                         request_key=form_key)
+        assert lent.status_code == 200 and f"貸出しました：{work['title']}" in text_of(lent), text_of(lent)
+    loans = staff.get(f"{staff.base_url}/api/v1/patrons/{patron['id']}/loans", timeout=10).json()["items"]
+    assert len(loans) == 1
+    assert form_key not in lent.text  # the next scan is a new request
 
 
 def test_renew_and_place_a_hold_for_the_patron_at_the_desk(system, staff, desk):

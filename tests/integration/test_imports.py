@@ -20,9 +20,10 @@ def aozora_sample(rows=300):
     return "".join(lines[:rows + 1]).encode("utf-8")
 
 
-def post_import(staff, body, file_format):
+def post_import(staff, body, file_format, idempotency_key=None):
+    key = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
     return staff.post(f"{staff.base_url}/api/v1/works/import", params={"format": file_format}, data=body,
-                      headers={"Content-Type": "application/octet-stream"}, timeout=120)
+                      headers={"Content-Type": "application/octet-stream", **key}, timeout=120)
 
 
 def test_aozora_import_adds_then_updates_keeping_every_person(staff, system):
@@ -120,6 +121,17 @@ def test_marc21_and_marcxml_imports_load_good_records_and_explain_rejects(staff,
     assert kokoro[0]["publisher"] == "岩波書店" and kokoro[0]["published_year"] == 1989
     assert [hit["title"] for hit in hits(q=f"みやざわけんじ {tag}")] == [f"銀河鉄道の夜{tag}"]
     assert [hit["title"] for hit in hits(author="夏目漱石", q=tag)] == [f"心{tag}"]
+
+
+def test_an_import_sent_again_with_its_key_answers_its_first_counts(staff):
+    """A client that lost the answer of an upload sends it again under its key: the same summary, from the
+    batches' kept answers; sent without the key, the same file updates what the first added."""
+    iso = b"".join(record.as_marc() for record in marc_records(unique("K")))
+    key = unique("import-")
+    first = post_import(staff, iso, "marc21", key).json()
+    assert (first["added"], first["updated"], first["rejected"]) == (2, 0, 1)
+    assert post_import(staff, iso, "marc21", key).json() == first
+    assert post_import(staff, iso, "marc21").json()["updated"] == 2
 
 
 def test_imports_running_at_once_share_the_people_they_both_create(system):
