@@ -1,4 +1,5 @@
-"""``make run``: every service as its own process, the first-run setup, and a clean stop on Ctrl-C/SIGTERM."""
+"""``make run``: every service as its own process, started again when it exits, the first-run setup, and a clean
+stop on Ctrl-C/SIGTERM."""
 import ctypes
 import os
 import signal
@@ -19,6 +20,14 @@ from shiori.commands.serve import SERVICE_NAMES
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 15
+TICK_SECONDS = 0.5
+# A process that exits is started again after half a second, then a second, two… up to thirty at most; once it has
+# run a minute its next exit is its first again. One that exits this often while the system starts will not
+# come up (its configuration, its database, its port): the start fails then rather than at STARTUP_SECONDS.
+FIRST_RESTART_SECONDS = 0.5
+LONGEST_RESTART_SECONDS = 30.0
+STEADY_SECONDS = 60.0
+STARTUP_EXITS = 3
 # Services that may run as several processes taking calls and events from the same queues: the catalogue,
 # whose bulk imports are one core's work per process. The others run once: the gateways listen on a port,
 # and timers (notices' retries, the daily pass) and the chained access record have not been shown safe twice.
@@ -32,6 +41,43 @@ def die_with_parent():
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+def how_it_ended(returncode):
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+class Backoff:
+    """How long a process that exited waits before it is started again."""
+
+    def __init__(self, first=FIRST_RESTART_SECONDS, longest=LONGEST_RESTART_SECONDS, steady=STEADY_SECONDS):
+        self.first, self.longest, self.steady = first, longest, steady
+        self.next_wait = first
+
+    def wait_after(self, uptime):
+        """The wait before the next start of a process that has just exited after running ``uptime`` seconds."""
+        if uptime >= self.steady:
+            self.next_wait = self.first
+        wait, self.next_wait = self.next_wait, min(self.longest, 2 * self.next_wait)
+        return wait
+
+
+class ServiceProcess:
+    """One process of the run: the service it serves, its operating-system process, and its exits."""
+
+    def __init__(self, service, replica):
+        self.service = service
+        self.name = service if replica == 1 else f"{service}-{replica}"
+        self.backoff = Backoff()
+        self.popen = None
+        self.started_at = None
+        self.restart_at = None  # while it is down: when it is to be started again
+        self.exits = 0
 
 
 def broker_reachable(broker_url):
@@ -79,13 +125,46 @@ class System:
         return counts
 
     def start(self, name, replica=1):
-        process_name = name if replica == 1 else f"{name}-{replica}"
-        log = open(self.data_dir / "logs" / f"{process_name}.log", "ab")
-        self.processes[process_name] = subprocess.Popen(
-            [sys.executable, "-m", "shiori", "serve", name], env=self.deployment.environment(name),
-            stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=die_with_parent,
-        )
+        process = ServiceProcess(name, replica)
+        self.processes[process.name] = process
+        self.launch(process, time.monotonic())
+
+    def command(self, service):
+        return [sys.executable, "-m", "shiori", "serve", service]
+
+    def launch(self, process, now):
+        with open(self.data_dir / "logs" / f"{process.name}.log", "ab") as log:
+            process.popen = subprocess.Popen(
+                self.command(process.service), env=self.deployment.environment(process.service),
+                stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=die_with_parent,
+            )
+        process.started_at, process.restart_at = now, None
+
+    def supervise(self, now):
+        """Note each process that has exited, and start it again once its back-off has passed. It runs in the
+        main thread, where the signal handlers only set ``stopping``: a process it starts is in ``processes``
+        before ``stop`` looks, and it starts none once a stop has been asked for."""
+        for process in self.processes.values():
+            if self.stopping:
+                return
+            if process.restart_at is not None:
+                if now >= process.restart_at:
+                    self.launch(process, now)
+                continue
+            returncode = process.popen.poll()
+            if returncode is not None:
+                process.exits += 1
+                wait = process.backoff.wait_after(now - process.started_at)
+                process.restart_at = now + wait
+                self.report(f"{process.name} {how_it_ended(returncode)}; starting it again in {wait:g} s "
+                            f"(exits so far: {process.exits}; its log: {self.data_dir / 'logs' / process.name}.log)")
+
+    def report(self, message):
+        """Tell the operator, on stderr and in logs/launcher.log, which outlive the terminal's scrollback."""
+        print(message, file=sys.stderr, flush=True)
+        with open(self.data_dir / "logs" / "launcher.log", "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {message}\n")
 
     def healthy(self):
         # Whether the gateway this run started answers on the address it was told to bind. Its certificate
@@ -100,30 +179,31 @@ class System:
         except (urllib.error.URLError, OSError):
             return False
 
-    def exited(self):
-        return {name: process.returncode for name, process in self.processes.items() if process.poll() is not None}
+    def exits(self):
+        return {name: process.exits for name, process in self.processes.items() if process.exits}
 
     def wait_until_healthy(self):
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline and not self.stopping:
-            if self.exited():
+            self.supervise(time.monotonic())
+            if any(exits >= STARTUP_EXITS for exits in self.exits().values()):
                 return False
             if self.healthy():
                 return True
-            time.sleep(0.5)
+            time.sleep(TICK_SECONDS)
         return False
 
     def stop(self):
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
+        running = [process.popen for process in self.processes.values() if process.popen.poll() is None]
+        for popen in running:
+            popen.terminate()
         deadline = time.monotonic() + STOP_SECONDS
-        for process in self.processes.values():
+        for popen in running:
             try:
-                process.wait(max(0.1, deadline - time.monotonic()))
+                popen.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                popen.kill()
+                popen.wait()
 
 
 def provision_broker(system):
@@ -179,7 +259,7 @@ def run(environ=None):
         print(f"starting {', '.join(SERVICE_NAMES)} (logs in {system.data_dir / 'logs'}) ...", flush=True)
         if not system.wait_until_healthy():
             if not system.stopping:
-                print(f"the system did not come up; exited: {system.exited()}; see the logs", file=sys.stderr)
+                print(f"the system did not come up; exits: {system.exits()}; see the logs", file=sys.stderr)
             return 0 if system.stopping else 1
         setup = subprocess.run([sys.executable, "-m", "shiori", "bootstrap"],
                                env=system.deployment.environment(OPERATOR))
@@ -190,10 +270,8 @@ def run(environ=None):
               f"Public catalogue (OPAC): {system.opac_url}/api/v1/search?q=...\n"
               "Ctrl-C stops it.", flush=True)
         while not system.stopping:
-            if system.exited():
-                print(f"a service stopped unexpectedly: {system.exited()}; stopping the rest", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+            system.supervise(time.monotonic())
+            time.sleep(TICK_SECONDS)
         return 0
     finally:
         print("stopping ...", flush=True)

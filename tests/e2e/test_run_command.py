@@ -1,6 +1,7 @@
 """The system as a newcomer runs it: ``python -m shiori run`` (what ``make run`` calls) starts every service
-as its own process with SQLite under the data folder, loads the demo data, serves HTTP; SIGTERM stops every
-process it started; a second run on the same folder finds everything it committed."""
+as its own process with SQLite under the data folder, loads the demo data, serves HTTP; a service process that
+dies is started again while the others serve; SIGTERM stops every process it started; a second run on the same
+folder finds everything it committed."""
 import os
 import re
 import signal
@@ -15,7 +16,8 @@ import requests
 
 from conftest import free_port
 from shiori.commands.provision import deprovision
-from support import check_in, check_out, patron_fields
+from shiori.commands.serve import SERVICE_NAMES
+from support import RPC_TIMEOUT, add_copy, check_in, check_out, patron_fields, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(r"Shiori is running: (http://\S+)")
@@ -73,16 +75,42 @@ def processes_using(data_dir):
     return pids
 
 
+def service_of(pid):
+    """The service a process serves (``-m shiori serve NAME``), or None."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return command[command.index(b"serve") + 1].decode() if b"serve" in command else None
+
+
 def environments_of(pids):
-    """Each service process's environment, by the service it serves (``-m shiori serve NAME``)."""
+    """Each service process's environment, by the service it serves."""
     environments = {}
     for pid in pids:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"serve" in command:
-            name = command[command.index(b"serve") + 1].decode()
+        name = service_of(pid)
+        if name:
             environments[name] = dict(entry.split("=", 1) for entry in
                                       Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in entry)
     return environments
+
+
+def service_pids(data_dir):
+    """{service: pid} of this run's service processes that are running."""
+    pids = {}
+    for pid in processes_using(data_dir):
+        try:
+            name = service_of(pid)
+        except OSError:  # it has just ended
+            continue
+        if name:
+            pids[name] = pid
+    return pids
+
+
+def signed_in(url, username, password):
+    staff = requests.Session()
+    token = staff.post(f"{url}/api/v1/auth/token", json={"username": username, "password": password}, timeout=10)
+    staff.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    staff.base_url = url
+    return staff
 
 
 SECRETS_OF = {  # each secret the run command makes, and the one process that holds it (PRIVACY.md 10)
@@ -137,10 +165,7 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
         assert any(hit["authors"][0]["name"] == "夏目 漱石" for hit in hits["items"])
         assert hits["items"][0]["availability"][0]["total"] == 1
 
-        staff = requests.Session()
-        token = staff.post(f"{url}/api/v1/auth/token", json={"username": "admin", "password": password}, timeout=10)
-        staff.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        staff.base_url = url
+        staff = signed_in(url, "admin", password)
         libraries = staff.get(f"{url}/api/v1/libraries", timeout=10).json()["items"]
         assert {library["kind"] for library in libraries} == {"main", "branch"} and len(libraries) >= 3
         patron = staff.post(f"{url}/api/v1/patrons", json=patron_fields(), timeout=10).json()
@@ -162,9 +187,7 @@ def test_run_starts_the_whole_system_with_demo_data_and_stops_cleanly(run_enviro
         url = second.wait_until_ready()
         assert "with password" not in second.output  # shown once, on the first run only
         assert "nothing loaded" in second.output  # the demo is not loaded twice
-        staff = requests.Session()
-        token = staff.post(f"{url}/api/v1/auth/token", json={"username": "admin", "password": password}, timeout=10)
-        staff.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        staff = signed_in(url, "admin", password)
         loans = staff.get(f"{url}/api/v1/patrons/{patron['id']}/loans", timeout=10).json()["items"]
         assert [loan["item_barcode"] for loan in loans] == ["K00000001"]
         assert staff.get(f"{url}/api/v1/patrons/{patron['id']}", timeout=10).json()["total_uses"] == 2
@@ -188,3 +211,66 @@ def test_an_empty_system_on_request_and_a_chosen_admin_password(run_environ):
         assert requests.get(f"{url}/api/v1/search", params={"q": "坊"}, timeout=10).json()["total"] == 0
     finally:
         assert run.stop() == 0
+
+
+def registered(staff):
+    """A patron registered at the main library, once the patrons service has heard of it (an event)."""
+    response = staff.post(f"{staff.base_url}/api/v1/patrons", json=patron_fields(), timeout=10)
+    return response.json() if response.status_code == 201 else None
+
+
+def loans_started_again(data_dir, killed):
+    """The pid of this run's loans process if it is running and not one of those ``killed``."""
+    pid = service_pids(data_dir).get("loans")
+    return None if pid in killed else pid
+
+
+def test_a_service_that_dies_is_started_again_while_the_others_keep_serving(run_environ):
+    """kill -9 the loans process, and again each time it is back: the run says so and waits 0.5, 1, 2 then 4 s
+    before starting it again. Meanwhile the other processes serve on, the same ones, and /health names loans
+    as not answering; once loans is back, /health answers 200 and a check-out goes through."""
+    run_environ.update(SHIORI_DEMO="0", SHIORI_ADMIN_PASSWORD="chosen-by-the-operator",
+                       SHIORI_RPC_TIMEOUT=str(RPC_TIMEOUT))  # /health gives up on loans after 3 s, not 5
+    data_dir = Path(run_environ["SHIORI_DATA_DIR"])
+    opac_url = f"http://127.0.0.1:{run_environ['SHIORI_OPAC_PORT']}"
+    run = RunCommand(run_environ)
+    try:
+        url = run.wait_until_ready()
+        staff = signed_in(url, "admin", "chosen-by-the-operator")
+        library = {"code": "main", "name": "試験図書館", "kind": "main"}
+        assert staff.post(f"{url}/api/v1/libraries", json=library, timeout=10).status_code == 201
+        patron = wait_until(lambda: registered(staff), message="the patrons service to hear of the library")
+        _work, copy = add_copy(staff)
+        others = {name: pid for name, pid in service_pids(data_dir).items() if name != "loans"}
+        assert set(others) == set(SERVICE_NAMES) - {"loans"}
+
+        killed = set()
+        for wait in ("0.5", "1", "2", "4"):
+            pid = wait_until(lambda: loans_started_again(data_dir, killed), timeout=30,
+                             message="loans to be started again")
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+            wait_until(lambda: f"loans was killed by SIGKILL; starting it again in {wait} s" in run.output,
+                       message=f"the run to tell of the kill and its {wait} s wait")
+
+        health = requests.get(f"{url}/health", timeout=10)
+        assert health.status_code == 503
+        states = health.json()["error"]["details"]["services"]
+        assert states == {"patrons": "ok", "loans": "unavailable", "catalog": "ok", "statistics": "ok",
+                          "notices": "ok"}
+        assert "loans" in health.json()["error"]["message"]
+        card = staff.get(f"{url}/api/v1/patrons", params={"card_number": patron["card_number"]}, timeout=10)
+        assert card.status_code == 200
+        assert staff.get(f"{url}/api/v1/items/{copy['barcode']}", timeout=10).status_code == 200
+        assert requests.get(f"{opac_url}/api/v1/search", params={"q": "試験"}, timeout=10).status_code == 200
+
+        wait_until(lambda: requests.get(f"{url}/health", timeout=10).status_code == 200, timeout=30,
+                   interval=0.5, message="/health to answer 200 once loans is back")
+        assert check_out(staff, patron["card_number"], copy["barcode"]).status_code == 201
+        assert loans_started_again(data_dir, killed)
+        assert {name: pid for name, pid in service_pids(data_dir).items() if name != "loans"} == others
+        staff.close()
+    finally:
+        assert run.stop() == 0
+    assert run.output.count("loans was killed by SIGKILL") == 4
+    assert processes_using(data_dir) == []

@@ -1,6 +1,8 @@
 """docker-compose.yml gives each container only its own secrets (issue 11, part 6), with no default password,
-and everything it needs comes from ``python -m shiori secrets``. Read as data: no Docker is needed."""
+and everything it needs comes from ``python -m shiori secrets``; it starts each long-running container again when
+it exits, and checks its health (issue 14). Read as data: no Docker is needed."""
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ PRINCIPALS = [*SERVICE_NAMES, OPERATOR]
 # The containers that are no Shiori process, and the one the operator's command runs in.
 INFRASTRUCTURE = {"rabbitmq", "postgres", "broker-setup"}
 PRINCIPAL_OF = {**{name: name for name in SERVICE_NAMES}, "bootstrap": OPERATOR}
+ONE_SHOT = {"broker-setup", "bootstrap"}
 
 
 def secret_owners():
@@ -89,3 +92,45 @@ def test_the_secrets_command_prints_a_fresh_env_file():
     first, second = env_file(), env_file()
     assert set(first) == set(new_deployment_secrets(PRINCIPALS)) and all(first.values())
     assert not {name for name in first if first[name] == second[name]}, "each run makes new secrets"
+
+
+@pytest.mark.parametrize("container", sorted(set(COMPOSE["services"]) - ONE_SHOT))
+def test_each_long_running_container_is_started_again_when_it_exits_and_has_a_health_check(container):
+    service = COMPOSE["services"][container]
+    assert service["restart"] in ("unless-stopped", "always", "on-failure")
+    check = service["healthcheck"]["test"]
+    assert check[0] in ("CMD", "CMD-SHELL") and len(check) > 1
+    assert {"interval", "timeout", "retries"} <= set(service["healthcheck"])
+
+
+@pytest.mark.parametrize("container, port", [("gateway", "SHIORI_GATEWAY_PORT"), ("opac", "SHIORI_OPAC_PORT")])
+def test_the_gateways_are_healthy_when_their_own_health_route_answers_200(container, port):
+    service = COMPOSE["services"][container]
+    check = " ".join(service["healthcheck"]["test"])
+    # urlopen raises on 503 (a service behind it not answering), and so the check fails.
+    assert f"urlopen('http://127.0.0.1:{service['environment'][port]}/health'" in check
+
+
+BROKER_CONNECTION_CHECK = ["CMD-SHELL", f"grep -qs ':{5672:04X} 01 ' /proc/net/tcp /proc/net/tcp6"]
+
+
+def test_the_services_without_http_are_healthy_while_connected_to_the_broker():
+    for container in set(SERVICE_NAMES) - {"gateway", "opac"}:
+        service = COMPOSE["services"][container]
+        assert "@rabbitmq:5672/" in service["environment"]["AMQP_URI"]
+        assert service["healthcheck"]["test"] == BROKER_CONNECTION_CHECK
+
+
+def test_the_broker_connection_check_finds_an_established_connection_to_the_port_it_names():
+    """The check's command, on this machine, for a port this test listens on in place of RabbitMQ's."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        command = BROKER_CONNECTION_CHECK[1].replace(f":{5672:04X} ", f":{port:04X} ")
+        assert subprocess.run(command, shell=True).returncode == 1  # listening is not connected
+        with socket.create_connection(("127.0.0.1", port)):
+            assert subprocess.run(command, shell=True).returncode == 0
+
+
+@pytest.mark.parametrize("container", sorted(ONE_SHOT))
+def test_the_one_shot_containers_are_not_run_again_once_done(container):
+    assert COMPOSE["services"][container]["restart"] == "no"
