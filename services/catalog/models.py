@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shiori.db import UtcDateTime
 from shiori.events import ProcessedEventMixin
+from shiori.outbox import OutboxEventMixin
 
 
 class Base(DeclarativeBase):
@@ -209,4 +210,8 @@ class CopyLent(Base):
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class OutboxEvent(OutboxEventMixin, Base):
     pass

@@ -9,6 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shiori.db import UtcDateTime
 from shiori.events import ProcessedEventMixin
+from shiori.outbox import OutboxEventMixin
 
 
 class Base(DeclarativeBase):
@@ -119,4 +120,8 @@ class RevokedCredential(Base):
 
 
 class ProcessedEvent(ProcessedEventMixin, Base):
+    pass
+
+
+class OutboxEvent(OutboxEventMixin, Base):
     pass
