@@ -31,6 +31,7 @@ from shiori.broker import events_exchange
 from shiori.commands import dead_letters
 from shiori.db import Database
 from shiori.events import EventPublisher
+from shiori import outbox
 from shiori.outbox import OutboxEventMixin
 from support import add_copy, check_out, in_database, register_patron, unique, wait_until
 
@@ -167,6 +168,22 @@ def test_an_event_is_told_only_for_a_change_that_commits(amqp_uri, emitter_datab
             assert markers(events()) == [kept]
             assert rows_of(emitter_database, "SELECT * FROM outbox") == []
             assert rows_of(envelopes, "SELECT * FROM outbox_envelopes") == []  # none left of the undone two
+        finally:
+            runner.stop()
+
+
+def test_a_commit_wakes_the_relay_at_once(amqp_uri, emitter_database, tmp_path, monkeypatch):
+    monkeypatch.setattr(outbox, "POLL_SECONDS", 60)  # a relay that only looked now and then would not be in time
+    envelopes = f"sqlite:///{tmp_path}/envelopes.db"
+    with tapped(amqp_uri, events_exchange(Emitter.name), declaring=True) as events:
+        runner = start(Emitter, amqp_uri, {"DATABASE_URL": emitter_database, "ENVELOPES_URL": envelopes})
+        try:
+            [container] = runner.containers
+            time.sleep(0.5)  # the relay has looked once at its start, and rests
+            marker = unique("woken-")
+            with entrypoint_hook(container, "make") as make:
+                make(marker)
+            wait_until(lambda: marker in markers(events()), timeout=5, message="the event, without waiting a poll")
         finally:
             runner.stop()
 
