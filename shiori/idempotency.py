@@ -148,11 +148,15 @@ class CommandRecords:
     @contextmanager
     def claimed(self, context):
         """The record, without an answer yet, goes into the transaction that the command commits, so the
-        change and its record are durable together; a commit past the deadline is refused."""
-        self.session.add(self.model(key=self.key, command=self.command, digest=self.digest, recorded_at=_now()))
+        change and its record are durable together; a commit past the deadline is refused. It is added as the
+        command commits, not before it runs: flushed by the command's first query, it would take SQLite's write
+        lock for the whole command, calls to other services included, and every other writer of the process
+        would wait on it (the load benchmark's stall: 2.7 operations/s at 20 desks, against 19.2)."""
 
-        def before_commit(_session):
+        def before_commit(session):
             refuse_if_late(context)
+            if not self.committed:
+                session.add(self.model(key=self.key, command=self.command, digest=self.digest, recorded_at=_now()))
 
         def after_commit(_session):
             self.committed = True

@@ -138,3 +138,35 @@ def test_records_older_than_the_time_kept_are_swept(sqlite_session):
     service.db.commit()
     service.add_shelf("A")
     assert [record.key for record in service.db.scalars(select(CommandRecord))] == ["k1"]
+
+
+def test_a_command_holds_no_write_lock_before_it_commits(tmp_path):
+    """On SQLite a record flushed as the command began would lock out every other writer while the command
+    waits on other services (the load benchmark's stall): another writer must get through meanwhile."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from shiori.db import create_schema
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'shelves.db'}", connect_args={"timeout": 0.1})
+    create_schema(engine, Base.metadata)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    others_wrote = []
+
+    class AskingShelves(Shelves):
+        @idempotent(CommandRecord)
+        def add_shelf(self, label, pause=0.0, fail=None):
+            self.db.scalar(select(func.count()).select_from(Shelf))  # a query, as the command asks others
+            with sessions() as other:  # another worker of the process writes meanwhile
+                other.add(Shelf(label="other"))
+                other.commit()
+                others_wrote.append(True)
+            self.db.add(Shelf(label=label))
+            self.db.commit()
+            return {"label": label}
+
+    service = AskingShelves(sessions(), {"tenant": "t", "idempotency_key": "k", "request_digest": "d",
+                                         "deadline": int((time.time() + 5) * 1000)})
+    assert service.add_shelf("A") == {"label": "A"} and others_wrote == [True]
+    assert count(service.db, CommandRecord) == 1
+    engine.dispose()
