@@ -7,12 +7,13 @@ PY          := $(VENV)/bin/python
 PYTHON      ?= $(shell command -v python3.11 || command -v python3)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test bench clean
+.PHONY: help venv run test bench load clean
 
 help:
 	@echo "make run     start all services, the gateway (http://127.0.0.1:8000) and demo data; Ctrl-C stops"
 	@echo "make test    run the test suite (PYTEST_ARGS='-k loans -x' passes options to pytest)"
 	@echo "make bench   run the benchmarks (BENCH_ARGS='--database postgresql'); prints their figures"
+	@echo "make load    the desk day's load at 20 and 100 clients (BENCH_ARGS='--soak 3600' for an hour's soak)"
 	@echo "make venv    create $(VENV) and install the project into it (done by run and test)"
 	@echo "make clean   remove var/ (local data)"
 
@@ -46,6 +47,11 @@ bench: venv
 	scripts/ensure-broker
 	$(PY) benchmarks/circulation.py $(BENCH_ARGS)
 	$(PY) benchmarks/loan_scale.py $(BENCH_ARGS)
+
+load: venv
+	@$(PY) -c 'import locust' 2>/dev/null || $(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]' 'setuptools<81'
+	scripts/ensure-broker
+	$(PY) benchmarks/load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var/
