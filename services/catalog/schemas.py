@@ -65,13 +65,14 @@ class WorkSchema(Schema):
     )
     subjects = fields.List(fields.String(validate=validate.Length(1, 500)), load_default=list,
                            validate=validate.Length(max=50))
-    source_id = fields.String(allow_none=True, validate=validate.Length(max=100))
+    # None for a record of no source; an empty one would be taken for none, yet stored as one that repeats
+    source_id = fields.String(allow_none=True, validate=validate.Length(1, 100))
     availability = fields.List(fields.Nested(AvailabilitySchema), dump_only=True)
 
 
 class ItemSchema(Schema):
     barcode = fields.String(required=True, validate=BARCODE)
-    work_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    work_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**31 - 1))  # a key's range
     library = fields.String(required=True, validate=CODE)
     call_number = fields.String(allow_none=True, validate=validate.Length(max=100))
     item_type = fields.String(load_default="book", validate=validate.OneOf(ITEM_TYPES))

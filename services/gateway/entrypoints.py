@@ -9,6 +9,7 @@ its own connection and no worker, and is answered 408 on a connection then close
 """
 import json
 import logging
+import re
 import ssl
 import time
 from functools import partial
@@ -25,7 +26,7 @@ from werkzeug.wrappers import Request, Response
 
 from services.gateway import errors
 from services.gateway.tokens import RevokedCredentials, TokenIssuer
-from shiori.errors import DomainError, Forbidden, NotAuthenticated
+from shiori.errors import DomainError, Forbidden, InvalidInput, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
 from shiori.rpc import ContextKeys
 from shiori.tls import gateway_context
@@ -43,6 +44,7 @@ ID = "int"
 MAX_ID = 2**31 - 1
 # Deeper than any body a route takes; json.loads itself gives up near Python's recursion limit (RecursionError).
 MAX_JSON_DEPTH = 32
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # The WSGI environ's key of a function that has the connection closed after this request's answer.
 CLOSE_CONNECTION = "shiori.close_connection"
 
@@ -159,7 +161,9 @@ def http_error(exc):
     if isinstance(exc, NotFound):
         return errors.error_response(errors.RouteNotFound())
     if isinstance(exc, WerkzeugMethodNotAllowed):
-        return errors.error_response(errors.MethodNotAllowed(details={"allowed": sorted(exc.valid_methods or [])}))
+        allowed = sorted(exc.valid_methods or [])
+        return errors.error_response(errors.MethodNotAllowed(details={"allowed": allowed}),
+                                     headers={"Allow": ", ".join(allowed)})  # RFC 9110: a 405 names them
     if isinstance(exc, RequestEntityTooLarge):
         return errors.error_response(errors.PayloadTooLarge())
     return errors.error_response(errors.InternalError(exc.description))
@@ -234,6 +238,7 @@ class Route(HttpRequestHandler):
         args, kwargs = super().get_entrypoint_parameters(request)
         if any(isinstance(value, int) and not 1 <= value <= MAX_ID for value in kwargs.values()):
             raise errors.RouteNotFound("no such record")  # no key outside the 32-bit range exists
+        refuse_what_is_not_text({**kwargs, **request.args.to_dict()})
         return args, kwargs
 
     def response_from_result(self, result, request):
@@ -273,7 +278,36 @@ def read_json(request):
         raise errors.InvalidJson("the body must be a JSON object")
     if nests_deeper_than(body, MAX_JSON_DEPTH):
         raise nested_too_deep()
+    refuse_what_is_not_text(body)
     return body
+
+
+def refuse_what_is_not_text(values):
+    """InvalidInput naming each of ``values`` (a JSON object, or a request's path and query values) whose text holds
+    a NUL character or half of a surrogate pair (JSON's "\\ud800" alone): they are no text of a library's, no
+    database stores them (PostgreSQL refuses NUL, UTF-8 has no lone surrogates), and an answer cannot carry them."""
+    refused = sorted(str(name).encode("unicode_escape").decode("ascii") if not_text(name) else str(name)
+                     for name, value in values.items() if not_text(name) or not_text(value))
+    if refused:
+        raise InvalidInput(details={name: ["holds a NUL character or a lone surrogate, which is not text"]
+                                    for name in refused})
+
+
+def not_text(value):
+    """Whether a string anywhere in ``value`` (object keys too) holds U+0000 or a lone surrogate (checked without
+    recursion)."""
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value or _LONE_SURROGATE.search(value):
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 def nested_too_deep():
