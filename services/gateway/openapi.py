@@ -114,6 +114,7 @@ PATRON = {
 }
 STAFF_ACCOUNT = {"username": text(3, 64, r"^[A-Za-z0-9._-]{3,64}$"), "password": text(10, 200),
                  "role": one_of(STAFF_ROLES), "libraries": list_of(text(1, 32))}
+LIBRARY_KINDS = ("main", "branch", "school")
 LOAN_POLICY = {
     "patron_category": nullable(one_of(PATRON_CATEGORIES)), "item_type": nullable(one_of(ITEM_TYPES)),
     "library": nullable(SHORT_CODE), "loan_days": integer(1, 365), "max_items": integer(0, 1000),
@@ -122,12 +123,44 @@ LOAN_POLICY = {
 CLOSURE = {"first": DATE, "last": DATE, "reason": text(0, 100)}
 NOTICE_TEMPLATE = fields_of({"subject": text(1, 200), "body": text(1, 4000)}, required=("subject", "body"))
 
+# What the owners answer: the records' fields (an owner may add more), those always there required.
+DAY_OR_NONE = nullable(DATE)
+PATRON_RECORD = fields_of({
+    "id": integer(1), "card_number": CARD_NUMBER, **{name: PATRON[name] for name in PATRON if name != "pin"},
+    "registered_on": DATE, "expires_on": DATE, "last_used_on": DAY_OR_NONE, "total_uses": integer(0),
+    "status": one_of(("active", "suspended")),
+}, required=("id", "card_number", "name", "name_kana", "birth_date", "home_library", "category", "registered_on",
+             "expires_on", "status"), closed=False)
+STAFF_RECORD = fields_of({"id": integer(1), "tenant": {"type": "string"},
+                          **{name: STAFF_ACCOUNT[name] for name in ("username", "role", "libraries")}},
+                         required=("id", "username", "role", "libraries"), closed=False)
+LIBRARY_RECORD = fields_of({"code": CODE, "name": {"type": "string"}, "kind": one_of(LIBRARY_KINDS)},
+                           required=("code", "name", "kind"), closed=False)
+WORK_RECORD = fields_of({
+    "id": integer(1), "title": {"type": "string"}, "authors": list_of(ANY_OBJECT), "availability": list_of(
+        fields_of({"library": {"type": "string"}, "total": integer(0), "available": integer(0)},
+                  required=("library", "total", "available"), closed=False)),
+}, required=("id", "title", "authors", "availability"), closed=False)
+ITEM_RECORD = fields_of({"barcode": {"type": "string"}, "work_id": WORK_ID, "library": {"type": "string"},
+                         "item_type": one_of(ITEM_TYPES), "title": {"type": "string"}, "status": {"type": "string"},
+                         "due_date": DAY_OR_NONE}, required=("barcode", "work_id", "library", "status"), closed=False)
+LOAN_RECORD = fields_of({"loan_id": integer(1), "item_barcode": {"type": "string"}, "library": {"type": "string"},
+                         "loaned_on": DATE, "due_date": DATE, "renewals": integer(0)},
+                        required=("loan_id", "item_barcode", "due_date"), closed=False)
+
 TOKEN_FIELDS = {"access_token": {"type": "string"}, "token_type": one_of(["Bearer"]), "expires_in": integer(1)}
 TOKEN = fields_of(TOKEN_FIELDS, required=TOKEN_FIELDS, closed=False)
 STAFF_TOKEN_FIELDS = {**TOKEN_FIELDS, "role": one_of(STAFF_ROLES), "libraries": list_of({"type": "string"})}
 STAFF_TOKEN = fields_of(STAFF_TOKEN_FIELDS, required=STAFF_TOKEN_FIELDS, closed=False)
-LISTED = fields_of({"items": list_of(ANY_OBJECT), "total": integer(0), **PAGE},
-                   required=("items", "total", "page", "per_page"), closed=False)
+
+
+def listed(record=ANY_OBJECT):
+    """A page of a list (API.md: ``?page=&per_page=``)."""
+    return fields_of({"items": list_of(record), "total": integer(0), **PAGE}, required=("items", "total", "page",
+                                                                                        "per_page"), closed=False)
+
+
+LISTED = listed()
 
 
 @dataclass(frozen=True)
@@ -157,20 +190,20 @@ DESCRIBED = {
         answer=STAFF_TOKEN, refusals=(429,)),
     "patron_token": Described(body=fields_of({"card_number": CARD_NUMBER, "pin": text(1, 32)},
                                              required=("card_number", "pin")), answer=TOKEN, refusals=(429,)),
-    "list_libraries": PAGED,
+    "list_libraries": Described(query=fields_of(PAGE), answer=listed(LIBRARY_RECORD)),
     "search": Described(query=fields_of({
         "q": text(0, 200), "title": text(0, 200), "author": text(0, 200), "publisher": text(0, 200),
         "isbn": text(0, 32), "ndc": text(1, 10, r"^\d{1,3}(\.\d{0,6})?$"), "library": CODE, "available": BOOLEAN,
         "ndc_class": text(1, 1, r"^\d$"), "year_from": integer(1, 2200), "year_to": integer(1, 2200),
         "sort": one_of(("relevance", "newest", "popular")), "facets": BOOLEAN, **PAGE,
     }), answer=LISTED),
-    "get_work": Described(),
-    "me": Described(),
-    "update_me": Described(body=fields_of({"email": nullable(EMAIL)}, required=("email",))),
+    "get_work": Described(answer=WORK_RECORD),
+    "me": Described(answer=PATRON_RECORD),
+    "update_me": Described(body=fields_of({"email": nullable(EMAIL)}, required=("email",)), answer=PATRON_RECORD),
     "change_my_pin": Described(body=fields_of({"current_pin": text(1, 32), "new_pin": PIN},
                                               required=("current_pin", "new_pin")),
                                answer=TOKEN, refusals=(429,)),
-    "my_loans": PAGED,
+    "my_loans": Described(query=fields_of(PAGE), answer=listed(LOAN_RECORD)),
     "my_holds": PAGED,
     "my_export": Described(),
     "my_access_log": PAGED,
@@ -178,28 +211,29 @@ DESCRIBED = {
         "patron_id": integer(1, MAX_ID), "actor": text(1, 64), "since": INSTANT, "until": INSTANT, **PAGE,
     }), answer=LISTED),
     "create_staff_account": Described(body=fields_of(STAFF_ACCOUNT, required=("username", "password", "role")),
-                                      status=201, refusals=(404, 409)),
-    "list_staff_accounts": PAGED,
+                                      answer=STAFF_RECORD, status=201, refusals=(404, 409)),
+    "list_staff_accounts": Described(query=fields_of(PAGE), answer=listed(STAFF_RECORD)),
     "update_staff_account": Described(body=fields_of({name: STAFF_ACCOUNT[name]
                                                       for name in ("password", "role", "libraries")}),
-                                      refusals=(409,)),
+                                      answer=STAFF_RECORD, refusals=(409,)),
     "delete_staff_account": Described(status=204, refusals=(409,)),
-    "add_library": Described(body=fields_of({"code": CODE, "name": text(1, 200),
-                                             "kind": one_of(("main", "branch", "school"))},
-                                            required=("code", "name", "kind")), status=201, refusals=(409,)),
+    "add_library": Described(body=fields_of({"code": CODE, "name": text(1, 200), "kind": one_of(LIBRARY_KINDS)},
+                                            required=("code", "name", "kind")),
+                             status=201, answer=LIBRARY_RECORD, refusals=(409,)),
     "register_patron": Described(
         body=fields_of(PATRON, required=("name", "name_kana", "birth_date", "address", "phone", "home_library",
-                                         "category")), status=201, refusals=(404,)),
+                                         "category")), answer=PATRON_RECORD, status=201, refusals=(404,)),
     "find_patrons": Described(query=fields_of({"card_number": CARD_NUMBER, "phone": text(7, 21, PHONE),
                                                "name_reading": text(1, 200, KANA), "birth_date": DATE, **PAGE}),
-                              answer=LISTED),
-    "get_patron": Described(),
-    "update_patron": Described(body=fields_of(PATRON)),
+                              answer=listed(PATRON_RECORD)),
+    "get_patron": Described(answer=PATRON_RECORD),
+    "update_patron": Described(body=fields_of(PATRON), answer=PATRON_RECORD),
     "delete_patron": Described(status=204, refusals=(409,)),
-    "renew_card": Described(),
-    "replace_lost_card": Described(),
-    "set_card_status": Described(body=fields_of({"status": one_of(("active", "suspended"))}, required=("status",))),
-    "patron_loans": PAGED,
+    "renew_card": Described(answer=PATRON_RECORD),
+    "replace_lost_card": Described(answer=PATRON_RECORD),
+    "set_card_status": Described(body=fields_of({"status": one_of(("active", "suspended"))}, required=("status",)),
+                                 answer=PATRON_RECORD),
+    "patron_loans": Described(query=fields_of(PAGE), answer=listed(LOAN_RECORD)),
     "patron_holds": PAGED,
     "export_patron": Described(),
     "add_work": Described(body=fields_of({
@@ -211,18 +245,18 @@ DESCRIBED = {
         "isbn": nullable(text(10, 32)), "ndc": nullable(text(1, 10, r"^\d{1,3}(\.\d{1,6})?$")),
         "ddc": nullable(text(1, 14, r"^\d{1,3}(\.\d{1,10})?$")), "subjects": list_of(text(1, 500), longest=50),
         "source_id": nullable(text(1, 100)),
-    }, required=("title",)), status=201),
+    }, required=("title",)), answer=WORK_RECORD, status=201),
     "import_works": Described(query=fields_of({"format": one_of(IMPORT_FORMATS)}, required=("format",)),
                               raw_body=True),
     "add_item": Described(body=fields_of({
         "barcode": text(1, 32, r"^[A-Za-z0-9-]{1,32}$"), "work_id": WORK_ID, "library": CODE,
         "call_number": nullable(text(0, 100)), "item_type": one_of(ITEM_TYPES),
         "shelf_location": nullable(text(0, 200)),
-    }, required=("barcode", "work_id", "library")), status=201, refusals=(404, 409)),
-    "get_item": Described(),
+    }, required=("barcode", "work_id", "library")), answer=ITEM_RECORD, status=201, refusals=(404, 409)),
+    "get_item": Described(answer=ITEM_RECORD),
     "checkout": Described(body=fields_of({"card_number": CARD_NUMBER, "item_barcode": SHORT_CODE,
                                           "library": SHORT_CODE}, required=("card_number", "item_barcode", "library")),
-                          status=201, refusals=(404, 409)),
+                          answer=LOAN_RECORD, status=201, refusals=(404, 409)),
     "checkin": Described(body=fields_of({"item_barcode": SHORT_CODE, "library": SHORT_CODE},
                                         required=("item_barcode", "library")), refusals=(404, 409)),
     "place_hold": Described(body={**fields_of({
@@ -232,7 +266,7 @@ DESCRIBED = {
         status=201, refusals=(404, 409)),
     "cancel_hold": DELETED,
     "hold_shelf": Described(),
-    "renew": Described(refusals=(409,)),
+    "renew": Described(answer=LOAN_RECORD, refusals=(409,)),
     "list_policies": Described(),
     "add_policy": Described(body=fields_of(LOAN_POLICY, required=("loan_days", "max_items", "renewals",
                                                                   "max_holds")), status=201, refusals=(409,)),

@@ -3,8 +3,8 @@ every operation of the staff gateway, with an admin's token and, for a patron's 
 operation of the OPAC gateway anonymously. No answer is a 5xx (a 503 is documented, for a service that does not
 answer, but none should happen here); every answer has a documented status, media type and shape.
 
-Bounded for ``make test`` (``SHIORI_FUZZ_EXAMPLES`` generated requests per operation, the four checks above);
-``make fuzz`` runs it with many more, schemathesis's boundary cases and every check it has.
+Bounded for ``make test`` (``SHIORI_FUZZ_EXAMPLES`` valid and as many invalid requests per operation, the four
+checks above); ``make fuzz`` (``SHIORI_FUZZ_CHECKS=all``) runs it with many more and every check schemathesis has.
 
 The fuzzer writes: it works in a tenant of its own, made for the run, so that its loan rules, calendars, closures
 and settings reach no other test. It is kept from its own credentials: a staff-account id or patron id in a path

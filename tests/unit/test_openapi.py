@@ -12,7 +12,7 @@ from services.gateway.openapi import DESCRIBED, openapi_document
 from services.gateway.schemas import ImportQuerySchema, PageSchema, StatisticsFormatSchema
 from services.gateway.service import GatewayService
 from services.loans.schemas import (CalendarSchema, CheckinSchema, CheckoutSchema, CirculationSettingsSchema,
-                                    HoldRequestSchema, LoanPolicySchema, UnplannedClosureSchema)
+                                    HoldRequestSchema, LoanPolicySchema, LoanSchema, UnplannedClosureSchema)
 from services.notices.schemas import NoticeSettingsSchema
 from services.notices.templates import KINDS
 from services.opac.service import OpacService
@@ -58,6 +58,15 @@ QUERIES = {
     # the chart asks for its own grouping
     "checkouts_chart": (StatisticsQuerySchema(exclude=("group_by",)),),
     "import_works": (ImportQuerySchema(),),
+}
+
+
+# operationId: the owner's schema of the record it answers
+ANSWERS = {
+    "register_patron": PatronSchema(), "get_patron": PatronSchema(), "me": PatronSchema(),
+    "create_staff_account": StaffAccountSchema(), "add_library": LibrarySchema(), "add_work": WorkSchema(),
+    "get_work": WorkSchema(), "add_item": ItemSchema(), "get_item": ItemSchema(), "checkout": LoanSchema(),
+    "renew": LoanSchema(),
 }
 
 
@@ -107,6 +116,12 @@ def test_each_body_is_described_as_its_owner_loads_it(operation):
 @pytest.mark.parametrize("operation", sorted(QUERIES))
 def test_each_query_is_described_as_its_owners_load_it(operation):
     assert differences(DESCRIBED[operation].query, QUERIES[operation]) == []
+
+
+@pytest.mark.parametrize("operation", sorted(ANSWERS))
+def test_each_record_answered_is_described_by_fields_its_owner_dumps(operation):
+    dumped = {field.data_key or name for name, field in ANSWERS[operation].fields.items() if not field.load_only}
+    assert set(DESCRIBED[operation].answer["properties"]) <= dumped
 
 
 def test_every_operation_that_reads_a_body_or_a_query_is_held_to_its_owner():
