@@ -9,7 +9,6 @@ its own connection and no worker, and is answered 408 on a connection then close
 """
 import json
 import logging
-import re
 import ssl
 import time
 from functools import partial
@@ -29,6 +28,7 @@ from services.gateway.tokens import RevokedCredentials, TokenIssuer
 from shiori.errors import DomainError, Forbidden, InvalidInput, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
 from shiori.rpc import ContextKeys
+from shiori.text import not_text
 from shiori.tls import gateway_context
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ ID = "int"
 MAX_ID = 2**31 - 1
 # Deeper than any body a route takes; json.loads itself gives up near Python's recursion limit (RecursionError).
 MAX_JSON_DEPTH = 32
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # The WSGI environ's key of a function that has the connection closed after this request's answer.
 CLOSE_CONNECTION = "shiori.close_connection"
 
@@ -283,31 +282,13 @@ def read_json(request):
 
 
 def refuse_what_is_not_text(values):
-    """InvalidInput naming each of ``values`` (a JSON object, or a request's path and query values) whose text holds
-    a NUL character or half of a surrogate pair (JSON's "\\ud800" alone): they are no text of a library's, no
-    database stores them (PostgreSQL refuses NUL, UTF-8 has no lone surrogates), and an answer cannot carry them."""
+    """InvalidInput naming each of ``values`` (a JSON object, or a request's path and query values) that holds what
+    is not text (shiori.text): no service could store it, and no answer could carry it."""
     refused = sorted(str(name).encode("unicode_escape").decode("ascii") if not_text(name) else str(name)
                      for name, value in values.items() if not_text(name) or not_text(value))
     if refused:
         raise InvalidInput(details={name: ["holds a NUL character or a lone surrogate, which is not text"]
                                     for name in refused})
-
-
-def not_text(value):
-    """Whether a string anywhere in ``value`` (object keys too) holds U+0000 or a lone surrogate (checked without
-    recursion)."""
-    pending = [value]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, str):
-            if "\x00" in value or _LONE_SURROGATE.search(value):
-                return True
-        elif isinstance(value, dict):
-            pending.extend(value.keys())
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    return False
 
 
 def nested_too_deep():

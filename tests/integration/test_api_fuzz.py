@@ -11,6 +11,7 @@ and settings reach no other test. It is kept from its own credentials: a staff-a
 that is the fuzzer's own admin or patron is replaced by one of no record (changing the admin's password or deleting
 the patron would end the tokens it fuzzes with). Failed log-ins it causes count against 127.0.0.1, and are
 dropped afterwards."""
+import gzip
 import os
 import uuid
 
@@ -21,13 +22,14 @@ import schemathesis
 from schemathesis import GenerationMode, checks
 from schemathesis.config import SchemathesisConfig
 
+from services.catalog.aozora import AOZORA_INDEX
 from services.gateway.openapi import openapi_document
 from services.gateway.service import GatewayService
 from services.gateway.tokens import TokenIssuer
 from services.opac.service import OpacService
 from shiori.commands.calls import wait_for_libraries
 from shiori.roles import PATRON
-from support import in_database, patron_fields, register_patron
+from support import in_database, patron_fields, register_patron, unique
 
 EXAMPLES = int(os.environ.get("SHIORI_FUZZ_EXAMPLES", "6"))
 FULL = os.environ.get("SHIORI_FUZZ_CHECKS") == "all"
@@ -215,3 +217,29 @@ def test_an_empty_source_id_is_refused_rather_than_taken_for_none(staff):
         answer = staff.post(f"{staff.base_url}/api/v1/works", json={"title": "坊っちゃん", "source_id": ""}, timeout=10)
         assert answer.status_code == 400, answer.text
         assert "source_id" in answer.json()["error"]["details"]
+
+
+@pytest.mark.parametrize("file_format", ["aozora-csv", "marc21"])
+def test_an_imported_record_with_a_nul_is_rejected_not_stored(staff, file_format):
+    """An import file is no JSON: its records reach the catalogue without the gateway's check (PostgreSQL failed
+    the whole import with a 500)."""
+    answer = staff.post(f"{staff.base_url}/api/v1/works/import", params={"format": file_format},
+                        data=import_file_with_a_nul(file_format), headers={"Content-Type": "application/octet-stream"},
+                        timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["added"] == 0 and answer.json()["rejected"] == 1, answer.text
+
+
+def import_file_with_a_nul(file_format):
+    """One record whose title holds U+0000: the first row of the shipped Aozora index, or a MARC21 record."""
+    if file_format == "marc21":
+        from pymarc import Field, Indicators, Record, Subfield
+
+        record = Record(leader="00000nam a2200000 i 4500", to_unicode=True)
+        record.add_field(Field("001", data=unique("nul-")), Field("245", Indicators("1", "0"),
+                                                                  [Subfield("a", "坊っちゃん\x00")]))
+        return record.as_marc()
+    header, row = gzip.decompress(AOZORA_INDEX.read_bytes()).decode("utf-8-sig").splitlines(keepends=True)[:2]
+    cells = row.split(",")
+    cells[3] = '"坊っちゃん\x00"'  # 作品名
+    return (header + ",".join(cells)).encode()
