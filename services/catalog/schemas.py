@@ -3,6 +3,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from services.catalog.rules import normalize_isbn
 from services.catalog.text import words
+from shiori.text import not_text
 from shiori.vocabulary import CODE, ITEM_TYPES
 
 BARCODE = validate.Regexp(r"^[A-Za-z0-9-]{1,32}$", error="letters, digits and '-', at most 32")
@@ -65,13 +66,22 @@ class WorkSchema(Schema):
     )
     subjects = fields.List(fields.String(validate=validate.Length(1, 500)), load_default=list,
                            validate=validate.Length(max=50))
-    source_id = fields.String(allow_none=True, validate=validate.Length(max=100))
+    # None for a record of no source; an empty one would be taken for none, yet stored as one that repeats
+    source_id = fields.String(allow_none=True, validate=validate.Length(1, 100))
     availability = fields.List(fields.Nested(AvailabilitySchema), dump_only=True)
+
+    @validates_schema
+    def holds_only_text(self, data, **_):
+        # The gateway refuses such text in a request; a record read from an import file has not passed it.
+        refused = sorted(name for name, value in data.items() if not_text(value))
+        if refused:
+            raise ValidationError({name: ["holds a NUL character or a lone surrogate, which is not text"]
+                                   for name in refused})
 
 
 class ItemSchema(Schema):
     barcode = fields.String(required=True, validate=BARCODE)
-    work_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    work_id = fields.Integer(required=True, strict=True, validate=validate.Range(1, 2**31 - 1))  # a key's range
     library = fields.String(required=True, validate=CODE)
     call_number = fields.String(allow_none=True, validate=validate.Length(max=100))
     item_type = fields.String(load_default="book", validate=validate.OneOf(ITEM_TYPES))

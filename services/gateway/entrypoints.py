@@ -32,6 +32,7 @@ from services.gateway.tokens import RevokedCredentials, TokenIssuer
 from shiori.errors import DomainError, Forbidden, InvalidInput, NotAuthenticated
 from shiori.roles import PUBLIC, STAFF_ROLES
 from shiori.rpc import ContextKeys
+from shiori.text import not_text
 from shiori.tls import gateway_context
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,9 @@ def http_error(exc):
     if isinstance(exc, NotFound):
         return errors.error_response(errors.RouteNotFound())
     if isinstance(exc, WerkzeugMethodNotAllowed):
-        return errors.error_response(errors.MethodNotAllowed(details={"allowed": sorted(exc.valid_methods or [])}))
+        allowed = sorted(exc.valid_methods or [])
+        return errors.error_response(errors.MethodNotAllowed(details={"allowed": allowed}),
+                                     headers={"Allow": ", ".join(allowed)})  # RFC 9110: a 405 names them
     if isinstance(exc, RequestEntityTooLarge):
         return errors.error_response(errors.PayloadTooLarge())
     return errors.error_response(errors.InternalError(exc.description))
@@ -278,6 +281,7 @@ class Route(HttpRequestHandler):
         args, kwargs = super().get_entrypoint_parameters(request)
         if any(isinstance(value, int) and not 1 <= value <= MAX_ID for value in kwargs.values()):
             raise errors.RouteNotFound("no such record")  # no key outside the 32-bit range exists
+        refuse_what_is_not_text({**kwargs, **request.args.to_dict()})
         return args, kwargs
 
     def response_from_result(self, result, request):
@@ -317,7 +321,18 @@ def read_json(request):
         raise errors.InvalidJson("the body must be a JSON object")
     if nests_deeper_than(body, MAX_JSON_DEPTH):
         raise nested_too_deep()
+    refuse_what_is_not_text(body)
     return body
+
+
+def refuse_what_is_not_text(values):
+    """InvalidInput naming each of ``values`` (a JSON object, or a request's path and query values) that holds what
+    is not text (shiori.text): no service could store it, and no answer could carry it."""
+    refused = sorted(str(name).encode("unicode_escape").decode("ascii") if not_text(name) else str(name)
+                     for name, value in values.items() if not_text(name) or not_text(value))
+    if refused:
+        raise InvalidInput(details={name: ["holds a NUL character or a lone surrogate, which is not text"]
+                                    for name in refused})
 
 
 def nested_too_deep():

@@ -12,6 +12,7 @@ from shiori.vocabulary import ITEM_TYPES, PATRON_CATEGORIES
 
 # Whether a barcode, card or library exists is for their owners to say; here only the size is checked.
 CODE = validate.Length(1, 32)
+WORK_ID = validate.Range(1, 2**31 - 1)  # a key's range: a larger number is no work, and no database integer
 
 
 class CheckoutSchema(Schema):
@@ -40,8 +41,8 @@ class HoldRequestSchema(Schema):
     """A hold on one work, or a series hold (順番予約) on several volumes in reading order. Staff name the
     patron by card number; a patron holds for themself."""
 
-    work_id = fields.Integer(strict=True, validate=validate.Range(min=1))
-    works = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1)), validate=validate.Length(2, 20))
+    work_id = fields.Integer(strict=True, validate=WORK_ID)
+    works = fields.List(fields.Integer(strict=True, validate=WORK_ID), validate=validate.Length(2, 20))
     pickup_library = fields.String(required=True, validate=CODE)
     card_number = fields.String(validate=CODE)
     not_needed_after = fields.Date()
