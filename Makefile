@@ -7,11 +7,12 @@ PY          := $(VENV)/bin/python
 PYTHON      ?= $(shell command -v python3.11 || command -v python3)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test bench clean
+.PHONY: help venv run test chaos bench clean
 
 help:
 	@echo "make run     start all services, the gateway (http://127.0.0.1:8000) and demo data; Ctrl-C stops"
 	@echo "make test    run the test suite (PYTEST_ARGS='-k loans -x' passes options to pytest)"
+	@echo "make chaos   break the running system on purpose: kill each process, restart RabbitMQ, stop PostgreSQL (~10 min)"
 	@echo "make bench   run the benchmarks (BENCH_ARGS='--database postgresql'); prints their figures"
 	@echo "make venv    create $(VENV) and install the project into it (done by run and test)"
 	@echo "make clean   remove var/ (local data)"
@@ -41,6 +42,10 @@ run: venv
 test: venv
 	scripts/ensure-broker
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: venv
+	scripts/ensure-broker
+	SHIORI_CHAOS=full $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 bench: venv
 	scripts/ensure-broker
