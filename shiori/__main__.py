@@ -9,6 +9,8 @@
   python -m shiori provision-broker         create the broker's virtual host, users and permissions
   python -m shiori secrets > .env           a new deployment's secrets, for docker-compose.yml
   python -m shiori retention [--dry-run]    delete (or count) patrons unused for the retention period
+  python -m shiori dead-letters list [--service S]     events a subscriber failed to handle, and why
+  python -m shiori dead-letters replay [--service S] (--id EVENT_ID ... | --all)   publish them again
 """
 import argparse
 import os
@@ -35,6 +37,12 @@ def main(argv=None):
     retention = commands.add_parser("retention", help="delete patrons unused for the retention period")
     retention.add_argument("--dry-run", action="store_true", help="only count them")
     retention.add_argument("--tenant", default=os.environ.get("SHIORI_TENANT", "kaizu"))
+    dead_letters = commands.add_parser("dead-letters", help="list or replay the events subscribers failed to handle")
+    dead_letters.add_argument("action", choices=("list", "replay"))
+    dead_letters.add_argument("--service", choices=SERVICE_NAMES, help="this service's dead letters only")
+    dead_letters.add_argument("--id", dest="event_ids", action="append", metavar="EVENT_ID",
+                              help="replay the dead letters of this event (repeatable)")
+    dead_letters.add_argument("--all", dest="replay_all", action="store_true", help="replay every one")
     commands.add_parser("provision-broker", help="the broker's virtual host, a user per process, permissions")
     commands.add_parser("secrets", help="print a new deployment's secrets as NAME=value lines (compose's .env)")
     args = parser.parse_args(argv)
@@ -53,6 +61,10 @@ def main(argv=None):
         for name, value in new_deployment_secrets([*SERVICE_NAMES, OPERATOR]).items():
             print(f"{name}={value}")
         return 0
+    if args.command == "dead-letters":
+        quiet_eventlet_deprecation()
+        from shiori.commands import dead_letters
+        return dead_letters.main(args.action, args.service, args.event_ids, args.replay_all)
     if args.command == "provision-broker":
         from shiori.commands.launcher import provision_from_environment
         return provision_from_environment(os.environ)

@@ -46,13 +46,14 @@ def _provisioned_rpc_exchange(config):
     return Exchange(config.get(RPC_EXCHANGE_CONFIG_KEY, RPC_EXCHANGE), type="topic", durable=True, no_declare=True)
 
 
-def _provisioned_event_exchange(service_name, config=None):
+def provisioned_event_exchange(service_name, config=None):
+    """A service's events exchange, as provisioning declares it (persistent messages; never declared here)."""
     return Exchange(events_exchange(service_name), type="topic", durable=True, delivery_mode=2, no_declare=True)
 
 
 # nameko looks both up by module name on every use; these are its own definitions with declaration left out.
 nameko.rpc.get_rpc_exchange = _provisioned_rpc_exchange
-nameko.events.get_event_exchange = _provisioned_event_exchange
+nameko.events.get_event_exchange = provisioned_event_exchange
 
 
 def principal_of(container):

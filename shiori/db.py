@@ -106,8 +106,18 @@ def insert_or_merge(session, table):
 
 def commit_unique(session, conflict):
     """Commit; if a unique constraint refuses the change, roll back and raise the domain error ``conflict``."""
+    _unique(session.commit, session, conflict)
+
+
+def flush_unique(session, conflict):
+    """Flush (new rows get their ids, for the events that tell them before the commit); if a unique constraint
+    refuses the change, roll back and raise the domain error ``conflict``."""
+    _unique(session.flush, session, conflict)
+
+
+def _unique(write, session, conflict):
     try:
-        session.commit()
+        write()
     except IntegrityError:
         session.rollback()
         raise conflict from None

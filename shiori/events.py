@@ -2,8 +2,10 @@
 
 Every event is ``{event_id, event_type, version, occurred_at, tenant, data}``. The emitter declares each
 event type it publishes with a version and a marshmallow schema for ``data``, so nothing undocumented
-leaves a service. Consumers record each ``event_id`` they have applied in the same transaction as the
-effect, so a redelivered event changes nothing.
+leaves a service. It writes each event to its outbox in the transaction of the change the event tells, and
+a relay in the process publishes it once committed (shiori/outbox.py): an event may therefore arrive twice.
+Consumers record each ``event_id`` they have applied in the same transaction as the effect, so a
+redelivered event changes nothing.
 
 An event carries no headers: not the caller (nameko would copy the request's actor, address and route into
 every event it leads to), and not the call-id stack, which the two facts of one check-out would share and
@@ -16,16 +18,20 @@ from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields
 import eventlet
-from nameko.amqp.publish import Publisher
-from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY
-from nameko.events import BROADCAST, EventDispatcher, EventHandler
+from amqp.exceptions import AMQPError, NotFound
+from kombu.exceptions import KombuError
+from nameko.amqp.publish import Publisher, get_connection
+from nameko.constants import AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, LOGIN_METHOD_CONFIG_KEY
+from nameko.events import BROADCAST, EventHandler
+from nameko.extensions import DependencyProvider
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shiori.broker import DEAD_LETTERS_EXCHANGE
+from shiori.broker import DEAD_LETTERS_EXCHANGE, dead_letters_queue, provisioned_event_exchange
 from shiori.db import UtcDateTime
 from shiori.errors import ServiceUnavailable
+from shiori.outbox import KeptEnvelopes, Outbox, Relay, confirming_connection
 
 log = logging.getLogger(__name__)
 PASSING_FAULTS = (OperationalError, InterfaceError, ServiceUnavailable)
@@ -44,28 +50,63 @@ class EnvelopeSchema(Schema):
     data = fields.Dict(required=True)
 
 
-class EventPublisher(EventDispatcher):
-    """``self.publish(event_type, tenant, data)``: validates ``data`` against the declared schema, wraps it."""
+class EventPublisher(DependencyProvider):
+    """``self.publish(event_type, tenant, data)``: validates ``data`` against the declared schema, wraps it, and
+    writes it to the service's outbox (``outbox_model``, an ``OutboxEventMixin`` table) in the worker's open
+    transaction on its ``database`` (the name of the service's Database attribute): publish, then commit. The
+    relay in this process sends what commits. ``envelopes_in`` names the config key of an erasing store where
+    the envelopes wait instead of the outbox rows (shiori/outbox.py says when a service needs one)."""
 
-    def __init__(self, catalogue, **kwargs):
+    def __init__(self, catalogue, outbox_model, database="db", envelopes_in=None):
         # catalogue: {event_type: (version, schema instance)}
         self.catalogue = catalogue
-        super().__init__(**kwargs)
+        self.outbox_model = outbox_model
+        self.database = database
+        self.envelopes_in = envelopes_in
+        self.writers = {}
+        self.outbox = self.relay = None
 
-    def get_message_headers(self, worker_ctx):
-        return {}
+    def setup(self):
+        config = self.container.config
+        database = next(dependency for dependency in self.container.dependencies
+                        if dependency.attr_name == self.database)
+        kept = KeptEnvelopes(config[self.envelopes_in], self.envelopes_in) if self.envelopes_in else None
+        self.outbox = Outbox(self.outbox_model, lambda: database.session_factory(), kept)
+        self.relay = Relay(
+            self.outbox, provisioned_event_exchange(self.container.service_name),
+            lambda: confirming_connection(config[AMQP_URI_CONFIG_KEY], config.get(AMQP_SSL_CONFIG_KEY),
+                                          config.get(LOGIN_METHOD_CONFIG_KEY)),
+            self.container.serializer, self.container.service_name)
+
+    def start(self):
+        self.relay.start(self.container.spawn_managed_thread)
+
+    def stop(self):
+        self.relay.stop()
+        if self.outbox.kept is not None:
+            self.outbox.kept.dispose()
 
     def get_dependency(self, worker_ctx):
-        dispatch = super().get_dependency(worker_ctx)
-
         def publish(event_type, tenant, data):
             version, schema = self.catalogue[event_type]
             errors = schema.validate(data)
             if errors:
                 raise ValueError(f"{event_type} payload breaks its contract: {errors}")
-            dispatch(event_type, envelope(event_type, version, tenant, schema.dump(data)))
+            writer = self.writers.get(worker_ctx)
+            if writer is None:
+                session = getattr(worker_ctx.service, self.database)
+                writer = self.writers[worker_ctx] = self.outbox.writer(session, committed=self.relay.wake)
+            writer.add(event_type, envelope(event_type, version, tenant, schema.dump(data)))
 
         return publish
+
+    def worker_teardown(self, worker_ctx):
+        writer = self.writers.pop(worker_ctx, None)
+        if writer is not None:
+            writer.abandon()  # whatever it kept for a commit that did not come
+
+    def backlog(self):
+        return self.outbox.backlog()
 
 
 def envelope(event_type, version, tenant, data):
@@ -77,6 +118,10 @@ def envelope(event_type, version, tenant, data):
         "tenant": tenant,
         "data": data,
     }
+
+
+# What a dead letter's headers say: where the event came from, and which handler failed on it with what error.
+SOURCE_HEADER, EVENT_TYPE_HEADER, HANDLER_HEADER, ERROR_HEADER = "x-source", "x-event-type", "x-handler", "x-error"
 
 
 class Subscription(EventHandler):
@@ -112,10 +157,10 @@ class Subscription(EventHandler):
         publisher = Publisher(config[AMQP_URI_CONFIG_KEY], ssl=config.get(AMQP_SSL_CONFIG_KEY))
         publisher.publish(
             message.payload, routing_key=service, exchange=DEAD_LETTERS_EXCHANGE,
-            headers={"x-source": message.delivery_info.get("exchange"),
-                     "x-event-type": message.delivery_info.get("routing_key"),
-                     "x-handler": f"{service}.{self.method_name}",
-                     "x-error": f"{type(error).__name__}: {error}"[:500]},
+            headers={SOURCE_HEADER: message.delivery_info.get("exchange"),
+                     EVENT_TYPE_HEADER: message.delivery_info.get("routing_key"),
+                     HANDLER_HEADER: f"{service}.{self.method_name}",
+                     ERROR_HEADER: f"{type(error).__name__}: {error}"[:500]},
         )
         log.error("parked %s in dead-letters.%s: %s", message.delivery_info.get("routing_key"), service,
                   type(error).__name__)
@@ -178,3 +223,38 @@ def first_delivery(session, model, event):
         return False
     session.add(model(event_id=event_id, processed_at=datetime.now(timezone.utc)))
     return True
+
+
+class EventDelivery(DependencyProvider):
+    """For the ``health`` call: how many of this service's events wait in its outbox and for how long (when it
+    publishes any), and how many events it failed to handle wait in its dead-letter queue."""
+
+    def get_dependency(self, worker_ctx):
+        return self.report
+
+    def report(self):
+        publishers = [dependency for dependency in self.container.dependencies
+                      if isinstance(dependency, EventPublisher)]
+        answer = {"dead_letters": self.dead_letters()}
+        if publishers:
+            answer["outbox"] = publishers[0].backlog()
+        return answer
+
+    def dead_letters(self):
+        """The depth of ``dead-letters.<service>`` (a passive declare, which needs no permission); None when
+        it cannot be told (the queue is missing, or the broker did not answer this question)."""
+        config = self.container.config
+        try:
+            with get_connection(config[AMQP_URI_CONFIG_KEY], config.get(AMQP_SSL_CONFIG_KEY)) as connection:
+                channel = connection.channel()
+                try:
+                    return channel.queue_declare(dead_letters_queue(self.container.service_name),
+                                                 passive=True).message_count
+                finally:
+                    if channel.is_open:
+                        channel.close()
+        except NotFound:
+            return None
+        except (OSError, AMQPError, KombuError) as error:  # the service answers; only this count is unknown
+            log.warning("could not count the dead letters: %s", type(error).__name__)
+            return None

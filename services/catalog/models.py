@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from shiori.db import UtcDateTime
 from shiori.events import ProcessedEventMixin
 from shiori.idempotency import CommandRecordMixin
+from shiori.outbox import OutboxEventMixin
 
 
 class Base(DeclarativeBase):
@@ -214,4 +215,8 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 
 class CommandRecord(CommandRecordMixin, Base):
+    pass
+
+
+class OutboxEvent(OutboxEventMixin, Base):
     pass

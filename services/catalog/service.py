@@ -5,7 +5,7 @@ from nameko.dependency_providers import Config
 from sqlalchemy import select
 
 from services.catalog import errors
-from services.catalog.models import Base, CommandRecord, Item, Library, ProcessedEvent, Tenant
+from services.catalog.models import Base, CommandRecord, Item, Library, OutboxEvent, ProcessedEvent, Tenant
 from services.catalog.repository import CatalogRepository
 from services.catalog.rules import availability, ndc_class
 from services.catalog.schemas import (
@@ -16,7 +16,7 @@ from services.catalog.search import Cataloguer, KnownNames, search
 from shiori.db import ContainerCache, Database, commit_unique, insert_rows
 from shiori.errors import Forbidden, load
 from shiori.roles import ANY_STAFF, CATALOGUERS, OPERATOR, STAFF_OR_PATRON, WHOLE_TENANT, require_at
-from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.events import EventDelivery, EventPublisher, first_delivery, read_event, subscribe
 from shiori.idempotency import idempotent
 from shiori.rpc import Caller, rpc
 
@@ -34,12 +34,13 @@ class CatalogService:
     known_names = ContainerCache(KnownNames)
     caller = Caller()
     config = Config()
-    publish = EventPublisher(PUBLISHED_EVENTS)
+    publish = EventPublisher(PUBLISHED_EVENTS, OutboxEvent)
+    delivery = EventDelivery()
 
     @rpc(public=True)
     def health(self):
         self.db.execute(select(1))
-        return "ok"
+        return {"status": "ok", **self.delivery()}
 
     # --- tenants and libraries -------------------------------------------------------------------
 
@@ -72,8 +73,8 @@ class CatalogService:
             raise errors.TenantNotFound(details={"tenant": tenant})
         library = Library(tenant=tenant, **data)
         self.db.add(library)
-        commit_unique(self.db, errors.LibraryExists(details={"code": data["code"]}))
         self.publish("library_added", tenant, {"library": library.code, "name": library.name, "kind": library.kind})
+        commit_unique(self.db, errors.LibraryExists(details={"code": data["code"]}))
         return LIBRARY_SCHEMA.dump(library)
 
     # --- works ---------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ class CatalogService:
                 "work_ids": work_ids}
 
     def _save_works(self, records):
-        """Save validated records, commit and announce them. Answers the ids of the works saved (a
+        """Save validated records, announce them and commit. Answers the ids of the works saved (a
         ``source_id`` that repeats in the batch is saved once, the last record winning) and how many are new."""
         tenant = self.caller.tenant
         unique = list({record.get("source_id") or f"#{position}": record
@@ -117,10 +118,10 @@ class CatalogService:
                             {"work_ids": sorted(existing.values())})
         cataloguer = Cataloguer(self.db, tenant, self.known_names)
         work_ids = cataloguer.save(unique, existing)
-        self.db.commit()
-        cataloguer.committed()
         added = [work_id for position, work_id in enumerate(work_ids) if position not in existing]
         self.publish("works_saved", tenant, {"added": added, "updated": list(existing.values())})
+        self.db.commit()
+        cataloguer.committed()
         return work_ids, len(added)
 
     @rpc(public=True)
@@ -166,8 +167,8 @@ class CatalogService:
         data = load(ITEM_SCHEMA, payload)
         require_at(self.caller, data["library"])
         item = self._new_item(data)
+        self._announce_items([(item.barcode, item.item_type, item.work.id, item.library.code)])
         commit_unique(self.db, errors.BarcodeInUse(details={"barcode": item.barcode}))
-        self._announce_items([(item.barcode, item.item_type, item.work_id, item.library.code)])
         return _dump_item(item)
 
     @rpc
@@ -200,10 +201,10 @@ class CatalogService:
                          "on_loan": False, "shelf_status": "available"})
         if rows:
             insert_rows(self.db, Item.__table__, rows)
-        self.db.commit()
         codes = {library_id: code for code, library_id in libraries.items()}
         self._announce_items([(row["barcode"], row["item_type"], row["work_id"], codes[row["library_id"]])
                               for row in rows])
+        self.db.commit()
         return {"added": len(rows), "rejected": len(rejects), "errors": sorted(rejects, key=lambda r: r["record"])}
 
     def _new_item(self, data):
@@ -217,7 +218,7 @@ class CatalogService:
         return item
 
     def _announce_items(self, items):
-        """``items_added`` for (barcode, item type, work id, library code) of copies just committed."""
+        """``items_added`` for (barcode, item type, work id, library code) of copies about to commit."""
         if items:
             self.publish("items_added", self.caller.tenant, {"items": [
                 {"item_barcode": barcode, "item_type": item_type, "work_id": work_id, "library": library}

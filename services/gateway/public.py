@@ -12,8 +12,9 @@ class CatalogueRoutes:
 
     @route("GET", "/health", public=True)
     def health(self, request):
-        """Each backing service's state; 503 naming those that do not answer."""
-        states, pending = {}, {}
+        """Each backing service's state, with its events waiting in its outbox (how many, the oldest's age in
+        seconds) and its dead letters (docs/events.md); 503 naming those that do not answer."""
+        states, pending, delivery = {}, {}, {"outbox": {}, "dead_letters": {}}
         for name in self.backing_services:  # asked all at once: the answer takes one timeout at most
             try:
                 pending[name] = getattr(self, name).health.call_async()
@@ -21,14 +22,19 @@ class CatalogueRoutes:
                 states[name] = "unavailable"
         for name, reply in pending.items():
             try:
-                states[name] = reply.result()
+                answer = reply.result()
             except DomainError:
                 states[name] = "unavailable"
+            else:
+                states[name] = answer["status"]
+                for field in delivery:
+                    if field in answer:
+                        delivery[field][name] = answer[field]
         if all(state == "ok" for state in states.values()):
-            return {"status": "ok", "services": states}
+            return {"status": "ok", "services": states, **delivery}
         down = sorted(name for name, state in states.items() if state != "ok")
         return 503, {"error": {"code": "SERVICE_UNAVAILABLE", "message": f"not answering: {', '.join(down)}",
-                               "details": {"services": states}}}
+                               "details": {"services": states, **delivery}}}
 
     @route("GET", "/api/v1/openapi.json", public=True)
     def openapi(self, request):

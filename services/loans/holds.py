@@ -1,6 +1,6 @@
 """Where a copy goes next, and how a hold queue moves: the part of circulation that check-in, cancelling,
-the pickup window and series holds share. Works in the caller's session and transaction; the caller commits
-and then publishes the events it is handed."""
+the pickup window and series holds share. Works in the caller's session and transaction; the caller publishes
+the events it is handed, then commits."""
 from dataclasses import dataclass, field
 from datetime import timedelta
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shiori.db import UtcDateTime
 from shiori.events import ProcessedEventMixin
 from shiori.idempotency import CommandRecordMixin, forget_answers_with
+from shiori.outbox import OutboxEventMixin
 
 
 class Base(DeclarativeBase):
@@ -139,6 +140,10 @@ class DailyPass(Base):
 
 class ProcessedEvent(ProcessedEventMixin, Base):
     pass
+
+
+class OutboxEvent(OutboxEventMixin, Base):
+    """Events not yet published: each a ref only, its envelope waiting in the erasing store (shiori/outbox.py)."""
 
 
 class CommandRecord(CommandRecordMixin, Base):

@@ -1,6 +1,7 @@
 """Loans: check-out, check-in and renewal under each tenant's loan rules and library calendars, holds and
 copies in transit, a patron's current loans and holds, and the daily pass. Each entrypoint loads what it needs
-(repository.py holds the queries), asks the named rules of rules.py, then persists and publishes."""
+(repository.py holds the queries), asks the named rules of rules.py, then publishes and persists: its events
+go to the outbox in the transaction of the change they tell (shiori/outbox.py)."""
 import logging
 import uuid
 from datetime import timedelta
@@ -14,7 +15,7 @@ from services.loans import errors
 from services.loans.borrowers import Borrower, BorrowerStore, new_ref
 from services.loans.holds import HoldQueues
 from services.loans.models import Base, CirculationSettings, CommandRecord, DailyPass, Hold, LibraryCalendar, Loan, \
-    LoanPolicy, ProcessedEvent
+    LoanPolicy, OutboxEvent, ProcessedEvent
 from services.loans.repository import AllTenants, LoansRepository
 from services.loans.rules import (
     CHECKIN_RULES, CHECKOUT_RULES, HOLD_RULES, RENEWAL_RULES, Calendar, Checkin, Checkout, HoldRequest, Policy,
@@ -26,9 +27,9 @@ from services.loans.schemas import (
 )
 from services.patrons.errors import PatronHasLoans, PatronNotFound
 from shiori.clock import Clock
-from shiori.db import Database, checkpoint, commit_unique
+from shiori.db import Database, checkpoint, commit_unique, flush_unique
 from shiori.errors import Forbidden, InvalidInput, load
-from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.events import EventDelivery, EventPublisher, first_delivery, read_event, subscribe
 from shiori.idempotency import idempotent
 from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, WHOLE_TENANT, may_serve_at
 from shiori.rpc import Caller, ServiceRpc, rpc
@@ -51,14 +52,16 @@ class LoansService:
     caller = Caller()
     clock = Clock()
     config = Config()
-    publish = EventPublisher(PUBLISHED_EVENTS)
+    # The envelopes wait in the erasing store: they name patrons and borrowers' age bands (shiori/outbox.py).
+    publish = EventPublisher(PUBLISHED_EVENTS, OutboxEvent, envelopes_in="BORROWERS_DATABASE_URL")
+    delivery = EventDelivery()
     patrons = ServiceRpc("patrons")
     catalog = ServiceRpc("catalog")
 
     @rpc
     def health(self):
         self.db.execute(select(1))
-        return "ok"
+        return {"status": "ok", **self.delivery()}
 
     # --- the desk ----------------------------------------------------------------------------------
 
@@ -84,13 +87,14 @@ class LoansService:
         transit = circulation.transit(item["barcode"])
         if transit is not None:  # lent from here, so it travels no more
             self.db.delete(transit)
-        self.db.add(loan)  # last: a second loan of the copy is refused at the commit, which undoes the rest
+        self.db.add(loan)  # last: a second loan of the copy is refused at the flush, which undoes the rest
         with self.borrowers.recorded([lent_to]):
-            commit_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
+            flush_unique(self.db, errors.ItemAlreadyOnLoan(details={"item_barcode": item["barcode"]}))
+            self._announce_loan(loan, lent_to, borrower["id"])
+            self.db.commit()
         if own_hold is not None:
             checkpoint(self.db)  # the ended hold's bytes leave the write-ahead log too (PRIVACY.md 2)
             self._forget([own_hold.borrower_ref])
-        self._announce_loan(loan, lent_to, borrower["id"])
         return dict(LoanSchema().dump(loan), title=item["title"])
 
     def _checkout_snapshot(self, borrower, item, library, held):
@@ -149,12 +153,13 @@ class LoansService:
         answer = {"item_barcode": barcode, "title": item["title"], "action": routing.action,
                   "destination": routing.destination, "library": data["library"], "days_late": late,
                   "hold": self._hold_slip(routing.hold)}
+        if returned:
+            self.publish("loan_returned", tenant, returned)
+        self._publish_all(tenant, routing.events)
         self.db.commit()
         checkpoint(self.db)
         if returned:
             self._forget([loan.borrower_ref])
-            self.publish("loan_returned", tenant, returned)
-        self._publish_all(tenant, routing.events)
         return answer
 
     def _end_loan(self, loan, library, today):
@@ -192,8 +197,8 @@ class LoansService:
         calendar = circulation.calendar(loan.library)
         loan.due_date = renewed_due_date(loan, policy, settings["renew_from"], today, calendar)
         loan.renewals += 1
-        self.db.commit()
         self._announce_due_date(loan, lent_to, "renewal")
+        self.db.commit()
         return LoanSchema().dump(loan)
 
     # --- holds (予約) ----------------------------------------------------------------------------------
@@ -236,14 +241,14 @@ class LoansService:
         try:
             with self.borrowers.recorded(holders):
                 self.db.add_all(holds)
+                for hold in holds:
+                    self.publish("hold_placed", hold.tenant, {
+                        "work_id": hold.work_id, "pickup_library": hold.pickup_library,
+                        "patron_category": borrower["category"], "age_band": borrower["age_band"], "placed_on": today})
                 self.db.commit()
         except IntegrityError:  # the store's: the patron holds one of these works already
             self.db.rollback()
             raise errors.HoldExists(details={"work_ids": work_ids}) from None
-        for hold in holds:
-            self.publish("hold_placed", hold.tenant, {"work_id": hold.work_id, "pickup_library": hold.pickup_library,
-                                                      "patron_category": borrower["category"],
-                                                      "age_band": borrower["age_band"], "placed_on": today})
         dumped = [self._dump_hold(hold, titles) for hold in holds]
         return {"series": series, "holds": dumped} if series else dumped[0]
 
@@ -292,16 +297,15 @@ class LoansService:
                                 "since": transit.since.isoformat()} for transit in arriving]}
 
     def _end_holds(self, holds, today):
-        """End holds (cancelled, lapsed, not picked up) and pass on the copies they held, then announce."""
-        queues, events = self._queues(), []
+        """End holds (cancelled, lapsed, not picked up) and pass on the copies they held, announced."""
+        queues = self._queues()
         for hold in holds:
             routing = queues.end(hold, today, lambda barcode: self.catalog.get_item(barcode)["library"])
             if routing is not None:
-                events += routing.events
+                self._publish_all(self.caller.tenant, routing.events)
         self.db.commit()
         checkpoint(self.db)
         self._forget([hold.borrower_ref for hold in holds])
-        self._publish_all(self.caller.tenant, events)
 
     def _forget(self, refs):
         """Erase the borrowers of rows whose deletion has committed. One that cannot be erased now stays
@@ -391,7 +395,7 @@ class LoansService:
         self.caller.act_as(tenant, "system:loans:patron-deleted", OPERATOR)
         self.borrowers.lift_suspension(tenant, patron_id)
         holds = self._circulation().holds_of(self.borrowers.refs_of(tenant, [patron_id]))
-        self._end_holds(holds, self.clock.today())  # commits it all, with the event's id, then announces
+        self._end_holds(holds, self.clock.today())  # commits it all with the event's id
 
     def _check_desk(self, library):
         if not may_serve_at(self.caller.role, self.caller.libraries, library):
@@ -483,10 +487,10 @@ class LoansService:
             for loan in loans:
                 loan.due_date = calendar.next_open(loan.due_date)
             moved += loans
-        self.db.commit()
         lent_to = self.borrowers.of(loan.borrower_ref for loan in moved)
         for loan in moved:
             self._announce_due_date(loan, lent_to[loan.borrower_ref], "closure")
+        self.db.commit()
         return {"loans_moved": len(moved), "libraries": libraries}
 
     def _policy_row(self, policy_id):
@@ -552,6 +556,7 @@ class LoansService:
             if (days_overdue - 1) % every == 0:
                 self.publish("loans_overdue", tenant, {"patron_id": patron_id, "items": items,
                                                        "oldest_due_date": oldest, "days_overdue": days_overdue})
+        self.db.commit()
 
     def _by_patron(self, loans):
         """The due dates of ``loans`` (tenant, borrower ref, due date), by (tenant, patron), in that order."""

@@ -24,7 +24,7 @@ from services.notices.templates import render, titles_line
 from shiori.clock import Clock
 from shiori.db import Database, checkpoint
 from shiori.errors import load
-from shiori.events import first_delivery, read_event, subscribe
+from shiori.events import EventDelivery, first_delivery, read_event, subscribe
 from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT, may_serve_at
 from shiori.rpc import Caller, ServiceRpc, rpc
 
@@ -36,6 +36,7 @@ class NoticesService:
     name = "notices"
 
     db = Database(Base.metadata)
+    delivery = EventDelivery()
     caller = Caller()
     clock = Clock()
     config = Config()
@@ -47,7 +48,7 @@ class NoticesService:
     @rpc
     def health(self):
         self.db.execute(select(1))
-        return "ok"
+        return {"status": "ok", **self.delivery()}
 
     # --- taking notices from events ----------------------------------------------------------------
 

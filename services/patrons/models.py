@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shiori.db import UtcDateTime
 from shiori.events import ProcessedEventMixin
 from shiori.idempotency import CommandRecordMixin
+from shiori.outbox import OutboxEventMixin
 
 
 class Base(DeclarativeBase):
@@ -124,4 +125,8 @@ class ProcessedEvent(ProcessedEventMixin, Base):
 
 
 class CommandRecord(CommandRecordMixin, Base):
+    pass
+
+
+class OutboxEvent(OutboxEventMixin, Base):
     pass

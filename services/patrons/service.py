@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from services.patrons import errors, logins
 from services.patrons.access_record import AccessRecord
 from services.patrons.models import (
-    SEALED_FIELDS, Base, CommandRecord, KnownLibrary, Patron, ProcessedEvent, RetiredCard, StaffAccount,
+    SEALED_FIELDS, Base, CommandRecord, KnownLibrary, OutboxEvent, Patron, ProcessedEvent, RetiredCard, StaffAccount,
 )
 from services.patrons.repository import PatronsRepository
 from services.patrons.rules import (
@@ -34,7 +34,7 @@ from services.patrons.schemas import (
 from shiori.clock import Clock, token_time
 from shiori.db import Database, commit_unique
 from shiori.errors import Forbidden, InvalidInput, load
-from shiori.events import EventPublisher, first_delivery, read_event, subscribe
+from shiori.events import EventDelivery, EventPublisher, first_delivery, read_event, subscribe
 from shiori.idempotency import idempotent
 from shiori.roles import OPERATOR, PATRON, STAFF_ROLES, SYSTEM, WHOLE_TENANT
 from shiori.rpc import Caller, rpc
@@ -71,12 +71,13 @@ class PatronsService:
     caller = Caller()
     clock = Clock()
     config = Config()
-    publish = EventPublisher(PUBLISHED_EVENTS)
+    publish = EventPublisher(PUBLISHED_EVENTS, OutboxEvent)
+    delivery = EventDelivery()
 
     @rpc
     def health(self):
         self.db.execute(select(1))
-        return "ok"
+        return {"status": "ok", **self.delivery()}
 
     # --- library cards ---------------------------------------------------------------------------
 
@@ -108,13 +109,13 @@ class PatronsService:
         else:
             raise RuntimeError("could not draw a free card number")
         self._record("create", [patron.id], data)
-        self.db.commit()
         self.publish("patron_registered", patron.tenant,
                      {"patron_id": patron.id, "home_library": patron.home_library, "category": patron.category})
         # The same fact without the patron, for consumers that must never hold a patron id (statistics).
         self.publish("card_registered", patron.tenant, {
             "home_library": patron.home_library, "category": patron.category,
             "age_band": age_band(data["birth_date"], today), "registered_on": today})
+        self.db.commit()
         return self._dump(patron)
 
     @rpc
@@ -263,6 +264,7 @@ class PatronsService:
             unused = self._unused_patrons()
             if unused["patron_ids"]:
                 self.publish("patrons_past_retention", tenant, unused)
+                self.db.commit()
 
     def _drop_expired_addresses(self):
         days = int(self.config["ADDRESS_RETENTION_DAYS"])
@@ -281,9 +283,9 @@ class PatronsService:
         self.db.delete(patron)
         self._record("delete", [patron_id], PERSONAL_FIELDS)
         revoked = [self._revoke(tenant, f"patron:{patron_id}")]  # their tokens end with them
-        self.db.commit()
         self.publish("patron_deleted", tenant, {"patron_id": patron_id})
         self._announce(tenant, revoked)
+        self.db.commit()
 
     @rpc
     def rewrap_data_keys(self, limit=1000):
@@ -365,9 +367,9 @@ class PatronsService:
         self._record("change", [patron.id], changed_fields)
         credentials_changed = CREDENTIAL_FIELDS & set(changed_fields)
         revoked = [self._revoke(patron.tenant, f"patron:{patron.id}")] if credentials_changed else []
-        self.db.commit()
         self.publish("patron_updated", patron.tenant, {"patron_id": patron.id, "changed_fields": changed_fields})
         self._announce(patron.tenant, revoked)
+        self.db.commit()
         return self._dump(patron)
 
     @subscribe("loans", "patron_card_used")
@@ -473,8 +475,7 @@ class PatronsService:
         logins.forget_revocations_before(self.db, token_time() - lifetime - REVOCATION_MARGIN)
 
     def _revoke(self, tenant, subject):
-        """End the tokens ``subject`` holds, in this transaction; answers the revocation, to announce once it
-        commits."""
+        """End the tokens ``subject`` holds, in this transaction; answers the revocation, to announce in it."""
         revocation = {"subject": subject, "not_before": token_time()}
         logins.revoke(self.db, tenant, subject, revocation["not_before"])
         return revocation
@@ -525,8 +526,8 @@ class PatronsService:
         if "password" in changes:
             account.password_hash = slow_hash(changes["password"])
         revoked = [self._revoke(account.tenant, f"staff:{account.id}")] if changed else []
-        self.db.commit()
         self._announce(account.tenant, revoked)
+        self.db.commit()
         return StaffAccountSchema().dump(account)
 
     @rpc
@@ -537,8 +538,8 @@ class PatronsService:
         self._check_admin_remains(account)
         revoked = [self._revoke(account.tenant, f"staff:{account.id}")]
         self.db.delete(account)
-        self.db.commit()
         self._announce(account.tenant, revoked)
+        self.db.commit()
 
     # --- helpers -----------------------------------------------------------------------------------
 

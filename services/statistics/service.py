@@ -19,7 +19,7 @@ from services.statistics.schemas import (
 from shiori.clock import library_day
 from shiori.db import Database
 from shiori.errors import load
-from shiori.events import first_delivery, read_event, subscribe
+from shiori.events import EventDelivery, first_delivery, read_event, subscribe
 from shiori.roles import OPERATOR, STAFF_ROLES, WHOLE_TENANT, require_at
 from shiori.rpc import Caller, rpc
 
@@ -31,13 +31,14 @@ class StatisticsService:
     name = "statistics"
 
     db = Database(Base.metadata)
+    delivery = EventDelivery()
     caller = Caller()
     config = Config()
 
     @rpc
     def health(self):
         self.db.execute(select(1))
-        return "ok"
+        return {"status": "ok", **self.delivery()}
 
     # --- counting ------------------------------------------------------------------------------------
 

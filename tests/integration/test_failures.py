@@ -43,5 +43,12 @@ def test_a_stopped_service_gives_a_quick_503_and_loses_nothing(system, staff):
 def test_health_reports_every_service(system):
     response = requests.get(f"{system.url}/health", timeout=10)
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "services": {"patrons": "ok", "loans": "ok", "catalog": "ok",
-                                                            "statistics": "ok", "notices": "ok"}}
+    body = response.json()
+    assert (body["status"], body["services"]) == ("ok", {"patrons": "ok", "loans": "ok", "catalog": "ok",
+                                                         "statistics": "ok", "notices": "ok"})
+    # Each emitter's events not yet published, and each subscriber's dead letters (docs/events.md, "Health").
+    assert set(body["outbox"]) == {"patrons", "loans", "catalog"}
+    assert all(isinstance(backlog["waiting"], int) and "oldest_seconds" in backlog
+               for backlog in body["outbox"].values())
+    assert set(body["dead_letters"]) == set(body["services"])
+    assert all(isinstance(count, int) for count in body["dead_letters"].values())
