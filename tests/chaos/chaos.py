@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from urllib.parse import quote
 import requests
 from sqlalchemy import create_engine, inspect, text
 
+from shiori.commands.launcher import die_with_parent
 from shiori.commands.provision import ManagementApi, subscribing_services
 from conftest import DATABASES
 from support import add_copy, free_port, patron_fields, wait_until
@@ -70,8 +72,12 @@ class RunSystem:
     # --- the run command ---------------------------------------------------------------------------
 
     def start(self, timeout=240):
-        self.process = subprocess.Popen([sys.executable, "-m", "shiori", "run"], cwd=REPO, env=self.environ,
-                                        text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with warnings.catch_warnings():
+            # eventlet warns of any fork (a preexec_fn needs one); this child sets its death signal and execs.
+            warnings.filterwarnings("ignore", message="Using fork", category=DeprecationWarning)
+            self.process = subprocess.Popen([sys.executable, "-m", "shiori", "run"], cwd=REPO, env=self.environ,
+                                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                            preexec_fn=die_with_parent)
         threading.Thread(target=self._read, daemon=True).start()
         self.url = wait_until(lambda: self._ready() or self._exited(), timeout, message="the run command to come up")
         if self.process.poll() is not None:
@@ -485,6 +491,25 @@ def dead_letters_explained(system):
     listed = subprocess.run([sys.executable, "-m", "shiori", "dead-letters", "list"], cwd=REPO, text=True,
                             capture_output=True, env={**system.environ, "PATH": "/usr/bin:/bin"}, timeout=60)
     return Check("no dead letter left unexplained", False, f"{parked}: {(listed.stdout + listed.stderr)[-1500:]}")
+
+
+def resynchronise(system, staff, clients):
+    """Have the clients believe what the system holds, where an earlier fault left them wrong (and its test
+    said so): each fault is then judged on its own. Answers what was changed."""
+    loans = {barcode: (loan_id, renewals) for loan_id, barcode, renewals in
+             system.rows("loans", "SELECT id, item_barcode, renewals FROM loans")}
+    changed = []
+    for client in clients:
+        for copy in client.copies:
+            loan_id, renewals = loans.get(copy.barcode, (None, 0))
+            if copy.on_loan != (copy.barcode in loans) or (copy.on_loan and copy.loan_id not in (None, loan_id)):
+                changed.append(f"{copy.barcode} {'on loan' if loan_id else 'returned'}")
+            copy.on_loan, copy.loan_id, copy.renewals = copy.barcode in loans, loan_id, renewals
+        uses = staff.get(f"{system.url}/api/v1/patrons/{client.patron_id}", timeout=10).json()["total_uses"]
+        if uses != client.checkouts:
+            changed.append(f"patron {client.patron_id} {uses} uses")
+            client.checkouts = uses
+    return changed
 
 
 def wait_for_invariants(system, staff, clients, timeout=RECOVERY_SECONDS):

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from chaos import (
-    RunSystem, Load, add_library, history, invariants, make_clients, report, unexpected_answers, wait_for_invariants,
+    RunSystem, Load, add_library, history, invariants, make_clients, report, resynchronise, unexpected_answers,
+    wait_for_invariants,
 )
 from chaos_servers import PrivateBroker, PrivatePostgres, why_not_here
 from conftest import postgres_databases
@@ -76,6 +77,9 @@ class Chaos:
 
     def survives(self, title, fault):
         """Load, the fault (which answers once the system has recovered), more load; then the invariants."""
+        changed = resynchronise(self.system, self.staff, self.load.clients)
+        if changed:
+            print(f"(before {title}, the clients learn what an earlier fault left: {', '.join(changed)})")
         started = time.time()
         self.load.start()
         try:
@@ -149,12 +153,6 @@ def test_loans_exits_between_committing_a_check_out_and_replying(chaos):
 
 
 @full_run
-@pytest.mark.parametrize("operation", ["checkin", "renew"])
-def test_loans_exits_between_committing_and_replying(chaos, operation):
-    chaos.survives(f"loans exits after committing a {operation}", chaos.exits_after_committing("loans", operation))
-
-
-@full_run
 @pytest.mark.parametrize("service", ["patrons", "catalog", "statistics", "notices", "opac"])
 def test_each_service_killed_under_load(chaos, service):
     chaos.survives(f"kill -9 {service}", lambda: chaos.system.kill(service))
@@ -188,3 +186,11 @@ def test_postgresql_stops_for_ten_seconds_under_load(chaos, backends):
         chaos.system.wait_until_healthy()
 
     chaos.survives(f"PostgreSQL stopped for {OUTAGE_SECONDS} s", outage)
+
+
+# Last: a borrower left by a check-in (it is erased after the loan's deletion commits) stays until the loans
+# service's sweep, ten minutes on, and every test after this one would count it again.
+@full_run
+@pytest.mark.parametrize("operation", ["checkin", "renew"])
+def test_loans_exits_between_committing_and_replying(chaos, operation):
+    chaos.survives(f"loans exits after committing a {operation}", chaos.exits_after_committing("loans", operation))
