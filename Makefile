@@ -8,12 +8,13 @@ PYTHON      ?= $(shell command -v python3.11 || command -v python3)
 PYTEST_ARGS ?=
 FUZZ_EXAMPLES ?= 100
 
-.PHONY: help venv run test fuzz bench load clean
+.PHONY: help venv run test fuzz chaos bench load clean
 
 help:
 	@echo "make run     start all services, the gateway (http://127.0.0.1:8000) and demo data; Ctrl-C stops"
 	@echo "make test    run the test suite (PYTEST_ARGS='-k loans -x' passes options to pytest)"
 	@echo "make fuzz    fuzz both gateways' APIs against their OpenAPI documents, at length (FUZZ_EXAMPLES=$(FUZZ_EXAMPLES))"
+	@echo "make chaos   break the running system on purpose: kill each process, restart RabbitMQ, stop PostgreSQL (~10 min)"
 	@echo "make bench   run the benchmarks (BENCH_ARGS='--database postgresql'); prints their figures"
 	@echo "make load    the desk day's load at 20 and 100 clients (BENCH_ARGS='--soak 3600' for an hour's soak)"
 	@echo "make venv    create $(VENV) and install the project into it (done by run and test)"
@@ -50,6 +51,10 @@ test: venv
 fuzz: venv
 	scripts/ensure-broker
 	SHIORI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) SHIORI_FUZZ_CHECKS=all $(PY) -m pytest tests/integration/test_api_fuzz.py $(PYTEST_ARGS)
+
+chaos: venv
+	scripts/ensure-broker
+	SHIORI_CHAOS=full $(PY) -m pytest tests/chaos -s $(PYTEST_ARGS)
 
 bench: venv
 	scripts/ensure-broker

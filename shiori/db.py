@@ -3,6 +3,7 @@
 SQLite (the embedded default) is set up so that deleted rows do not linger: ``secure_delete`` overwrites
 freed cells, and ``checkpoint`` empties the write-ahead log, which otherwise keeps old page images.
 """
+import os
 import zlib
 from datetime import timezone
 from pathlib import Path
@@ -128,20 +129,32 @@ def checkpoint(session):
         session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 
+MAIN_DATABASE = "DATABASE_URL"
+FAULT_EXIT_AFTER_COMMIT = "SHIORI_FAULT_EXIT_AFTER_COMMIT"
+
+
 class Database(DependencyProvider):
     """Hands each worker a fresh SQLAlchemy session on one of the service's own databases (the config key
-    ``url_key`` names its URL; ``DATABASE_URL`` for the service's main database)."""
+    ``url_key`` names its URL; ``DATABASE_URL`` for the service's main database).
 
-    def __init__(self, metadata, url_key="DATABASE_URL"):
+    For the chaos tests (tests/chaos/), when ``SHIORI_FAULT_EXIT_AFTER_COMMIT`` names a folder holding a file
+    named for the service, the process deletes that file and exits (``os._exit``) right after a worker's next
+    commit on the main database: the change is durable, its reply never sent."""
+
+    def __init__(self, metadata, url_key=MAIN_DATABASE):
         self.metadata = metadata
         self.url_key = url_key
         self.engine = None
         self.sessions = {}
+        self.exit_trigger = None
 
     def setup(self):
         self.engine = self.make_engine(self.container.config[self.url_key])
         create_schema(self.engine, self.metadata)
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        faults = os.environ.get(FAULT_EXIT_AFTER_COMMIT)
+        if faults and self.url_key == MAIN_DATABASE:
+            self.exit_trigger = Path(faults) / self.container.service_name
 
     def make_engine(self, url):
         return make_engine(url)
@@ -152,7 +165,16 @@ class Database(DependencyProvider):
     def get_dependency(self, worker_ctx):
         session = self.session_factory()
         self.sessions[worker_ctx] = session
+        if self.exit_trigger is not None:
+            event.listen(session, "after_commit", self._exit_if_triggered)
         return session
+
+    def _exit_if_triggered(self, _session):
+        try:
+            self.exit_trigger.unlink()
+        except FileNotFoundError:
+            return
+        os._exit(70)  # EX_SOFTWARE: the supervisor starts the service again
 
     def worker_teardown(self, worker_ctx):
         session = self.sessions.pop(worker_ctx, None)

@@ -140,7 +140,8 @@ def postgres_server():
 @contextmanager
 def postgres_databases(server_url, names):
     """Fresh databases on the server, one per name, dropped afterwards; yields SQLAlchemy URLs."""
-    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg2://", 1), isolation_level="AUTOCOMMIT")
+    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg2://", 1), isolation_level="AUTOCOMMIT",
+                          pool_pre_ping=True)  # the server may have been restarted meanwhile (tests/chaos)
     prefix = f"shiori_test_{uuid.uuid4().hex[:8]}"
     parts = urlsplit(server_url)
     urls = {}
