@@ -99,6 +99,24 @@ def certificates(folder, identities=(HOST,)):
     return files
 
 
+def rabbitmq_node_environment(base, name, dist_port, epmd_port):
+    """The environment of a RabbitMQ node of a test's own under ``base`` (its ``rabbitmq.conf`` written there
+    first): its plugins, name, ports and files, none of them the system node's."""
+    (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    (base / "rabbitmq-env.conf").write_text("")  # not the system node's (its name and ports)
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
+        "ERL_EPMD_PORT": str(epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+        "RABBITMQ_NODENAME": f"{name}@localhost",
+        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+    }
+
+
 @contextmanager
 def tls_broker(folder, ca):
     """A RabbitMQ node with an AMQPS listener and no plain one, its management API on loopback HTTP for the
@@ -113,19 +131,7 @@ def tls_broker(folder, ca):
         "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n"
         f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {admin_port}\n"
         "collect_statistics_interval = 500\n")  # so that the connections' list is soon up to date
-    (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
-    (base / "rabbitmq-env.conf").write_text("")  # not the system node's (its name and ports)
-    environ = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
-        "ERL_EPMD_PORT": str(epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
-        "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        "RABBITMQ_NODENAME": f"shiori-tls-{uuid.uuid4().hex[:6]}@localhost",
-        "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-    }
+    environ = rabbitmq_node_environment(base, f"shiori-tls-{uuid.uuid4().hex[:6]}", dist_port, epmd_port)
     admin_url = f"http://guest:guest@127.0.0.1:{admin_port}"
 
     def answers():

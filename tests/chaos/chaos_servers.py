@@ -19,7 +19,7 @@ import requests
 
 from shiori.commands.launcher import die_with_parent
 from support import free_port
-from tls_servers import EPMD, POSTGRES_BIN, RABBITMQ_SERVER, ServerFailed, port_answers
+from tls_servers import EPMD, POSTGRES_BIN, RABBITMQ_SERVER, ServerFailed, port_answers, rabbitmq_node_environment
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 30
@@ -86,19 +86,7 @@ class PrivateBroker:
         (base / "rabbitmq.conf").write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\nloopback_users = none\n"
             f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.admin_port}\n")
-        (base / "enabled_plugins").write_text("[rabbitmq_management].\n")
-        (base / "rabbitmq-env.conf").write_text("")  # not the system node's (its name and ports)
-        environ = {
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(base / "home"), "LANG": "C.UTF-8",
-            "ERL_EPMD_PORT": str(epmd_port), "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "RABBITMQ_NODENAME": f"shiori-chaos-{self.port}@localhost",
-            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
-            "RABBITMQ_DIST_PORT": str(dist_port),
-        }
+        environ = rabbitmq_node_environment(base, f"shiori-chaos-{self.port}", dist_port, epmd_port)
         self.url = f"amqp://127.0.0.1:{self.port}"
         self.admin_url = f"http://guest:guest@127.0.0.1:{self.admin_port}"
         self.epmd = ServerProcess([EPMD, "-port", str(epmd_port), "-address", "127.0.0.1"], base / "epmd.log",
